@@ -1,0 +1,60 @@
+"""Time training steps of the classroom model: Full-FT vs BitFit, fp32 vs bf16 autocast.
+
+Prints seconds per optimizer step (forward, backward, AdamW) for a batch of ``--batch`` sequences of
+``--length`` tokens, plus tokens per second and peak memory. Used to budget experiment grids:
+
+    python benchmarks/step_time.py --batch 32 --length 128 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from bitfit_edu.methods import optimizer_groups, prepare
+from bitfit_edu.profiles import CLASSROOM_MODEL
+from bitfit_edu.readout import default_readout, load_classifier
+from bitfit_edu.training import set_progress_bars
+
+
+def seconds_per_step(model_name: str, method: str, batch: int, length: int, steps: int, bf16: bool) -> float:
+    model = load_classifier(model_name, num_labels=2, readout=default_readout(model_name))
+    prepared = prepare(model, method)
+    optimizer = torch.optim.AdamW(optimizer_groups(prepared, 0.0), lr=1e-4)
+    input_ids = torch.randint(1000, 2000, (batch, length))
+    attention_mask = torch.ones_like(input_ids)
+    labels = torch.randint(0, 2, (batch,))
+    timings = []
+    for _ in range(steps + 1):  # the first step warms up and is not counted
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        timings.append(time.perf_counter() - started)
+    return sum(timings[1:]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=CLASSROOM_MODEL)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    set_progress_bars(False)
+    print(f"{args.model}, batch {args.batch} x {args.length} tokens, {torch.get_num_threads()} threads")
+    for method in ("full", "bitfit", "frozen"):
+        for bf16 in (False, True):
+            seconds = seconds_per_step(args.model, method, args.batch, args.length, args.steps, bf16)
+            print(f"{method:>7} {'bf16' if bf16 else 'fp32'}: {seconds:.2f} s/step, "
+                  f"{args.batch * args.length / seconds:,.0f} tokens/s")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Command line: ``python -m bitfit_edu {params,census,run,grid,demo}``. Run with ``-h`` for help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import paper
+from .accounting import accounting_table, count_parameters, load_config
+from .analysis import runs_frame
+from .errors import BitFitError
+from .experiments import MAIN, experiment_configs, pending, run_grid, variant
+from .glue import get_task
+from .profiles import PROFILES, get_profile
+from .results import ResultStore
+from .training import RunConfig
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ints(value: str) -> list[int]:
+    return [int(v) for v in _csv(value)]
+
+
+def cmd_params(args) -> None:
+    table = accounting_table(args.model, num_labels=args.num_labels)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(formatters={c: "{:,}".format for c in
+                                          ("total params", "bias params", "head params", "bias+head")}))
+    for name, row in table.iterrows():
+        paper_note = "" if pd.isna(row["paper %"]) else f"; the paper prints {row['paper %']:.2f}%"
+        print(f"{name}: {int(row['bias params']):,} bias parameters of {int(row['total params']):,} "
+              f"= {row['bias %']:.3f}% (rounded {row['bias % (round)']:.2f}%, "
+              f"truncated {row['bias % (truncated)']:.2f}%{paper_note})")
+
+
+def cmd_census(args) -> None:
+    import torch
+    from transformers import AutoModel
+
+    from .biases import census_table
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(load_config(args.model))
+    print(census_table(model).to_string())
+
+
+def cmd_run(args) -> None:
+    profile = get_profile(args.profile)
+    method, groups = (args.method, tuple(_csv(args.groups))) if args.groups else variant(args.method)
+    config = RunConfig.from_profile(profile, args.task, method, args.seed, groups, learning_rate=args.lr,
+                                    epochs=args.epochs, train_size=args.train_size)
+    store = ResultStore(Path(args.results) / profile.name)
+    report = run_grid([config], store, glue_dir=args.glue_dir)
+    record = store.finished(config)
+    state = "trained" if report.trained else "already finished"
+    print(f"{state}: {store.path(config)}")
+    print(f"best dev {get_task(config.task).metrics} at epoch {record['best_epoch']}: "
+          + ", ".join(f"{k}={v:.4f}" for k, v in record["best"].items() if k != "loss"))
+
+
+def cmd_grid(args) -> None:
+    profile = get_profile(args.profile)
+    configs = experiment_configs(profile, args.experiment, args.tasks and _csv(args.tasks),
+                                 args.seeds and _ints(args.seeds))
+    store = ResultStore(Path(args.results) / profile.name)
+    todo = pending(configs, store)
+    print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs, "
+          f"{len(configs) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
+    if args.dry_run:
+        for config in todo:
+            print("  to run:", store.path(config).name)
+        return
+    report = run_grid(configs, store, glue_dir=args.glue_dir)
+    print(f"trained {len(report.trained)} runs")
+
+
+def demo_table(records: list[dict]) -> pd.DataFrame:
+    """The demo's table: our runs beside the paper's BERT-base GLUE dev averages."""
+    frame = runs_frame(records).set_index("method")
+    return pd.DataFrame({
+        "trains (excl. head)": frame["trainable_without_head"].map("{:,}".format),
+        "% of model": (100 * frame["trainable_without_head"] / frame["total"]).map("{:.3f}%".format),
+        "dev, best epoch": frame["best"].map("{:.1f}".format),
+        "dev, last epoch": frame["last"].map("{:.1f}".format),
+        "train s": frame["train_seconds"].map("{:.0f}".format),
+        "paper: BERT-base GLUE dev avg": [paper.BERT_BASE_DEV_AVERAGE[m] for m in frame.index],
+    })
+
+
+def cmd_demo(args) -> None:
+    profile = get_profile(args.profile)
+    task = get_task(args.task or profile.demo_task)
+    configs = [RunConfig.from_profile(profile, task.name, method, 0, groups, train_size=profile.demo_train_size,
+                                      epochs=profile.demo_epochs)
+               for method, groups in map(variant, MAIN)]
+    store = ResultStore(Path(args.results) / profile.name)
+    first = configs[0]
+    print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
+          f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
+          f"seed 0, profile {profile.name!r}. Runs are kept in {store.root} (delete it to retrain).")
+    run_grid(configs, store, glue_dir=args.glue_dir)
+    table = demo_table([store.finished(c) for c in configs])
+    print(f"\nDev {' / '.join(task.metrics)} (x100; the mean of both where there are two):")
+    print(table.to_string())
+    print(f"\nThe last column is the paper's, not ours: {paper.CITATION}, BERT-base, "
+          "the average over the 8 GLUE tasks, not this task alone.")
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m bitfit_edu", description=__doc__)
+    sub = main.add_subparsers(dest="command", required=True)
+
+    params = sub.add_parser("params", help="parameter accounting: total, bias and head counts, %% of the model")
+    params.add_argument("--model", action="append", required=True,
+                        help="model name or config (repeatable); bundled: bert-base-cased, bert-base-uncased, "
+                             "bert-large-cased, roberta-base")
+    params.add_argument("--num-labels", type=int, default=2)
+    params.set_defaults(func=cmd_params)
+
+    census = sub.add_parser("census", help="bias parameters per paper group and layer")
+    census.add_argument("--model", required=True)
+    census.set_defaults(func=cmd_census)
+
+    def data_and_profile(p):
+        p.add_argument("--profile", choices=list(PROFILES), help="default: $BITFIT_EDU_PROFILE or classroom")
+        p.add_argument("--glue-dir", help="classic GLUE folder (default: $GLUE_DIR, else the hub)")
+
+    run = sub.add_parser("run", help="train and evaluate one configuration; its record goes to the results")
+    data_and_profile(run)
+    run.add_argument("--task", required=True)
+    run.add_argument("--method", required=True, help="full, bitfit, frozen, rand_uniform, rand_row_col, "
+                                                     "or a variant such as bitfit:b_q+b_m2")
+    run.add_argument("--groups", help="bias groups for bitfit, comma separated (b_q,b_m2)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--lr", type=float)
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--train-size", type=int)
+    run.add_argument("--results", default="results")
+    run.set_defaults(func=cmd_run)
+
+    grid = sub.add_parser("grid", help="run an experiment grid, skipping finished runs (resumable)")
+    data_and_profile(grid)
+    grid.add_argument("--experiment", required=True, help="main, ablation or lr_sweep")
+    grid.add_argument("--tasks", help="comma separated (default: the profile's)")
+    grid.add_argument("--seeds", help="comma separated (default: the profile's)")
+    grid.add_argument("--results", default="results")
+    grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
+    grid.set_defaults(func=cmd_grid)
+
+    demo = sub.add_parser("demo", help="BitFit vs Full-FT vs Frozen on one small GLUE task, with a table")
+    data_and_profile(demo)
+    demo.add_argument("--task", help="default: the profile's demo task")
+    demo.add_argument("--results", default="runs/demo")
+    demo.set_defaults(func=cmd_demo)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except BitFitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

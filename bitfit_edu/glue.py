@@ -1,0 +1,184 @@
+"""GLUE data in the schema of the hub's ``nyu-mll/glue``: from the hub, or from a classic GLUE folder.
+
+A classic folder is what the original ``download_glue_data.py`` wrote (``RTE/train.tsv``,
+``RTE/dev.tsv``, ...). Pass it as ``glue_dir`` or set ``GLUE_DIR``; otherwise data comes from the hub.
+Either way a split has the hub's field names and label ids, so everything downstream is the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+from transformers import PreTrainedTokenizerBase
+
+from .errors import BitFitError, unknown_choice
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task: its fields, labels, metrics and classic TSV layout."""
+
+    name: str
+    folder: str
+    text_fields: tuple[str, ...]
+    label_names: tuple[str, ...] | None  # None: regression (STS-B)
+    metrics: tuple[str, ...]
+    tsv_columns: dict[str, str | int]  # hub field -> TSV header name (or column index without header)
+    dev_files: dict[str, str]  # hub split -> file name
+    train_size: int
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def dev_split(self) -> str:
+        """The split reported as 'dev' (MNLI: matched)."""
+        return next(iter(self.dev_files))
+
+
+_ENTAILMENT = ("entailment", "not_entailment")
+_DEV = {"validation": "dev.tsv"}
+TASKS: dict[str, GlueTask] = {t.name: t for t in (
+    GlueTask("cola", "CoLA", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",),
+             {"sentence": 3, "label": 1}, _DEV, 8551),
+    GlueTask("sst2", "SST-2", ("sentence",), ("negative", "positive"), ("accuracy",),
+             {"sentence": "sentence", "label": "label"}, _DEV, 67349),
+    GlueTask("mrpc", "MRPC", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("f1", "accuracy"),
+             {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}, _DEV, 3668),
+    GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), None, ("pearson", "spearmanr"),
+             {"sentence1": "sentence1", "sentence2": "sentence2", "label": "score"}, _DEV, 5749),
+    GlueTask("qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"), ("f1", "accuracy"),
+             {"question1": "question1", "question2": "question2", "label": "is_duplicate"}, _DEV, 363846),
+    GlueTask("mnli", "MNLI", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
+             {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"},
+             {"validation_matched": "dev_matched.tsv", "validation_mismatched": "dev_mismatched.tsv"}, 392702),
+    GlueTask("qnli", "QNLI", ("question", "sentence"), _ENTAILMENT, ("accuracy",),
+             {"question": "question", "sentence": "sentence", "label": "label"}, _DEV, 104743),
+    GlueTask("rte", "RTE", ("sentence1", "sentence2"), _ENTAILMENT, ("accuracy",),
+             {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}, _DEV, 2490),
+)}
+_ALIASES = {t.folder.lower(): t.name for t in TASKS.values()} | {"sts-b": "stsb", "sst-2": "sst2"}
+
+
+def get_task(name: str) -> GlueTask:
+    """A GLUE task by hub name ('rte', 'sst2') or classic folder name ('RTE', 'SST-2')."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in TASKS:
+        raise unknown_choice("GLUE task", name, TASKS)
+    return TASKS[key]
+
+
+def _features(task: GlueTask) -> datasets.Features:
+    label = (datasets.Value("float32") if task.is_regression
+             else datasets.ClassLabel(names=list(task.label_names)))
+    fields = {f: datasets.Value("string") for f in task.text_fields}
+    return datasets.Features({**fields, "label": label, "idx": datasets.Value("int32")})
+
+
+def _parse_label(task: GlueTask, raw: str, where: str) -> int | float:
+    if task.is_regression:
+        try:
+            return float(raw)
+        except ValueError:
+            raise BitFitError(f"{where}: label {raw!r} is not a number (STS-B scores are floats in [0, 5])") from None
+    if raw in task.label_names:
+        return task.label_names.index(raw)
+    if raw.isdigit() and int(raw) < task.num_labels:
+        return int(raw)
+    valid = ", ".join(task.label_names) + f" or 0..{task.num_labels - 1}"
+    raise BitFitError(f"{where}: label {raw!r} is not a {task.name} label ({valid})")
+
+
+def read_tsv(task: GlueTask, path: Path) -> datasets.Dataset:
+    """Read one classic GLUE TSV file into the hub schema (quoting disabled: quotes are text in GLUE)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    has_header = isinstance(task.tsv_columns["label"], str)
+    header, body, first_line = (rows[0], rows[1:], 2) if has_header else ([], rows, 1)
+    columns = {}
+    for field, column in task.tsv_columns.items():
+        if isinstance(column, str) and column not in header:
+            raise BitFitError(f"{path}: header has no column {column!r} (found: {', '.join(header)}); "
+                              f"is this the {task.folder} file of a classic GLUE folder?")
+        columns[field] = header.index(column) if isinstance(column, str) else column
+    width = max(columns.values()) + 1
+    records = {field: [] for field in (*task.text_fields, "label", "idx")}
+    for number, row in enumerate(body, start=first_line):
+        if not row:
+            continue
+        where = f"{path}, line {number}"
+        if len(row) < width:
+            raise BitFitError(f"{where}: {len(row)} tab-separated fields, expected at least {width}")
+        for field in task.text_fields:
+            records[field].append(row[columns[field]])
+        records["label"].append(_parse_label(task, row[columns["label"]], where))
+        records["idx"].append(len(records["idx"]))
+    return datasets.Dataset.from_dict(records, features=_features(task))
+
+
+def glue_dir_from_env() -> Path | None:
+    """The classic GLUE folder named by the GLUE_DIR environment variable, if set."""
+    value = os.environ.get("GLUE_DIR")
+    return Path(value) if value else None
+
+
+def load_split(task: str | GlueTask, split: str, glue_dir: str | Path | None = None) -> datasets.Dataset:
+    """One split ('train', 'validation', MNLI's 'validation_matched'...) of a GLUE task.
+
+    From ``glue_dir`` (or ``GLUE_DIR``) when given, else from the hub's ``nyu-mll/glue``.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    files = {"train": "train.tsv", **task.dev_files}
+    if split not in files:
+        raise unknown_choice(f"split of {task.name}", split, files)
+    glue_dir = Path(glue_dir) if glue_dir else glue_dir_from_env()
+    if glue_dir is None:
+        return _load_from_hub(task, split)
+    path = glue_dir / task.folder / files[split]
+    if not path.is_file():
+        raise BitFitError(
+            f"missing GLUE file {path}: GLUE_DIR (or glue_dir) must be a classic GLUE folder holding "
+            f"{task.folder}/{files[split]}; unset GLUE_DIR to load {task.name} from the Hugging Face hub"
+        )
+    return read_tsv(task, path)
+
+
+def _load_from_hub(task: GlueTask, split: str) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset("nyu-mll/glue", task.name, split=split)
+    except Exception as error:  # network and hub errors come in many types
+        raise BitFitError(
+            f"could not load {task.name}/{split} from the Hugging Face hub (nyu-mll/glue): {error}. "
+            "Offline? Set GLUE_DIR to a classic GLUE folder (e.g. GLUE_DIR=../shared/glue_data)"
+        ) from error
+
+
+def subsample(dataset: datasets.Dataset, size: int | None, seed: int) -> datasets.Dataset:
+    """``size`` examples drawn by ``seed`` (the same seed always gives the same examples); None: all."""
+    if size is not None and size < 1:
+        raise BitFitError(f"subsample size must be at least 1, got {size}")
+    if len(dataset) == 0:
+        raise BitFitError("the dataset is empty: nothing to train or evaluate on")
+    if size is None or size >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(size))
+
+
+def tokenize(dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, task: GlueTask,
+             max_length: int) -> datasets.Dataset:
+    """Batched tokenization (``datasets.map``) of a task's text fields; padding is left to the collator."""
+    def encode(batch: dict) -> dict:
+        texts = [batch[field] for field in task.text_fields]
+        return tokenizer(*texts, truncation=True, max_length=max_length)
+
+    text_columns = [c for c in dataset.column_names if c != "label"]
+    return dataset.map(encode, batched=True, remove_columns=text_columns, desc=f"tokenizing {task.name}")

@@ -1,0 +1,164 @@
+"""Fine-tuning methods behind one interface: which parameters (or which entries of them) train.
+
+=============== ==========================================================================
+``full``        every parameter (Full-FT)
+``bitfit``      the bias terms of the chosen groups (default: all) and the task head
+``frozen``      the task head only
+``rand_uniform`` N random entries of the encoder layers' weight matrices, N = the bias count
+``rand_row_col`` whole random rows or columns of those matrices, N entries in all
+=============== ==========================================================================
+
+The random baselines train a masked subset of a weight matrix: a gradient hook zeroes the gradient
+of every other entry. With AdamW and no weight decay on those matrices, a zero gradient keeps the
+optimizer's moments at zero, so the update of an untouched entry is exactly zero: its bits never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .biases import BIAS_GROUPS, bias_census, bias_parameters, head_parameters, resolve_groups
+from .errors import BitFitError, unknown_choice
+
+METHODS = {
+    "full": "Full fine-tuning: every parameter",
+    "bitfit": "BitFit: the bias terms (all groups, or a chosen subset) and the head",
+    "frozen": "Frozen encoder: the head only",
+    "rand_uniform": "random entries of the weight matrices, as many as the biases, and the head",
+    "rand_row_col": "random rows/columns of the weight matrices, as many entries as the biases, and the head",
+}
+# Bias groups whose weight matrix W sits beside them (W x + b): where the random baselines draw from.
+MATRIX_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_m2", "b_m3")
+
+
+@dataclass
+class PreparedModel:
+    """A model made ready for one method: what trains, entry by entry."""
+
+    model: nn.Module
+    method: str
+    groups: tuple[str, ...] | None
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # partially trained tensors
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def trainable_count(self, include_head: bool = True) -> int:
+        """Entries that training can change (a masked tensor counts its mask only)."""
+        head = head_parameters(self.model)
+        return sum(int(self.masks[n].sum()) if n in self.masks else p.numel()
+                   for n, p in self.trainable().items() if include_head or n not in head)
+
+    def total_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def method_label(method: str, groups: Iterable[str] | None = None) -> str:
+    """Short name of a method variant: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'..."""
+    if method != "bitfit" or groups is None or tuple(groups) in (BIAS_GROUPS, ("all",)):
+        return method
+    return "bitfit:" + "+".join(resolve_groups(groups))
+
+
+def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", seed: int = 0) -> PreparedModel:
+    """Freeze ``model`` for ``method``; the task head always trains. Returns what trains."""
+    if method not in METHODS:
+        raise unknown_choice("method", method, METHODS)
+    selected = resolve_groups(groups) if method == "bitfit" else None
+    census = bias_census(model)  # fails early and clearly for models without bias terms
+    for p in model.parameters():
+        p.requires_grad_(method == "full")
+    for p in head_parameters(model).values():
+        p.requires_grad_(True)
+    prepared = PreparedModel(model, method, selected)
+    if method == "bitfit":
+        for p in bias_parameters(model, selected).values():
+            p.requires_grad_(True)
+    elif method in ("rand_uniform", "rand_row_col"):
+        budget = sum(t.numel for t in census)
+        matrices = weight_matrices(model)
+        draw = draw_uniform if method == "rand_uniform" else draw_rows_and_columns
+        prepared.masks = draw(matrices, budget, seed)
+        for name, mask in prepared.masks.items():
+            matrices[name].requires_grad_(True)
+            matrices[name].register_hook(_masking_hook(mask))
+    return prepared
+
+
+def weight_matrices(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The weight matrices W_q, W_k, W_v, W_m1, W_m2, W_m3 of every encoder layer, by full name."""
+    params = dict(model.named_parameters())
+    return {t.name[: -len("bias")] + "weight": params[t.name[: -len("bias")] + "weight"]
+            for t in bias_census(model) if t.group in MATRIX_GROUPS}
+
+
+def _masking_hook(mask: torch.Tensor):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        return grad * mask.to(device=grad.device, dtype=grad.dtype)
+    return hook
+
+
+def draw_uniform(matrices: dict[str, nn.Parameter], budget: int, seed: int) -> dict[str, torch.Tensor]:
+    """``budget`` entries drawn uniformly without replacement from all matrices together."""
+    sizes = np.array([p.numel() for p in matrices.values()])
+    if budget > sizes.sum():
+        raise BitFitError(f"cannot draw {budget} entries from {sizes.sum()} weight entries")
+    chosen = np.sort(np.random.default_rng(seed).choice(sizes.sum(), size=budget, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    masks = {}
+    for (name, p), start, stop in zip(matrices.items(), starts[:-1], starts[1:]):
+        flat = torch.zeros(p.numel(), dtype=torch.bool)
+        local = chosen[(chosen >= start) & (chosen < stop)] - start
+        flat[torch.from_numpy(local)] = True
+        masks[name] = flat.view_as(p)
+    return {n: m for n, m in masks.items() if m.any()}
+
+
+def draw_rows_and_columns(matrices: dict[str, nn.Parameter], budget: int, seed: int) -> dict[str, torch.Tensor]:
+    """Whole random rows or columns until exactly ``budget`` entries are chosen.
+
+    Lines (a row or a column of one matrix) are taken in random order while they fit the remaining
+    budget; a row and a column of the same matrix share one entry, which counts once. If overlaps
+    leave a remainder smaller than any free line, the next line in the random order completes it.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(matrices)
+    masks = {n: torch.zeros(matrices[n].shape, dtype=torch.bool) for n in names}
+    lines = [(n, axis, k) for n in names for axis in (0, 1) for k in range(matrices[n].shape[axis])]
+    order = rng.permutation(len(lines))
+    remaining = budget
+    for index in order:
+        name, axis, k = lines[index]
+        line = masks[name].select(axis, k)
+        new = int((~line).sum())
+        if 0 < new <= remaining:
+            line.fill_(True)
+            remaining -= new
+        if remaining == 0:
+            break
+    for index in order if remaining else ():
+        name, axis, k = lines[index]
+        line = masks[name].select(axis, k)
+        free = (~line).nonzero().flatten()
+        if len(free) >= remaining:
+            line[free[:remaining]] = True
+            remaining = 0
+            break
+    if remaining:
+        raise BitFitError(f"cannot draw {budget} entries from the weight matrices")
+    return {n: m for n, m in masks.items() if m.any()}
+
+
+def optimizer_groups(prepared: PreparedModel, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups. Masked matrices never decay: decay would move their untouched entries."""
+    masked = [p for n, p in prepared.trainable().items() if n in prepared.masks]
+    plain = [p for n, p in prepared.trainable().items() if n not in prepared.masks]
+    groups = [{"params": plain, "weight_decay": weight_decay}]
+    if masked:
+        groups.append({"params": masked, "weight_decay": 0.0})
+    return groups

@@ -1,0 +1,33 @@
+"""The paper's own numbers (Ben-Zaken, Ravfogel, Goldberg, ACL 2022), for side-by-side tables.
+
+Every value here is copied from the paper's tables as summarised in ``shared/paper/NOTES.md``; none
+is a result of this project. Tables label them as the paper's.
+"""
+
+CITATION = "Ben-Zaken, Ravfogel, Goldberg. BitFit. ACL 2022 (arXiv 2106.10199)"
+
+# %param column of the paper's tables, by the checkpoint it was computed for.
+PARAM_PERCENT = {"bert-base-cased": 0.09, "bert-large-cased": 0.08, "roberta-base": 0.09}
+
+# GLUE dev-set averages, BERT-base (the paper's "which parameters matter" table).
+BERT_BASE_DEV_AVERAGE = {
+    "full": 82.3,
+    "bitfit": 82.4,
+    "bitfit:b_q+b_m2": 81.1,
+    "bitfit:b_m2": 80.0,
+    "bitfit:b_q": 76.6,
+    "frozen": 62.1,
+    "rand_uniform": 78.5,
+    "rand_row_col": 79.5,
+}
+BERT_BASE_PARAM_PERCENT = {
+    "full": "100%", "bitfit": "0.09%", "bitfit:b_q+b_m2": "0.04%", "bitfit:b_m2": "0.03%",
+    "bitfit:b_q": "0.01%", "frozen": "0.0%", "rand_uniform": "0.09%", "rand_row_col": "0.09%",
+}
+
+# GLUE dev-set averages for the three base models (Full-FT / BitFit).
+DEV_AVERAGE_BY_MODEL = {
+    "bert-base-cased": {"full": 82.3, "bitfit": 82.4},
+    "bert-large-cased": {"full": 84.1, "bitfit": 84.2},
+    "roberta-base": {"full": 85.3, "bitfit": 84.6},
+}

@@ -1,0 +1,254 @@
+"""One measured run: model x task x method x seed x hyperparameters -> a result record.
+
+The recipe follows the original code (NOTES.md): AdamW without weight decay, a constant learning rate
+(no warm-up, no schedule), gradient clipping at 1.0, max length 128, evaluation after every epoch on
+the dev set and on a fixed subsample of the training set, best epoch chosen on dev. Training goes
+through ``transformers.Trainer``, so ``torchrun`` or ``accelerate launch`` spread the same code over GPUs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+
+import datasets
+import torch
+import transformers
+from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer,
+                          TrainingArguments, get_constant_schedule)
+
+from . import glue
+from .biases import bias_census, resolve_groups, snapshot_biases
+from .errors import BitFitError, unknown_choice
+from .methods import METHODS, PreparedModel, method_label, optimizer_groups, prepare
+from .metrics import trainer_metrics
+from .profiles import Profile
+from .readout import READOUTS, load_classifier, load_tokenizer
+
+SCHEMA = "bitfit_edu.run/1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's outcome. Two runs with equal configs are the same experiment."""
+
+    model: str
+    task: str
+    method: str
+    groups: tuple[str, ...] | None = None  # bitfit only; None: all bias groups
+    seed: int = 0
+    learning_rate: float = 1e-3
+    epochs: int = 3
+    batch_size: int = 32
+    max_length: int = 128
+    train_size: int | None = None  # None: the whole training set
+    train_eval_size: int = 500
+    dev_size: int | None = None
+    readout: str = "cls_pooler"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+
+    @classmethod
+    def from_profile(cls, profile: Profile, task: str, method: str, seed: int = 0,
+                     groups: tuple[str, ...] | None = None, **overrides) -> RunConfig:
+        """The profile's settings for one task, method and seed; keyword overrides win."""
+        settings = dict(
+            model=profile.model, task=task, method=method, groups=groups, seed=seed,
+            learning_rate=profile.learning_rate(method), epochs=profile.epochs,
+            batch_size=profile.batch_size, max_length=profile.max_length,
+            train_size=profile.train_size, train_eval_size=profile.train_eval_size,
+            dev_size=profile.dev_size, readout=profile.readout, bf16=profile.bf16,
+        )
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**settings).validated()
+
+    def validated(self) -> RunConfig:
+        """This config with names normalised ('RTE' -> 'rte'), or a clear error for a bad value."""
+        if self.method not in METHODS:
+            raise unknown_choice("method", self.method, METHODS)
+        if self.readout not in READOUTS:
+            raise unknown_choice("readout", self.readout, READOUTS)
+        groups = None
+        if self.method == "bitfit" and self.groups is not None:
+            groups = resolve_groups(self.groups)
+            groups = None if method_label("bitfit", groups) == "bitfit" else groups
+        elif self.groups is not None and self.method != "bitfit":
+            raise BitFitError(f"bias groups apply to method 'bitfit' only, not {self.method!r}")
+        for name in ("learning_rate", "epochs", "batch_size", "max_length", "train_eval_size"):
+            if not getattr(self, name) > 0:
+                raise BitFitError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("train_size", "dev_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise BitFitError(f"{name} must be at least 1 (or None for all), got {getattr(self, name)}")
+        return replace(self, task=glue.get_task(self.task).name, groups=groups)
+
+    @property
+    def label(self) -> str:
+        return method_label(self.method, self.groups)
+
+    @property
+    def run_id(self) -> str:
+        """A readable, unique file name stem: task, method, seed and a hash of the whole config."""
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.task}_{self.label.replace(':', '-').replace('+', '-')}_seed{self.seed}_{digest}"
+
+
+def set_progress_bars(enabled: bool) -> None:
+    """Switch the progress bars of transformers and datasets on or off (notebook outputs stay small)."""
+    if enabled:
+        transformers.utils.logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+    else:
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
+@dataclass
+class PreparedData:
+    """Tokenized splits of one run: train, the train subsample scored each epoch, and the dev splits."""
+
+    train: datasets.Dataset
+    evaluation: dict[str, datasets.Dataset]  # 'dev' (MNLI also 'dev_mismatched') and 'train'
+
+
+def load_data(config: RunConfig, glue_dir=None) -> dict[str, datasets.Dataset]:
+    """A run's raw splits: 'train' (subsampled), 'dev' (MNLI also 'dev_mismatched') and the training
+    subsample scored every epoch. Subsamples use seed 0: every method and seed of a grid trains on the
+    same examples, so differences come from the method, not the data."""
+    task = glue.get_task(config.task)
+    train = glue.subsample(glue.load_split(task, "train", glue_dir), config.train_size, seed=0)
+    splits = {"train": train}
+    for split in task.dev_files:
+        name = "dev" if split == task.dev_split else split.replace("validation", "dev")
+        splits[name] = glue.subsample(glue.load_split(task, split, glue_dir), config.dev_size, seed=0)
+    splits["train_eval"] = glue.subsample(train, config.train_eval_size, seed=0)
+    return splits
+
+
+def prepare_data(config: RunConfig, splits: dict[str, datasets.Dataset], tokenizer) -> PreparedData:
+    """Tokenize a run's splits; the evaluated ones are keyed as their metrics will be ('dev', 'train')."""
+    task = glue.get_task(config.task)
+    encoded = {name: glue.tokenize(split, tokenizer, task, config.max_length) for name, split in splits.items()}
+    evaluation = {name: split for name, split in encoded.items() if name.startswith("dev")}
+    evaluation["train"] = encoded["train_eval"]
+    return PreparedData(encoded["train"], evaluation)
+
+
+def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData, tokenizer,
+                  output_dir: str, progress: bool) -> Trainer:
+    """A Trainer with the original recipe: AdamW, constant LR, clipping, per-epoch evaluation."""
+    args = TrainingArguments(
+        output_dir=output_dir, num_train_epochs=config.epochs, seed=config.seed,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=2 * config.batch_size,
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0,
+        eval_strategy="epoch", logging_strategy="epoch", save_strategy="no", report_to="none",
+        bf16=config.bf16, disable_tqdm=not progress, dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    optimizer = torch.optim.AdamW(optimizer_groups(prepared, config.weight_decay), lr=config.learning_rate)
+    trainer = Trainer(
+        model=prepared.model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=data.train, eval_dataset=data.evaluation, processing_class=tokenizer,
+        compute_metrics=trainer_metrics(glue.get_task(config.task)),
+        optimizers=(optimizer, get_constant_schedule(optimizer)),
+    )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict when progress bars are off
+    return trainer
+
+
+def epoch_records(log_history: list[dict], splits: list[str]) -> list[dict]:
+    """Per-epoch training loss and metrics of every evaluated split, from ``Trainer.state.log_history``."""
+    epochs: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        record = epochs.setdefault(round(entry["epoch"]), {"epoch": round(entry["epoch"])})
+        if "loss" in entry:
+            record["train_loss"] = entry["loss"]
+        for split in splits:
+            prefix = f"eval_{split}_"
+            metrics = {k[len(prefix):]: v for k, v in entry.items() if k.startswith(prefix)}
+            if metrics:
+                record[split] = {k: v for k, v in metrics.items()
+                                 if k not in ("runtime", "samples_per_second", "steps_per_second", "loss")}
+                record[split]["loss"] = metrics.get("loss")
+                record.setdefault("eval_seconds", 0.0)
+                record["eval_seconds"] += metrics.get("runtime", 0.0)
+    return [epochs[k] for k in sorted(epochs)]
+
+
+def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model) -> list[dict]:
+    """Mean |b_after - b_before| and mean |b_before| per bias term (paper's Figure 1 data)."""
+    return [
+        {"group": t.group, "layer": t.layer,
+         "mean_abs_change": float((after[t.name] - before[t.name]).abs().mean()),
+         "mean_abs_init": float(before[t.name].abs().mean())}
+        for t in bias_census(model)
+    ]
+
+
+def _peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
+    """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
+    config = config.validated()
+    set_progress_bars(progress)
+    started = time.perf_counter()
+    task = glue.get_task(config.task)
+    splits = load_data(config, glue_dir)  # missing or malformed data fails before any model loads
+    tokenizer = load_tokenizer(config.model)
+    data = prepare_data(config, splits, tokenizer)
+    model = load_classifier(config.model, task.num_labels, config.readout, seed=config.seed)
+    prepared = prepare(model, config.method, config.groups or "all", seed=config.seed)
+    before = snapshot_biases(model)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = build_trainer(config, prepared, data, tokenizer, output_dir, progress)
+        train_output = trainer.train()
+    epochs = epoch_records(trainer.state.log_history, list(data.evaluation))
+    best = max(epochs, key=lambda e: e["dev"]["score"])
+    train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
+    train_tokens = sum(len(ids) for ids in data.train["input_ids"]) * config.epochs
+    return {
+        "schema": SCHEMA,
+        "run_id": config.run_id,
+        "config": asdict(config),
+        "label": config.label,
+        "readout": READOUTS[config.readout],
+        "sizes": {"train": len(data.train), "evaluated": {k: len(v) for k, v in data.evaluation.items()}},
+        "params": {
+            "total": prepared.total_count(),
+            "trainable": prepared.trainable_count(),
+            "trainable_without_head": prepared.trainable_count(include_head=False),
+            "biases": sum(t.numel for t in bias_census(model)),
+        },
+        "epochs": epochs,
+        "best_epoch": best["epoch"],
+        "best": best["dev"],
+        "last": epochs[-1]["dev"],
+        "bias_change": bias_change(before, snapshot_biases(model), model),
+        "timing": {
+            "wall_seconds": time.perf_counter() - started,
+            "train_seconds": train_seconds,
+            "train_tokens_per_second": train_tokens / train_seconds,
+            "peak_memory_mb": _peak_memory_mb(),
+            "memory_kind": "cuda max allocated" if torch.cuda.is_available() else "process peak RSS",
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

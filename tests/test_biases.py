@@ -1,0 +1,84 @@
+import pytest
+from transformers import (AutoModel, DistilBertConfig, DistilBertForSequenceClassification, ElectraConfig,
+                          ElectraForSequenceClassification, GPT2Config, GPT2Model, LlamaConfig, LlamaModel,
+                          RobertaConfig, RobertaForSequenceClassification)
+
+from bitfit_edu.biases import (BIAS_GROUPS, LAYER_GROUPS, bias_census, bias_parameters, census_table,
+                               classify_bias, head_parameters, resolve_groups)
+from bitfit_edu.errors import BitFitError
+
+from conftest import tiny_bert_config
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50,
+             max_position_embeddings=64)
+
+
+def models():
+    yield "bert", AutoModel.from_config(tiny_bert_config()), True
+    yield "roberta", RobertaForSequenceClassification(RobertaConfig(**SMALL)), False
+    yield "electra", ElectraForSequenceClassification(ElectraConfig(embedding_size=32, **SMALL)), False
+    yield "distilbert", DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)), False
+
+
+@pytest.mark.parametrize("family,model,has_pooler", list(models()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_layer_has_the_papers_eight_biases(family, model, has_pooler):
+    census = bias_census(model)
+    for layer in (0, 1):
+        groups = {t.group: t.numel for t in census if t.layer == layer}
+        assert list(groups) == list(LAYER_GROUPS)
+        assert groups["b_m2"] == 64 and all(n == 32 for g, n in groups.items() if g != "b_m2")
+    outside = {t.group for t in census if t.layer is None}
+    assert outside == ({"b_LN_emb", "b_pooler"} if has_pooler else {"b_LN_emb"})
+
+
+def test_exact_names_do_not_confuse_b_m1_with_b_m3():
+    # The substring "output.dense.bias" occurs in both; exact matching tells them apart.
+    assert classify_bias("encoder.layer.0.attention.output.dense.bias", "bert") == ("b_m1", 0)
+    assert classify_bias("encoder.layer.11.output.dense.bias", "bert") == ("b_m3", 11)
+    assert classify_bias("encoder.layer.3.attention.output.LayerNorm.bias", "bert") == ("b_LN1", 3)
+    assert classify_bias("encoder.layer.3.output.LayerNorm.bias", "bert") == ("b_LN2", 3)
+
+
+def test_head_is_everything_outside_the_encoder():
+    model = RobertaForSequenceClassification(RobertaConfig(**SMALL, num_labels=3))
+    head = head_parameters(model)
+    assert set(head) == {"classifier.dense.weight", "classifier.dense.bias",
+                         "classifier.out_proj.weight", "classifier.out_proj.bias"}
+    assert not any(t.name.startswith("classifier") for t in bias_census(model))
+
+
+def test_census_table_totals_match_the_parameters():
+    model = AutoModel.from_config(tiny_bert_config())
+    table = census_table(model)
+    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
+    assert table.loc["total", "total"] == biases
+    assert table.loc["b_m2", 0] == 64 and table.loc["b_pooler", "outside"] == 32
+
+
+def test_bias_parameters_selects_groups():
+    model = AutoModel.from_config(tiny_bert_config())
+    selected = bias_parameters(model, "b_q,b_m2")
+    assert sorted(selected) == sorted(
+        [f"encoder.layer.{l}.attention.self.query.bias" for l in (0, 1)]
+        + [f"encoder.layer.{l}.intermediate.dense.bias" for l in (0, 1)])
+
+
+def test_resolve_groups():
+    assert resolve_groups("all") == BIAS_GROUPS
+    assert resolve_groups(["b_m2", "b_q"]) == ("b_q", "b_m2")  # paper order
+    with pytest.raises(BitFitError, match="unknown bias group 'b_x'.*b_q"):
+        resolve_groups("b_q,b_x")
+
+
+def test_model_without_bias_terms_is_a_clear_error():
+    llama = LlamaModel(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=2, vocab_size=50))
+    with pytest.raises(BitFitError, match="no bias terms.*BERT-family"):
+        bias_census(llama)
+
+
+def test_unsupported_architecture_is_a_clear_error():
+    gpt2 = GPT2Model(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=32))
+    with pytest.raises(BitFitError, match="unknown model type.*gpt2.*bert, roberta, electra, distilbert"):
+        bias_census(gpt2)

@@ -1,0 +1,62 @@
+"""The command line: the accounting table, and bad input as one clear message with a non-zero exit."""
+
+import pytest
+
+from bitfit_edu.cli import main
+
+
+def test_params_prints_the_papers_bert_base_figures(capsys):
+    assert main(["params", "--model", "bert-base-cased"]) == 0
+    out = capsys.readouterr().out
+    assert "102,912 bias parameters of 108,310,272 = 0.095%" in out
+    assert "truncated 0.09%; the paper prints 0.09%" in out
+
+
+def test_census_prints_groups_by_layer(capsys):
+    assert main(["census", "--model", "bert-base-cased"]) == 0
+    out = capsys.readouterr().out
+    assert "b_m2" in out and "3072" in out and "102912" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--task", "squad", "--method", "bitfit"], "unknown GLUE task 'squad'"),
+    (["run", "--task", "rte", "--method", "lora"], "unknown method variant 'lora'"),
+    (["run", "--task", "rte", "--method", "bitfit", "--groups", "b_q,b_x"], "unknown bias group 'b_x'"),
+    (["run", "--task", "rte", "--method", "bitfit", "--lr", "-1"], "learning_rate must be positive"),
+    (["run", "--task", "rte", "--method", "bitfit", "--epochs", "0"], "epochs must be positive"),
+    (["grid", "--experiment", "everything"], "unknown experiment"),
+    (["params", "--model", "no-such/model-anywhere"], "no config for model"),
+])
+def test_bad_input_is_one_clear_error(argv, message, capsys, tmp_path):
+    assert main(argv + ([] if argv[0] == "params" else ["--results", str(tmp_path)])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_glue_file_is_reported(capsys, tmp_path):
+    argv = ["run", "--profile", "smoke", "--task", "rte", "--method", "bitfit", "--glue-dir", str(tmp_path),
+            "--results", str(tmp_path / "results")]
+    assert main(argv) == 2
+    assert "missing GLUE file" in capsys.readouterr().err
+
+
+def test_corrupt_results_file_stops_the_grid_and_is_kept(capsys, tmp_path):
+    folder = tmp_path / "smoke" / "rte"
+    folder.mkdir(parents=True)
+    assert main(["grid", "--profile", "smoke", "--experiment", "main", "--tasks", "rte", "--dry-run",
+                 "--results", str(tmp_path)]) == 0
+    name = capsys.readouterr().out.split("to run: ")[1].split()[0]
+    (folder / name).write_text("{truncated")
+    assert main(["grid", "--profile", "smoke", "--experiment", "main", "--tasks", "rte",
+                 "--results", str(tmp_path)]) == 2
+    assert f"corrupt results file {folder / name}" in capsys.readouterr().err
+    assert (folder / name).read_text() == "{truncated"
+
+
+def test_grid_dry_run_lists_pending_runs(capsys, tmp_path):
+    assert main(["grid", "--profile", "smoke", "--experiment", "ablation", "--tasks", "rte,mrpc",
+                 "--results", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "10 runs, 0 finished, 10 to run" in out
+    assert not any(tmp_path.rglob("*.json"))
+

@@ -1,0 +1,32 @@
+"""The real classroom model (all-MiniLM-L6-v2 from ../shared/hf-hub) on real GLUE data from ../shared."""
+
+import torch
+
+from bitfit_edu.biases import bias_census, encoder_of
+from bitfit_edu.methods import prepare
+from bitfit_edu.profiles import get_profile
+from bitfit_edu.readout import load_classifier
+from bitfit_edu.training import RunConfig, run
+
+
+def test_classroom_checkpoint_ships_an_untrained_pooler(classroom_model):
+    model = load_classifier(classroom_model, num_labels=2, readout="cls_pooler")
+    pooler_bias = encoder_of(model).pooler.dense.bias
+    assert torch.count_nonzero(pooler_bias) == 0  # never trained: why the classroom profile reads by mean pooling
+
+
+def test_mean_readout_drops_the_pooler_and_counts_the_biases(classroom_model):
+    model = load_classifier(classroom_model, num_labels=2, readout="mean")
+    census = bias_census(model)
+    assert {t.group for t in census if t.layer is None} == {"b_LN_emb"}
+    assert sum(t.numel for t in census) == 6 * (7 * 384 + 1536) + 384 == 25_728
+    prepared = prepare(model, "bitfit")
+    assert prepared.trainable_count() == 25_728 + 384 * 2 + 2
+
+
+def test_smoke_run_on_real_data(classroom_model, shared_glue_dir):
+    config = RunConfig.from_profile(get_profile("smoke"), "mrpc", "bitfit", model=classroom_model)
+    record = run(config, glue_dir=shared_glue_dir, progress=False)
+    assert record["sizes"]["train"] == 48 and record["sizes"]["evaluated"]["dev"] == 32
+    assert 0 <= record["best"]["accuracy"] <= 1 and 0 <= record["best"]["f1"] <= 1
+    assert record["best"]["score"] == (record["best"]["accuracy"] + record["best"]["f1"]) / 2

@@ -1,0 +1,114 @@
+"""The results store and the resumable grid: atomic records, clear errors, nothing lost on a crash."""
+
+import json
+
+import pytest
+
+from bitfit_edu.errors import BitFitError
+from bitfit_edu.experiments import experiment_configs, pending, run_grid
+from bitfit_edu.profiles import get_profile
+from bitfit_edu.results import ResultStore
+from bitfit_edu.training import SCHEMA, RunConfig
+
+
+def fake_record(config: RunConfig) -> dict:
+    from dataclasses import asdict
+
+    return {"schema": SCHEMA, "run_id": config.run_id, "config": asdict(config), "label": config.label,
+            "best": {"score": 0.5}}
+
+
+def configs(n=4):
+    return [RunConfig(model="m", task="rte", method="bitfit", seed=s) for s in range(n)]
+
+
+def test_write_then_read_round_trips(tmp_path):
+    store = ResultStore(tmp_path)
+    config = configs(1)[0]
+    path = store.write(fake_record(config))
+    assert path == tmp_path / "rte" / f"{config.run_id}.json"
+    assert store.finished(config)["best"] == {"score": 0.5}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_corrupt_file_is_reported_not_reused(tmp_path):
+    store = ResultStore(tmp_path)
+    config = configs(1)[0]
+    path = store.path(config)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema": "bitfit_edu.run/1", "conf')
+    with pytest.raises(BitFitError, match=r"corrupt results file .*not valid JSON.*move it out"):
+        store.finished(config)
+    assert path.read_text().endswith('"conf')  # the file is left as it was
+
+
+def test_foreign_file_is_reported(tmp_path):
+    store = ResultStore(tmp_path)
+    (tmp_path / "rte").mkdir()
+    (tmp_path / "rte" / "notes.json").write_text(json.dumps({"hello": "world"}))
+    with pytest.raises(BitFitError, match="foreign file .*notes.json.*not a bitfit_edu run record"):
+        store.records()
+
+
+def test_edited_record_is_not_reused(tmp_path):
+    store = ResultStore(tmp_path)
+    config = configs(1)[0]
+    record = fake_record(config)
+    record["config"]["learning_rate"] = 0.5
+    store.path(config).parent.mkdir(parents=True)
+    store.path(config).write_text(json.dumps(record))
+    with pytest.raises(BitFitError, match="different configuration"):
+        store.finished(config)
+
+
+def test_grid_killed_midway_resumes_and_loses_nothing(tmp_path):
+    store = ResultStore(tmp_path)
+    grid = configs(4)
+    calls = []
+
+    def crashing_run(config, glue_dir=None, progress=False):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the session ends in the middle of the third run
+        calls.append(config)
+        return fake_record(config)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, store, run_fn=crashing_run, progress=False)
+    assert len(store.records()) == 2 and len(pending(grid, store)) == 2
+
+    def counting_run(config, glue_dir=None, progress=False):
+        calls.append(config)
+        return fake_record(config)
+
+    report = run_grid(grid, store, run_fn=counting_run, progress=False)
+    assert report.skipped == 2 and len(report.trained) == 2
+    assert calls[2:] == grid[2:]  # only the unfinished runs ran again
+    assert len(store.records()) == 4
+
+
+def test_a_corrupt_file_stops_the_grid_before_any_training(tmp_path):
+    store = ResultStore(tmp_path)
+    grid = configs(3)
+    store.path(grid[2]).parent.mkdir(parents=True)
+    store.path(grid[2]).write_text("not json")
+
+    def must_not_run(config, **kwargs):
+        raise AssertionError("trained although the grid should have stopped")
+
+    with pytest.raises(BitFitError, match="corrupt results file"):
+        run_grid(grid, store, run_fn=must_not_run, progress=False)
+
+
+def test_experiment_grids():
+    profile = get_profile("classroom")
+    main = experiment_configs(profile, "main")
+    assert len(main) == len(profile.tasks) * 3 * len(profile.seeds)
+    assert len({c.run_id for c in main}) == len(main)
+    ablation = experiment_configs(profile, "ablation", tasks=["rte"], seeds=[0])
+    assert [c.label for c in ablation] == ["bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform",
+                                           "rand_row_col"]
+    sweep = experiment_configs(profile, "lr_sweep", seeds=[0])
+    assert {c.task for c in sweep} == {profile.tasks[0]}
+    assert {(c.method, c.learning_rate) for c in sweep} >= {("full", 2e-5), ("bitfit", 1e-3)}
+    with pytest.raises(BitFitError, match="unknown experiment"):
+        experiment_configs(profile, "everything")

@@ -1,0 +1,88 @@
+"""End-to-end runs on a tiny random model and synthetic GLUE files: the record holds what it promises."""
+
+import pytest
+
+from bitfit_edu.errors import BitFitError
+from bitfit_edu.profiles import get_profile
+from bitfit_edu.training import RunConfig, run
+
+
+def tiny_run(model_dir, glue_dir, method, task="rte", **overrides):
+    config = RunConfig(model=model_dir, task=task, method=method, epochs=2, batch_size=8, train_eval_size=8,
+                       learning_rate=1e-2 if method != "full" else 1e-3, **overrides)
+    return run(config, glue_dir=glue_dir, progress=False)
+
+
+def test_bitfit_record(tiny_model_dir, glue_dir):
+    record = tiny_run(tiny_model_dir, glue_dir, "bitfit")
+    assert record["sizes"] == {"train": 24, "evaluated": {"dev": 24, "train": 8}}
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2]
+    for epoch in record["epochs"]:
+        assert set(epoch["dev"]) >= {"accuracy", "score", "loss"} and "accuracy" in epoch["train"]
+        assert epoch["train_loss"] > 0
+    assert record["best"] == record["epochs"][record["best_epoch"] - 1]["dev"]
+    assert record["params"]["trainable_without_head"] == record["params"]["biases"]
+    changes = [row["mean_abs_change"] for row in record["bias_change"]]
+    assert len(changes) == 2 * 8 + 2 and all(c > 0 for c in changes)
+    timing = record["timing"]
+    assert timing["train_seconds"] > 0 and timing["train_tokens_per_second"] > 0 and timing["peak_memory_mb"] > 0
+
+
+def test_frozen_leaves_every_bias_unchanged(tiny_model_dir, glue_dir):
+    record = tiny_run(tiny_model_dir, glue_dir, "frozen")
+    assert all(row["mean_abs_change"] == 0 for row in record["bias_change"])
+    assert record["params"]["trainable_without_head"] == 0
+
+
+def test_regression_task_and_bitfit_subset(tiny_model_dir, glue_dir):
+    record = tiny_run(tiny_model_dir, glue_dir, "bitfit", task="stsb", groups=("b_q", "b_m2"))
+    assert record["label"] == "bitfit:b_q+b_m2"
+    assert set(record["best"]) >= {"pearson", "spearmanr", "score"}
+    moved = {row["group"] for row in record["bias_change"] if row["mean_abs_change"] > 0}
+    assert moved == {"b_q", "b_m2"}
+
+
+def test_mean_readout_runs(tiny_model_dir, glue_dir):
+    record = tiny_run(tiny_model_dir, glue_dir, "bitfit", task="sst2", readout="mean")
+    assert "b_pooler" not in {row["group"] for row in record["bias_change"]}  # mean pooling drops the pooler
+    assert record["readout"].startswith("mean")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("learning_rate", 0.0, "learning_rate must be positive"),
+    ("epochs", 0, "epochs must be positive"),
+    ("train_size", 0, "train_size must be at least 1"),
+    ("method", "adapters", "unknown method"),
+    ("task", "squad", "unknown GLUE task"),
+    ("readout", "max", "unknown readout"),
+])
+def test_bad_config_is_rejected_before_training(field, value, message):
+    settings = {"model": "m", "task": "rte", "method": "bitfit", field: value}
+    with pytest.raises(BitFitError, match=message):
+        RunConfig(**settings).validated()
+
+
+def test_groups_only_for_bitfit():
+    with pytest.raises(BitFitError, match="bias groups apply to method 'bitfit' only"):
+        RunConfig(model="m", task="rte", method="full", groups=("b_q",)).validated()
+
+
+def test_profile_decides_the_settings():
+    smoke = RunConfig.from_profile(get_profile("smoke"), "RTE", "bitfit", seed=2)
+    assert (smoke.task, smoke.seed, smoke.readout, smoke.train_size) == ("rte", 2, "mean", 48)
+    assert RunConfig.from_profile(get_profile("paper"), "rte", "full").learning_rate == 2e-5
+    assert RunConfig.from_profile(get_profile("paper"), "rte", "rand_uniform").learning_rate == 1e-3
+    with pytest.raises(BitFitError, match="unknown profile 'huge'"):
+        get_profile("huge")
+
+
+def test_unloadable_model_is_one_clear_error(tmp_path, glue_dir):
+    config = RunConfig(model=str(tmp_path / "no-model-here"), task="rte", method="bitfit")
+    with pytest.raises(BitFitError, match="could not load model .*HF_HUB_CACHE"):
+        run(config, glue_dir=glue_dir, progress=False)
+
+
+def test_missing_data_fails_before_the_model_loads(tmp_path):
+    config = RunConfig(model=str(tmp_path / "no-model-here"), task="rte", method="bitfit")
+    with pytest.raises(BitFitError, match="missing GLUE file"):
+        run(config, glue_dir=tmp_path, progress=False)
