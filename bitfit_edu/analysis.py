@@ -1,10 +1,8 @@
-"""From result records to tables: one row per run, then mean and spread over seeds."""
+"""From result records to tables."""
 
 from __future__ import annotations
 
 import pandas as pd
-
-from .glue import get_task
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -21,12 +19,3 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         })
     return pd.DataFrame(rows)
 
-
-def metric_names(task: str) -> str:
-    return " / ".join(get_task(task).metrics)
-
-
-def seed_summary(frame: pd.DataFrame, value: str = "best") -> pd.DataFrame:
-    """Mean, standard deviation and seed count of ``value`` per task and method."""
-    grouped = frame.groupby(["task", "method"])[value]
-    return grouped.agg(mean="mean", std="std", seeds="count").reset_index()
