@@ -53,8 +53,8 @@ def cmd_census(args) -> None:
 def cmd_run(args) -> None:
     profile = get_profile(args.profile)
     method, groups = (args.method, tuple(_csv(args.groups))) if args.groups else variant(args.method)
-    config = RunConfig.from_profile(profile, args.task, method, args.seed, groups, learning_rate=args.lr,
-                                    epochs=args.epochs, train_size=args.train_size)
+    config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
+                                    learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size)
     store = ResultStore(Path(args.results) / profile.name)
     report = run_grid([config], store, glue_dir=args.glue_dir)
     record = store.finished(config)
@@ -96,8 +96,8 @@ def demo_table(records: list[dict]) -> pd.DataFrame:
 def cmd_demo(args) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task or profile.demo_task)
-    configs = [RunConfig.from_profile(profile, task.name, method, 0, groups, train_size=profile.demo_train_size,
-                                      epochs=profile.demo_epochs)
+    configs = [RunConfig.from_profile(profile, task.name, method, groups=groups,
+                                      train_size=profile.demo_train_size, epochs=profile.demo_epochs)
                for method, groups in map(variant, MAIN)]
     store = ResultStore(Path(args.results) / profile.name)
     first = configs[0]

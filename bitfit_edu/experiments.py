@@ -43,25 +43,26 @@ def variant(label: str) -> tuple[str, tuple[str, ...] | None]:
 
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,
                        seeds: Iterable[int] | None = None) -> list[RunConfig]:
-    """The runs of a named experiment: 'main', 'ablation' or 'lr_sweep' (on the first task)."""
-    tasks = tuple(tasks or profile.tasks)
-    seeds = tuple(profile.seeds if seeds is None else seeds)
+    """The runs of a named experiment, seed by seed (a grid stopped early holds whole seeds first).
+
+    'main': Full-FT, BitFit, Frozen on the profile's tasks. 'ablation': the bias subsets and random
+    baselines. 'lr_sweep': every method family at several rates on the profile's sweep task, first
+    seed only unless ``seeds`` says otherwise (the paper, too, searched rates minimally).
+    """
     if experiment == "main":
         runs = [(label, None) for label in MAIN]
     elif experiment == "ablation":
         runs = [(label, None) for label in ABLATION]
     elif experiment == "lr_sweep":
         runs = [(label, lr) for label, rates in LR_SWEEP.items() for lr in rates]
-        tasks = tasks[:1]
     else:
         raise unknown_choice("experiment", experiment, ("main", "ablation", "lr_sweep"))
-    configs = []
-    for task in tasks:
-        for label, lr in runs:
-            method, groups = variant(label)
-            for seed in seeds:
-                configs.append(RunConfig.from_profile(profile, task, method, seed, groups, learning_rate=lr))
-    return configs
+    sweep = experiment == "lr_sweep"
+    tasks = tuple(tasks or ((profile.sweep_task,) if sweep else profile.tasks))
+    seeds = tuple(seeds if seeds is not None else (profile.seeds[:1] if sweep else profile.seeds))
+    return [RunConfig.from_profile(profile, task, variant(label)[0], groups=variant(label)[1], seed=seed,
+                                   learning_rate=lr)
+            for seed in seeds for task in tasks for label, lr in runs]
 
 
 @dataclass

@@ -32,6 +32,7 @@ class Profile:
     learning_rates: dict[str, float] = field(default_factory=dict)  # method -> learning rate
     bf16: bool = False
     demo_task: str = "sst2"
+    sweep_task: str = "mrpc"  # where the learning-rate sweep runs
     demo_train_size: int | None = None  # the demo's smaller settings (None: as in the grids)
     demo_epochs: int | None = None
 

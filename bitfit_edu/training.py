@@ -56,7 +56,7 @@ class RunConfig:
     bf16: bool = False
 
     @classmethod
-    def from_profile(cls, profile: Profile, task: str, method: str, seed: int = 0,
+    def from_profile(cls, profile: Profile, task: str, method: str, *, seed: int = 0,
                      groups: tuple[str, ...] | None = None, **overrides) -> RunConfig:
         """The profile's settings for one task, method and seed; keyword overrides win."""
         settings = dict(
@@ -95,9 +95,10 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """A readable, unique file name stem: task, method, seed and a hash of the whole config."""
+        """A readable, unique file name stem: task, method, learning rate, seed, hash of the whole config."""
         digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.task}_{self.label.replace(':', '-').replace('+', '-')}_seed{self.seed}_{digest}"
+        method = self.label.replace(":", "-").replace("+", "-")
+        return f"{self.task}_{method}_lr{self.learning_rate:g}_seed{self.seed}_{digest}"
 
 
 def set_progress_bars(enabled: bool) -> None:

@@ -107,8 +107,9 @@ def test_experiment_grids():
     ablation = experiment_configs(profile, "ablation", tasks=["rte"], seeds=[0])
     assert [c.label for c in ablation] == ["bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform",
                                            "rand_row_col"]
-    sweep = experiment_configs(profile, "lr_sweep", seeds=[0])
-    assert {c.task for c in sweep} == {profile.tasks[0]}
+    assert [(c.seed, c.task) for c in main[:3]] == [(0, profile.tasks[0])] * 3  # whole seeds first
+    sweep = experiment_configs(profile, "lr_sweep")
+    assert {c.task for c in sweep} == {profile.sweep_task} and {c.seed for c in sweep} == {profile.seeds[0]}
     assert {(c.method, c.learning_rate) for c in sweep} >= {("full", 2e-5), ("bitfit", 1e-3)}
     with pytest.raises(BitFitError, match="unknown experiment"):
         experiment_configs(profile, "everything")
