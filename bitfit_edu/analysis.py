@@ -19,3 +19,14 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         })
     return pd.DataFrame(rows)
 
+
+
+def seed_summary(frame: pd.DataFrame, value: str = "best", by: tuple[str, ...] = ("task", "method")) -> pd.DataFrame:
+    """Mean, standard deviation and number of seeds of ``value`` for each group of runs."""
+    return frame.groupby(list(by))[value].agg(mean="mean", std="std", seeds="count").reset_index()
+
+
+def sweep_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Learning-rate sweep: best and last-epoch dev score (x100) and the best epoch, per method and rate."""
+    columns = ["best", "last", "best_epoch"]
+    return frame.groupby(["method", "lr"])[columns].mean().round({"best": 1, "last": 1})
