@@ -1,0 +1,120 @@
+"""Figures for the notebooks: functions that take data and return a matplotlib Figure, and a PNG saver.
+
+Figures are written under ``results/figures/`` of the checkout (found from the working directory, so a
+notebook in ``notebooks/`` writes to the same place as a script at the root); paths are reported
+relative to the checkout, never as absolute paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.patches import ConnectionPatch
+from torch import nn
+
+DPI = 100
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The checkout holding ``start`` (default: the working directory): the nearest folder with a
+    ``pyproject.toml``; the working directory itself when there is none (e.g. on Colab)."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start
+
+
+def save_figure(fig: Figure, name: str) -> str:
+    """Save ``fig`` as ``results/figures/<name>.png``; returns that path relative to the checkout."""
+    root = repo_root()
+    path = root / "results" / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path.relative_to(root).as_posix()
+
+
+def parameter_kinds(model: nn.Module) -> dict[str, int]:
+    """Parameter counts of a BERT-family encoder by kind: embeddings, attention and FFN matrices,
+    LayerNorm gains, pooler matrix and bias terms (every ``*.bias``)."""
+    kinds = dict.fromkeys(("embeddings", "attention W_q, W_k, W_v, W_m1", "FFN W_m2, W_m3",
+                           "pooler W", "LayerNorm gains g", "biases b"), 0)
+    for name, p in model.named_parameters():
+        if name.endswith(".bias"):
+            kind = "biases b"
+        elif "LayerNorm" in name:
+            kind = "LayerNorm gains g"
+        elif "embeddings" in name:
+            kind = "embeddings"
+        elif ".attention." in name:
+            kind = "attention W_q, W_k, W_v, W_m1"
+        elif "pooler" in name:
+            kind = "pooler W"
+        else:
+            kind = "FFN W_m2, W_m3"
+        kinds[kind] += p.numel()
+    return kinds
+
+
+def parameter_kinds_figure(kinds: dict[str, int], title: str, highlight: str = "biases b",
+                           zoom_below: float = 1.0) -> Figure:
+    """The whole model as one bar split by parameter kind (linear scale), and below it a zoom into the
+    kinds smaller than ``zoom_below`` percent, where the ``highlight`` kind becomes visible."""
+    total = sum(kinds.values())
+    shares = {k: 100 * n / total for k, n in kinds.items()}
+    large = [k for k in kinds if shares[k] >= zoom_below]
+    small = [k for k in kinds if shares[k] < zoom_below]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9.5, 3.6), gridspec_kw={"hspace": 1.0})
+    for ax, names in ((top, large + small), (bottom, small)):
+        width = sum(shares[k] for k in names)
+        left = 0.0
+        for index, name in enumerate(names):
+            color = "tab:red" if name == highlight else plt.cm.Greys(0.15 + 0.2 * (index % 2))
+            ax.barh(0, shares[name], left=left, color=color, edgecolor="white", height=0.8)
+            label = f"{name}\n{kinds[name]:,} ({shares[name]:.3g}%)"
+            middle = left + shares[name] / 2
+            if shares[name] > 0.1 * width:
+                ax.text(middle, 0, label, ha="center", va="center", fontsize=8,
+                        color="white" if name == highlight else "black")
+            elif ax is bottom:
+                ax.annotate(label, (middle, 0.4), (middle, 1.1), ha="center", va="bottom", fontsize=8,
+                            arrowprops={"arrowstyle": "-", "color": "0.4"})
+            left += shares[name]
+        ax.set_xlim(0, width)
+        ax.set_ylim(-0.5, 0.5)
+        ax.set_yticks([])
+        ax.set_xticks([0, width], ["0", f"{width:.3g}%"])
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+    start = 100 - sum(shares[k] for k in small)
+    bottom.set_xlabel(f"zoom into the last {100 - start:.2f}% of the model")
+    for x_top, x_bottom in ((start, 0), (100, bottom.get_xlim()[1])):
+        fig.add_artist(ConnectionPatch((x_top, -0.4), (x_bottom, 0.4), "data", "data", axesA=top,
+                                       axesB=bottom, color="tab:red", alpha=0.5))
+    top.set_title(title)
+    return fig
+
+
+def learning_curves(records: dict[str, dict], title: str) -> Figure:
+    """Dev (solid) and training-subsample (dashed) score per epoch of each run, from ``record['epochs']``.
+
+    ``records`` maps a legend label to a run record of :func:`bitfit_edu.training.run`.
+    """
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for index, (label, record) in enumerate(records.items()):
+        color = f"C{index}"
+        epochs = [e["epoch"] for e in record["epochs"]]
+        ax.plot(epochs, [100 * e["dev"]["score"] for e in record["epochs"]], "o-", color=color,
+                label=f"{label}: dev")
+        ax.plot(epochs, [100 * e["train"]["score"] for e in record["epochs"]], "s--", color=color,
+                alpha=0.7, label=f"{label}: train subsample")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("score (x100)")
+    ax.set_xticks(sorted({e["epoch"] for r in records.values() for e in r["epochs"]}))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
