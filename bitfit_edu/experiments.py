@@ -54,7 +54,9 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     elif experiment == "ablation":
         runs = [(label, None) for label in ABLATION]
     elif experiment == "lr_sweep":
-        runs = [(label, lr) for label, rates in LR_SWEEP.items() for lr in rates]
+        # rate by rate across the families, so that a sweep stopped early has covered each of them
+        runs = [(label, rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
+                for label, rates in LR_SWEEP.items() if i < len(rates)]
     else:
         raise unknown_choice("experiment", experiment, ("main", "ablation", "lr_sweep"))
     sweep = experiment == "lr_sweep"
