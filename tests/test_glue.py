@@ -105,3 +105,35 @@ def test_real_dev_label_counts(shared_glue_dir):
     mrpc = load_split("mrpc", "validation", shared_glue_dir)["label"]
     assert (rte.count(0), rte.count(1)) == (146, 131)
     assert (mrpc.count(0), mrpc.count(1)) == (129, 279)
+
+
+def write_tsv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(["\t".join(header)] + ["\t".join(r) for r in rows]) + "\n", encoding="utf-8")
+
+
+def test_mnli_matched_and_mismatched(tmp_path):
+    """MNLI's classic files: parse trees in extra columns, annotator labels, gold_label last."""
+    header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+              "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]
+    row = ["0", "1", "1e", "fiction", "( a )", "( b )", "(ROOT a)", "(ROOT b)", "A premise.", "A hypothesis."]
+    write_tsv(tmp_path / "MNLI" / "train.tsv", header, [row + ["neutral", "neutral"]])
+    for name, label in (("dev_matched.tsv", "contradiction"), ("dev_mismatched.tsv", "entailment")):
+        write_tsv(tmp_path / "MNLI" / name, header[:-1] + ["label2", "gold_label"], [row + [label, label, label]])
+    train = load_split("mnli", "train", tmp_path)
+    assert train.column_names == ["premise", "hypothesis", "label", "idx"] and train["label"] == [1]
+    assert train[0]["premise"] == "A premise."
+    assert load_split("mnli", "validation_matched", tmp_path)["label"] == [2]
+    assert load_split("mnli", "validation_mismatched", tmp_path)["label"] == [0]
+    assert get_task("mnli").dev_split == "validation_matched"
+
+
+def test_qqp_and_qnli(tmp_path):
+    write_tsv(tmp_path / "QQP" / "train.tsv", ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+              [["0", "1", "2", "How?", "Why?", "1"], ["1", "3", "4", "What?", "Who?", "0"]])
+    qqp = load_split("qqp", "train", tmp_path)
+    assert qqp.column_names == ["question1", "question2", "label", "idx"] and qqp["label"] == [1, 0]
+    write_tsv(tmp_path / "QNLI" / "train.tsv", ["index", "question", "sentence", "label"],
+              [["0", "Where?", "Here.", "not_entailment"]])
+    qnli = load_split("qnli", "train", tmp_path)
+    assert qnli.column_names == ["question", "sentence", "label", "idx"] and qnli["label"] == [1]
