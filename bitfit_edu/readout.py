@@ -2,8 +2,8 @@
 
 BERT and RoBERTa were pre-trained with a pooler (``tanh(W_p h_[CLS] + b_p)``), and the standard Hugging
 Face head reads through it. A sentence-transformers checkpoint was trained to be read by *mean pooling*
-and ships an untrained pooler (``all-MiniLM-L6-v2``: pooler bias all zeros, random weights). BitFit
-freezes W_p, so a random pooler sits frozen on the readout path and the classifier sees noise. Use the
+and ships a pooler it never trained (``all-MiniLM-L6-v2``: pooler bias all zeros, weights at their
+initial scale). BitFit freezes W_p, so that untrained map sits frozen on the readout path. Use the
 readout the checkpoint was trained with; every run records which one it used.
 """
 
