@@ -21,12 +21,11 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
 
 
 
-def seed_summary(frame: pd.DataFrame, value: str = "best", by: tuple[str, ...] = ("task", "method")) -> pd.DataFrame:
-    """Mean, standard deviation and number of seeds of ``value`` for each group of runs."""
-    return frame.groupby(list(by))[value].agg(mean="mean", std="std", seeds="count").reset_index()
-
-
-def sweep_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Learning-rate sweep: best and last-epoch dev score (x100) and the best epoch, per method and rate."""
-    columns = ["best", "last", "best_epoch"]
-    return frame.groupby(["method", "lr"])[columns].mean().round({"best": 1, "last": 1})
+def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every (task, method, learning rate) of a results folder: best and last dev score (x100) as mean
+    and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""
+    grouped = frame.groupby(["task", "method", "lr"])
+    summary = grouped.agg(best=("best", "mean"), best_std=("best", "std"), last=("last", "mean"),
+                          best_epoch=("best_epoch", "mean"), seeds=("seed", "count"),
+                          train_seconds=("train_seconds", "mean"))
+    return summary.round({"best": 1, "best_std": 1, "last": 1, "best_epoch": 1, "train_seconds": 0})

@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import paper
 from .accounting import accounting_table, count_parameters, load_config
-from .analysis import runs_frame
+from .analysis import results_summary, runs_frame
 from .errors import BitFitError
 from .experiments import MAIN, experiment_configs, pending, run_grid, variant
 from .glue import get_task
@@ -78,6 +78,17 @@ def cmd_grid(args) -> None:
         return
     report = run_grid(configs, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")
+
+
+def cmd_report(args) -> None:
+    profile = get_profile(args.profile)
+    store = ResultStore(Path(args.results) / profile.name)
+    records = store.records()
+    if not records:
+        raise BitFitError(f"no finished runs in {store.root}: run 'grid' or 'run' first")
+    print(f"{len(records)} finished runs in {store.root}; dev scores x100 (mean of a task's metrics), over seeds:")
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(results_summary(runs_frame(records)).to_string())
 
 
 def demo_table(records: list[dict]) -> pd.DataFrame:
@@ -153,6 +164,11 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--results", default="results")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
     grid.set_defaults(func=cmd_grid)
+
+    report = sub.add_parser("report", help="summarise the finished runs of a results folder")
+    report.add_argument("--profile", choices=list(PROFILES), help="default: $BITFIT_EDU_PROFILE or classroom")
+    report.add_argument("--results", default="results")
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="BitFit vs Full-FT vs Frozen on one small GLUE task, with a table")
     data_and_profile(demo)

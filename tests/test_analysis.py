@@ -2,7 +2,7 @@
 
 import pytest
 
-from bitfit_edu.analysis import runs_frame, seed_summary, sweep_table
+from bitfit_edu.analysis import results_summary, runs_frame
 
 
 def record(method, seed, lr, scores):
@@ -14,15 +14,9 @@ def record(method, seed, lr, scores):
             "timing": {"train_seconds": 1.0}, "epochs": epochs}
 
 
-def test_seed_summary_mean_and_spread():
-    frame = runs_frame([record("bitfit", s, 1e-3, [0.5, x]) for s, x in enumerate([0.6, 0.7, 0.8])])
-    summary = seed_summary(frame).set_index("method").loc["bitfit"]
-    assert summary["mean"] == pytest.approx(70.0) and summary["std"] == pytest.approx(10.0)
-    assert summary["seeds"] == 3
-
-
-def test_sweep_table_per_rate():
-    frame = runs_frame([record("full", 0, 2e-5, [0.6, 0.7]), record("full", 0, 1e-4, [0.8, 0.5])])
-    table = sweep_table(frame)
-    assert table.loc[("full", 1e-4), "best"] == 80.0 and table.loc[("full", 1e-4), "last"] == 50.0
-    assert table.loc[("full", 2e-5), "best_epoch"] == 2
+def test_results_summary_over_seeds():
+    frame = runs_frame([record("bitfit", s, 1e-3, [0.5, x]) for s, x in enumerate([0.6, 0.8])]
+                       + [record("full", 0, 2e-5, [0.9, 0.7])])
+    summary = results_summary(frame)
+    assert summary.loc[("rte", "bitfit", 1e-3), "best"] == 70.0 and summary.loc[("rte", "bitfit", 1e-3), "seeds"] == 2
+    assert summary.loc[("rte", "full", 2e-5), "last"] == 70.0 and summary.loc[("rte", "full", 2e-5), "best_epoch"] == 1

@@ -60,3 +60,8 @@ def test_grid_dry_run_lists_pending_runs(capsys, tmp_path):
     assert "10 runs, 0 finished, 10 to run" in out
     assert not any(tmp_path.rglob("*.json"))
 
+
+
+def test_report_on_an_empty_folder_says_what_to_do(capsys, tmp_path):
+    assert main(["report", "--profile", "smoke", "--results", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
