@@ -37,6 +37,9 @@ def test_untouched_entries_stay_bitwise_unchanged(method):
     prepared = prepare(model, method, seed=1)
     train_steps(prepared)
     trainable = prepared.trainable()
+    # b_k's gradient is zero in exact arithmetic (softmax ignores a shift shared by all keys), so
+    # whether it moves depends on float rounding: it is not required to change.
+    b_k = {t.name for t in bias_census(model) if t.group == "b_k"}
     for name, p in model.named_parameters():
         changed = p.detach() != before[name]
         if name not in trainable:
@@ -44,7 +47,7 @@ def test_untouched_entries_stay_bitwise_unchanged(method):
         elif name in prepared.masks:
             assert not changed[~prepared.masks[name]].any(), f"{method}: an untouched entry of {name} changed"
             assert changed[prepared.masks[name]].any(), f"{method}: no selected entry of {name} trained"
-        else:
+        elif name not in b_k:
             assert changed.any(), f"{method}: trainable {name} never changed"
 
 
