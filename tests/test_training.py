@@ -22,8 +22,9 @@ def test_bitfit_record(tiny_model_dir, glue_dir):
         assert epoch["train_loss"] > 0
     assert record["best"] == record["epochs"][record["best_epoch"] - 1]["dev"]
     assert record["params"]["trainable_without_head"] == record["params"]["biases"]
-    changes = [row["mean_abs_change"] for row in record["bias_change"]]
-    assert len(changes) == 2 * 8 + 2 and all(c > 0 for c in changes)
+    assert len(record["bias_change"]) == 2 * 8 + 2
+    # every bias moves, except that b_k need not (its gradient is zero in exact arithmetic)
+    assert all(row["mean_abs_change"] > 0 for row in record["bias_change"] if row["group"] != "b_k")
     timing = record["timing"]
     assert timing["train_seconds"] > 0 and timing["train_tokens_per_second"] > 0 and timing["peak_memory_mb"] > 0
 
