@@ -90,7 +90,11 @@ def _encoder_prefix(model: nn.Module) -> str:
 
 
 def classify_bias(relative_name: str, model_type: str) -> tuple[str, int | None]:
-    """Paper group and layer of an encoder parameter name, e.g. 'encoder.layer.3.intermediate.dense.bias' -> ('b_m2', 3)."""
+    """Paper group and layer of an encoder parameter name.
+
+    >>> classify_bias("encoder.layer.3.intermediate.dense.bias", "bert")
+    ('b_m2', 3)
+    """
     layer_pattern, layer_biases = FAMILIES[model_type]
     match = re.fullmatch(layer_pattern + r"(.+)", relative_name)
     if match and match.group(2) in layer_biases:

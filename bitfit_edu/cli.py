@@ -1,4 +1,4 @@
-"""Command line: ``python -m bitfit_edu {params,census,run,grid,demo}``. Run with ``-h`` for help."""
+"""Command line: ``python -m bitfit_edu {params,census,run,grid,report,demo}``; ``-h`` for help."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
+from transformers import AutoModel
 
 from . import paper
-from .accounting import accounting_table, count_parameters, load_config
+from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
+from .biases import census_table
 from .errors import BitFitError
 from .experiments import MAIN, experiment_configs, pending, run_grid, variant
 from .glue import get_task
@@ -40,11 +43,6 @@ def cmd_params(args) -> None:
 
 
 def cmd_census(args) -> None:
-    import torch
-    from transformers import AutoModel
-
-    from .biases import census_table
-
     with torch.device("meta"):
         model = AutoModel.from_config(load_config(args.model))
     print(census_table(model).to_string())

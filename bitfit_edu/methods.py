@@ -111,7 +111,7 @@ def draw_uniform(matrices: dict[str, nn.Parameter], budget: int, seed: int) -> d
     chosen = np.sort(np.random.default_rng(seed).choice(sizes.sum(), size=budget, replace=False))
     starts = np.concatenate([[0], np.cumsum(sizes)])
     masks = {}
-    for (name, p), start, stop in zip(matrices.items(), starts[:-1], starts[1:]):
+    for (name, p), start, stop in zip(matrices.items(), starts[:-1], starts[1:], strict=True):
         flat = torch.zeros(p.numel(), dtype=torch.bool)
         local = chosen[(chosen >= start) & (chosen < stop)] - start
         flat[torch.from_numpy(local)] = True

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import (AutoModel, AutoModelForSequenceClassification, AutoTokenizer,
-                          PreTrainedTokenizerBase, set_seed)
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import BitFitError, unknown_choice
@@ -41,7 +40,7 @@ class MeanPoolingClassifier(nn.Module):
         self.num_labels = num_labels
         self.prefix = encoder.base_model_prefix
         setattr(self, self.prefix, encoder)
-        self.dropout = nn.Dropout(self.config.hidden_dropout_prob if hasattr(self.config, "hidden_dropout_prob") else 0.1)
+        self.dropout = nn.Dropout(getattr(self.config, "hidden_dropout_prob", 0.1))
         self.classifier = nn.Linear(self.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=getattr(self.config, "initializer_range", 0.02))
         nn.init.zeros_(self.classifier.bias)

@@ -20,8 +20,7 @@ from datetime import datetime, timezone
 import datasets
 import torch
 import transformers
-from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer,
-                          TrainingArguments, get_constant_schedule)
+from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, get_constant_schedule
 
 from . import glue
 from .biases import bias_census, resolve_groups, snapshot_biases

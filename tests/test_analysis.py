@@ -1,6 +1,5 @@
 """Result records to tables: one row per run, then summaries over seeds and learning rates."""
 
-import pytest
 
 from bitfit_edu.analysis import results_summary, runs_frame
 

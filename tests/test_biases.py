@@ -1,13 +1,30 @@
 import pytest
-from transformers import (AutoModel, DistilBertConfig, DistilBertForSequenceClassification, ElectraConfig,
-                          ElectraForSequenceClassification, GPT2Config, GPT2Model, LlamaConfig, LlamaModel,
-                          RobertaConfig, RobertaForSequenceClassification)
-
-from bitfit_edu.biases import (BIAS_GROUPS, LAYER_GROUPS, bias_census, bias_parameters, census_table,
-                               classify_bias, head_parameters, resolve_groups)
-from bitfit_edu.errors import BitFitError
-
 from conftest import tiny_bert_config
+from transformers import (
+    AutoModel,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    GPT2Config,
+    GPT2Model,
+    LlamaConfig,
+    LlamaModel,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+from bitfit_edu.biases import (
+    BIAS_GROUPS,
+    LAYER_GROUPS,
+    bias_census,
+    bias_parameters,
+    census_table,
+    classify_bias,
+    head_parameters,
+    resolve_groups,
+)
+from bitfit_edu.errors import BitFitError
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50,
              max_position_embeddings=64)
@@ -17,11 +34,13 @@ def models():
     yield "bert", AutoModel.from_config(tiny_bert_config()), True
     yield "roberta", RobertaForSequenceClassification(RobertaConfig(**SMALL)), False
     yield "electra", ElectraForSequenceClassification(ElectraConfig(embedding_size=32, **SMALL)), False
-    yield "distilbert", DistilBertForSequenceClassification(
-        DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)), False
+    distilbert = DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                  max_position_embeddings=64)
+    yield "distilbert", DistilBertForSequenceClassification(distilbert), False
 
 
-@pytest.mark.parametrize("family,model,has_pooler", list(models()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("family,model,has_pooler", list(models()),
+                         ids=lambda v: v if isinstance(v, str) else "")
 def test_every_layer_has_the_papers_eight_biases(family, model, has_pooler):
     census = bias_census(model)
     for layer in (0, 1):
@@ -60,8 +79,8 @@ def test_bias_parameters_selects_groups():
     model = AutoModel.from_config(tiny_bert_config())
     selected = bias_parameters(model, "b_q,b_m2")
     assert sorted(selected) == sorted(
-        [f"encoder.layer.{l}.attention.self.query.bias" for l in (0, 1)]
-        + [f"encoder.layer.{l}.intermediate.dense.bias" for l in (0, 1)])
+        [f"encoder.layer.{layer}.attention.self.query.bias" for layer in (0, 1)]
+        + [f"encoder.layer.{layer}.intermediate.dense.bias" for layer in (0, 1)])
 
 
 def test_resolve_groups():

@@ -45,7 +45,8 @@ def test_missing_file_says_what_to_do(tmp_path):
 
 
 def test_malformed_row_names_the_line(glue_dir):
-    (glue_dir / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly two\n")
+    (glue_dir / "RTE" / "train.tsv").write_text(
+        "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly two\n")
     with pytest.raises(BitFitError, match=r"train.tsv, line 3: 2 tab-separated fields, expected at least 4"):
         load_split("rte", "train", glue_dir)
 

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import tiny_bert_config
 from transformers import BertForSequenceClassification
 
 from bitfit_edu.biases import bias_census, head_parameters
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.methods import METHODS, optimizer_groups, prepare
-
-from conftest import tiny_bert_config
 
 
 def tiny_classifier(seed: int = 0) -> BertForSequenceClassification:

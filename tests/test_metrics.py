@@ -39,7 +39,7 @@ def test_task_score_averages_two_metrics():
 
 def test_usable_as_an_evaluate_metric_offline():
     metric = GlueMetric("rte")
-    for p, r in zip(PREDICTIONS, REFERENCES):
+    for p, r in zip(PREDICTIONS, REFERENCES, strict=True):
         metric.add(prediction=p, reference=r)
     assert metric.compute() == {"accuracy": pytest.approx(5 / 8)}
     assert GlueMetric("stsb").compute(predictions=[1.0, 2.0, 3.0], references=[1.0, 2.0, 3.5])["pearson"] > 0.9
