@@ -52,7 +52,8 @@ def cmd_run(args) -> None:
     profile = get_profile(args.profile)
     method, groups = (args.method, tuple(_csv(args.groups))) if args.groups else variant(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
-                                    learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size)
+                                    learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
+                                    bf16=args.bf16 or None)
     store = ResultStore(Path(args.results) / profile.name)
     report = run_grid([config], store, glue_dir=args.glue_dir)
     record = store.finished(config)
@@ -151,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float)
     run.add_argument("--epochs", type=int)
     run.add_argument("--train-size", type=int)
+    run.add_argument("--bf16", action="store_true", help="bf16 autocast (check that scores hold before a grid)")
     run.add_argument("--results", default="results")
     run.set_defaults(func=cmd_run)
 
