@@ -86,8 +86,10 @@ def cmd_report(args) -> None:
     if not records:
         raise BitFitError(f"no finished runs in {store.root}: run 'grid' or 'run' first")
     print(f"{len(records)} finished runs in {store.root}; dev scores x100 (mean of a task's metrics), over seeds:")
+    summary = results_summary(runs_frame(records)).reset_index()
+    summary["lr"] = summary["lr"].map("{:g}".format)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(results_summary(runs_frame(records)).to_string())
+        print(summary.set_index(["task", "method", "lr"]).to_string())
 
 
 def demo_table(records: list[dict]) -> pd.DataFrame:
