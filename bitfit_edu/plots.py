@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch
 from torch import nn
@@ -116,5 +118,24 @@ def learning_curves(records: dict[str, dict], title: str) -> Figure:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def bias_change_heatmap(table: pd.DataFrame, title: str, value_label: str = "mean |Δb|") -> Figure:
+    """A bias group x layer heatmap (rows: b_q ... b_LN2, columns: layers and 'avg'), as in the paper's
+    Figure 1, with each cell's value written in it."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 0.5 + 0.42 * table.shape[0]))
+    image = ax.imshow(table.to_numpy(dtype=float), cmap="Reds", aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
+    ax.set_yticks(range(table.shape[0]), table.index)
+    ax.set_xlabel("layer")
+    peak = float(table.to_numpy(dtype=float).max())
+    for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
+        ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                color="white" if value > 0.6 * peak else "black")
+    ax.axvline(table.shape[1] - 1.5, color="white", linewidth=3)  # set the average column apart
+    fig.colorbar(image, ax=ax, label=value_label)
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -1,7 +1,8 @@
 """Result records to tables: one row per run, then summaries over seeds and learning rates."""
 
 
-from bitfit_edu.analysis import results_summary, runs_frame
+from bitfit_edu.analysis import bias_change_table, results_summary, runs_frame
+from bitfit_edu.plots import bias_change_heatmap
 
 
 def record(method, seed, lr, scores):
@@ -19,3 +20,25 @@ def test_results_summary_over_seeds():
     summary = results_summary(frame)
     assert summary.loc[("rte", "bitfit", 1e-3), "best"] == 70.0 and summary.loc[("rte", "bitfit", 1e-3), "seeds"] == 2
     assert summary.loc[("rte", "full", 2e-5), "last"] == 70.0 and summary.loc[("rte", "full", 2e-5), "best_epoch"] == 1
+
+
+def change_record(changes):
+    """A record whose bias_change rows have the given mean |change| per (group, layer), init magnitude 2."""
+    rows = [{"group": g, "layer": layer, "mean_abs_change": v, "mean_abs_init": 2.0}
+            for (g, layer), v in changes.items()]
+    return {"bias_change": rows + [{"group": "b_LN_emb", "layer": None, "mean_abs_change": 9.0, "mean_abs_init": 1.0}]}
+
+
+def test_bias_change_table_averages_runs_in_paper_order():
+    first = change_record({("b_m2", 0): 1.0, ("b_q", 0): 3.0, ("b_q", 1): 5.0, ("b_m2", 1): 1.0})
+    second = change_record({("b_m2", 0): 3.0, ("b_q", 0): 1.0, ("b_q", 1): 1.0, ("b_m2", 1): 1.0})
+    table = bias_change_table([first, second])
+    assert list(table.index) == ["b_q", "b_m2"] and list(table.columns) == [0, 1, "avg"]
+    assert table.loc["b_q", 0] == 2.0 and table.loc["b_q", 1] == 3.0 and table.loc["b_q", "avg"] == 2.5
+    assert bias_change_table([first, second], relative=True).loc["b_q", "avg"] == 1.25  # divided by |b_init| = 2
+
+
+def test_bias_change_heatmap_draws_every_cell():
+    table = bias_change_table([change_record({("b_q", 0): 1.0, ("b_k", 0): 0.5})])
+    fig = bias_change_heatmap(table, "test")
+    assert len(fig.axes[0].texts) == table.size
