@@ -49,3 +49,26 @@ def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFra
     table = table.reindex([g for g in LAYER_GROUPS if g in table.index])
     table["avg"] = table.mean(axis=1)
     return table
+
+
+def main_table(frame: pd.DataFrame, value: str = "best") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and standard deviation over seeds of ``value`` (x100) per method (rows) and task (columns),
+    plus 'avg': the mean over tasks, whose spread is the std over seeds of the per-seed task averages
+    (seeds that have every task). ``frame`` holds one learning rate per method (filter it first)."""
+    if frame.groupby(["method", "task", "seed"]).size().max() > 1:
+        raise ValueError("several runs per (method, task, seed): keep one learning rate per method first")
+    scores = frame.pivot_table(index=["method", "seed"], columns="task", values=value)
+    means = scores.groupby("method").mean()
+    stds = scores.groupby("method").std()
+    per_seed_average = scores.dropna().mean(axis=1)
+    means["avg"] = means.mean(axis=1)
+    stds["avg"] = per_seed_average.groupby("method").std()
+    return means, stds
+
+
+def mean_std_strings(means: pd.DataFrame, stds: pd.DataFrame) -> pd.DataFrame:
+    """Cells as 'mean ± std' with one decimal ('mean' alone where there is a single seed)."""
+    def cell(mean: float, std: float) -> str:
+        return "" if pd.isna(mean) else f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+    return pd.DataFrame({c: [cell(m, s) for m, s in zip(means[c], stds[c], strict=True)] for c in means.columns},
+                        index=means.index)

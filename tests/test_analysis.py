@@ -1,7 +1,8 @@
 """Result records to tables: one row per run, then summaries over seeds and learning rates."""
 
+import pytest
 
-from bitfit_edu.analysis import bias_change_table, results_summary, runs_frame
+from bitfit_edu.analysis import bias_change_table, main_table, mean_std_strings, results_summary, runs_frame
 from bitfit_edu.plots import bias_change_heatmap
 
 
@@ -42,3 +43,25 @@ def test_bias_change_heatmap_draws_every_cell():
     table = bias_change_table([change_record({("b_q", 0): 1.0, ("b_k", 0): 0.5})])
     fig = bias_change_heatmap(table, "test")
     assert len(fig.axes[0].texts) == table.size
+
+
+def task_record(task, method, seed, score):
+    r = record(method, seed, 1e-3, [score])
+    r["config"]["task"] = task
+    return r
+
+
+def test_main_table_means_spreads_and_average():
+    scores = {("rte", 0): 0.60, ("rte", 1): 0.70, ("mrpc", 0): 0.80, ("mrpc", 1): 0.90}
+    frame = runs_frame([task_record(t, "bitfit", s, v) for (t, s), v in scores.items()])
+    means, stds = main_table(frame)
+    assert means.loc["bitfit", "rte"] == pytest.approx(65.0) and means.loc["bitfit", "avg"] == pytest.approx(75.0)
+    assert stds.loc["bitfit", "rte"] == pytest.approx(7.0711, abs=1e-3)
+    assert stds.loc["bitfit", "avg"] == pytest.approx(7.0711, abs=1e-3)  # per-seed averages 70 and 80
+    assert mean_std_strings(means, stds).loc["bitfit", "avg"] == "75.0 ± 7.1"
+
+
+def test_main_table_refuses_mixed_learning_rates():
+    frame = runs_frame([task_record("rte", "full", 0, 0.6), task_record("rte", "full", 0, 0.7)])
+    with pytest.raises(ValueError, match="one learning rate per method"):
+        main_table(frame)
