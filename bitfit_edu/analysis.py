@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from . import glue
 from .biases import LAYER_GROUPS
+from .metrics import glue_metrics, task_score
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -72,3 +74,15 @@ def mean_std_strings(means: pd.DataFrame, stds: pd.DataFrame) -> pd.DataFrame:
         return "" if pd.isna(mean) else f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
     return pd.DataFrame({c: [cell(m, s) for m, s in zip(means[c], stds[c], strict=True)] for c in means.columns},
                         index=means.index)
+
+
+def majority_baseline(task: str, glue_dir=None) -> float:
+    """The dev score (x100) of always predicting the training set's most frequent label: the floor a
+    classifier must beat (MRPC: 74.8, the mean of 68.4 accuracy and 81.2 F1). Classification only."""
+    spec = glue.get_task(task)
+    if spec.is_regression:
+        raise ValueError(f"{spec.name} is a regression task: a constant prediction has no correlation")
+    labels = glue.load_split(spec, "train", glue_dir)["label"]
+    majority = max(set(labels), key=labels.count)
+    dev = glue.load_split(spec, spec.dev_split, glue_dir)["label"]
+    return 100 * task_score(spec, glue_metrics(spec, [majority] * len(dev), dev))

@@ -2,7 +2,14 @@
 
 import pytest
 
-from bitfit_edu.analysis import bias_change_table, main_table, mean_std_strings, results_summary, runs_frame
+from bitfit_edu.analysis import (
+    bias_change_table,
+    main_table,
+    majority_baseline,
+    mean_std_strings,
+    results_summary,
+    runs_frame,
+)
 from bitfit_edu.plots import bias_change_heatmap
 
 
@@ -65,3 +72,12 @@ def test_main_table_refuses_mixed_learning_rates():
     frame = runs_frame([task_record("rte", "full", 0, 0.6), task_record("rte", "full", 0, 0.7)])
     with pytest.raises(ValueError, match="one learning rate per method"):
         main_table(frame)
+
+
+def test_majority_baseline_on_real_dev_sets(shared_glue_dir):
+    accuracy, f1 = 279 / 408, 2 * 279 / (2 * 279 + 129)  # MRPC dev: 279 equivalent, 129 not
+    assert majority_baseline("mrpc", shared_glue_dir) == pytest.approx(100 * (accuracy + f1) / 2)
+    # RTE train: 1,249 entailment against 1,241 not_entailment; dev has 146 entailment of 277
+    assert majority_baseline("rte", shared_glue_dir) == pytest.approx(100 * 146 / 277)
+    with pytest.raises(ValueError, match="regression"):
+        majority_baseline("stsb", shared_glue_dir)
