@@ -24,7 +24,6 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-
 def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Every (task, method, learning rate) of a results folder: best and last dev score (x100) as mean
     and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""
@@ -86,3 +85,11 @@ def majority_baseline(task: str, glue_dir=None) -> float:
     majority = max(set(labels), key=labels.count)
     dev = glue.load_split(spec, spec.dev_split, glue_dir)["label"]
     return 100 * task_score(spec, glue_metrics(spec, [majority] * len(dev), dev))
+
+
+def epoch_table(records: dict[str, dict]) -> pd.DataFrame:
+    """Dev and training-subsample score (x100) per epoch, one column pair per labelled run record."""
+    columns = {(label, split): [round(100 * e[split]["score"], 1) for e in record["epochs"]]
+               for label, record in records.items() for split in ("dev", "train")}
+    epochs = [e["epoch"] for e in next(iter(records.values()))["epochs"]]
+    return pd.DataFrame(columns, index=pd.Index(epochs, name="epoch"))

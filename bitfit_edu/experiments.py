@@ -50,21 +50,20 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     seed only unless ``seeds`` says otherwise (the paper, too, searched rates minimally).
     """
     if experiment == "main":
-        runs = [(label, None) for label in MAIN]
+        runs = [(variant(label), None) for label in MAIN]
     elif experiment == "ablation":
-        runs = [(label, None) for label in ABLATION]
+        runs = [(variant(label), None) for label in ABLATION]
     elif experiment == "lr_sweep":
         # rate by rate across the families, so that a sweep stopped early has covered each of them
-        runs = [(label, rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
+        runs = [(variant(label), rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
                 for label, rates in LR_SWEEP.items() if i < len(rates)]
     else:
         raise unknown_choice("experiment", experiment, ("main", "ablation", "lr_sweep"))
     sweep = experiment == "lr_sweep"
     tasks = tuple(tasks or ((profile.sweep_task,) if sweep else profile.tasks))
     seeds = tuple(seeds if seeds is not None else (profile.seeds[:1] if sweep else profile.seeds))
-    return [RunConfig.from_profile(profile, task, variant(label)[0], groups=variant(label)[1], seed=seed,
-                                   learning_rate=lr)
-            for seed in seeds for task in tasks for label, lr in runs]
+    return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr)
+            for seed in seeds for task in tasks for (method, groups), lr in runs]
 
 
 @dataclass

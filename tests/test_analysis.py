@@ -4,6 +4,7 @@ import pytest
 
 from bitfit_edu.analysis import (
     bias_change_table,
+    epoch_table,
     main_table,
     majority_baseline,
     mean_std_strings,
@@ -81,3 +82,11 @@ def test_majority_baseline_on_real_dev_sets(shared_glue_dir):
     assert majority_baseline("rte", shared_glue_dir) == pytest.approx(100 * 146 / 277)
     with pytest.raises(ValueError, match="regression"):
         majority_baseline("stsb", shared_glue_dir)
+
+
+def test_epoch_table_pairs_dev_and_train_per_run():
+    runs = {name: {"epochs": [{"epoch": i + 1, "dev": {"score": d}, "train": {"score": t}}
+                              for i, (d, t) in enumerate(pairs)]}
+            for name, pairs in {"a": [(0.5, 0.6), (0.7, 0.8)], "b": [(0.1, 0.2), (0.3, 0.4)]}.items()}
+    table = epoch_table(runs)
+    assert list(table.index) == [1, 2] and table.loc[2, ("a", "train")] == 80.0 and table.loc[1, ("b", "dev")] == 10.0
