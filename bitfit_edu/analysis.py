@@ -20,6 +20,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "best_epoch": r["best_epoch"], "epochs": config["epochs"], "train_size": r["sizes"]["train"],
             "trainable": r["params"]["trainable"], "trainable_without_head": r["params"]["trainable_without_head"],
             "total": r["params"]["total"], "train_seconds": r["timing"]["train_seconds"],
+            "wall_seconds": r["timing"].get("wall_seconds", r["timing"]["train_seconds"]),
         })
     return pd.DataFrame(rows)
 
@@ -32,6 +33,26 @@ def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
                           best_epoch=("best_epoch", "mean"), seeds=("seed", "count"),
                           train_seconds=("train_seconds", "mean"))
     return summary.round({"best": 1, "best_std": 1, "last": 1, "best_epoch": 1, "train_seconds": 0})
+
+
+def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Measured wall-clock minutes per run (mean over seeds) by method (rows) and task (columns), with the
+    total CPU-hours of the runs behind it in a 'total h' column."""
+    minutes = frame.pivot_table(index="method", columns="task", values="wall_seconds", aggfunc="mean") / 60
+    minutes["total h"] = frame.groupby("method")["wall_seconds"].sum() / 3600
+    return minutes.round(1)
+
+
+def flattening_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Has each method's dev curve flattened within its epochs? Per method: runs, epochs, mean best epoch,
+    the share of runs whose best epoch is their last (curves still rising when training stopped), and
+    the mean drop from the best to the last epoch (x100 points; large: the method overfits later on)."""
+    frame = frame.assign(best_is_last=frame["best_epoch"] == frame["epochs"], drop=frame["best"] - frame["last"])
+    table = frame.groupby("method").agg(runs=("seed", "size"), epochs=("epochs", "max"),
+                                        mean_best_epoch=("best_epoch", "mean"),
+                                        best_at_last_epoch=("best_is_last", "mean"), drop_best_to_last=("drop", "mean"))
+    table["best_at_last_epoch"] = (100 * table["best_at_last_epoch"]).map("{:.0f}%".format)
+    return table.round({"mean_best_epoch": 1, "drop_best_to_last": 1})
 
 
 def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFrame:
@@ -88,8 +109,10 @@ def majority_baseline(task: str, glue_dir=None) -> float:
 
 
 def epoch_table(records: dict[str, dict]) -> pd.DataFrame:
-    """Dev and training-subsample score (x100) per epoch, one column pair per labelled run record."""
-    columns = {(label, split): [round(100 * e[split]["score"], 1) for e in record["epochs"]]
+    """Dev and training-subsample score (x100) per epoch, one column pair per labelled run record (runs
+    of different lengths leave the missing epochs empty)."""
+    columns = {(label, split): pd.Series({e["epoch"]: round(100 * e[split]["score"], 1) for e in record["epochs"]})
                for label, record in records.items() for split in ("dev", "train")}
-    epochs = [e["epoch"] for e in next(iter(records.values()))["epochs"]]
-    return pd.DataFrame(columns, index=pd.Index(epochs, name="epoch"))
+    table = pd.DataFrame(columns)
+    table.index.name = "epoch"
+    return table

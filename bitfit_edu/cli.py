@@ -160,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
 
     grid = sub.add_parser("grid", help="run an experiment grid, skipping finished runs (resumable)")
     data_and_profile(grid)
-    grid.add_argument("--experiment", required=True, help="main, ablation or lr_sweep")
+    grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep or checks")
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--results", default="results")

@@ -12,10 +12,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
+from . import paper
+from .biases import head_parameters
 from .errors import unknown_choice
+from .methods import prepare
 from .profiles import Profile
+from .readout import load_classifier
 from .results import ResultStore
 from .training import RunConfig, run
 
@@ -32,6 +37,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 }
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
+EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks")
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
 
 
@@ -41,14 +47,35 @@ def variant(label: str) -> tuple[str, tuple[str, ...] | None]:
     return VARIANTS[label]
 
 
+def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VARIANTS,
+                       num_labels: int = 2) -> pd.DataFrame:
+    """What each method variant trains in the encoder (head excluded), counted on the real model as
+    ``prepare`` leaves it (random masks drawn with seed 0), its share of the encoder, and the paper's
+    %param column (BERT-base) beside it."""
+    rows = []
+    for label in labels:
+        method, groups = variant(label)
+        model = load_classifier(model_name, num_labels, readout, seed=0)
+        prepared = prepare(model, method, groups or "all", seed=0)
+        head = sum(p.numel() for p in head_parameters(model).values())
+        trained = prepared.trainable_count(include_head=False)
+        rows.append({"variant": label, "trained entries (excl. head)": trained,
+                     "% of encoder": 100 * trained / (prepared.total_count() - head),
+                     "paper: %param (BERT-base)": paper.BERT_BASE_PARAM_PERCENT[label]})
+    return pd.DataFrame(rows).set_index("variant")
+
+
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,
                        seeds: Iterable[int] | None = None) -> list[RunConfig]:
     """The runs of a named experiment, seed by seed (a grid stopped early holds whole seeds first).
 
     'main': Full-FT, BitFit, Frozen on the profile's tasks. 'ablation': the bias subsets and random
-    baselines. 'lr_sweep': every method family at several rates on the profile's sweep task, first
-    seed only unless ``seeds`` says otherwise (the paper, too, searched rates minimally).
+    baselines on the profile's ablation tasks. 'lr_sweep': every method family at several rates on the
+    profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
+    paper, too, searched rates minimally). 'checks': see :func:`check_configs`.
     """
+    if experiment == "checks":
+        return check_configs(profile)
     if experiment == "main":
         runs = [(variant(label), None) for label in MAIN]
     elif experiment == "ablation":
@@ -58,12 +85,25 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
         runs = [(variant(label), rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
                 for label, rates in LR_SWEEP.items() if i < len(rates)]
     else:
-        raise unknown_choice("experiment", experiment, ("main", "ablation", "lr_sweep"))
+        raise unknown_choice("experiment", experiment, EXPERIMENTS)
     sweep = experiment == "lr_sweep"
-    tasks = tuple(tasks or ((profile.sweep_task,) if sweep else profile.tasks))
+    default_tasks = {"lr_sweep": (profile.sweep_task,), "ablation": profile.ablation_tasks or profile.tasks}
+    tasks = tuple(tasks or default_tasks.get(experiment, profile.tasks))
     seeds = tuple(seeds if seeds is not None else (profile.seeds[:1] if sweep else profile.seeds))
-    return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr)
+    overrides = profile.sweep_settings if sweep else {}
+    return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr, **overrides)
             for seed in seeds for task in tasks for (method, groups), lr in runs]
+
+
+def check_configs(profile: Profile) -> list[RunConfig]:
+    """The runs that justify two settings of a profile, on its sweep task, seed 0, at the swept rates:
+    BitFit for three times the sweep's epochs (where does its dev curve level off?) and Full-FT as in the
+    sweep, both in the profile's number format. Beside the sweep's own runs they show whether that format
+    (e.g. bf16 autocast) changes the scores: with a constant learning rate, the first epochs of a run do not
+    depend on how many follow."""
+    sweep_epochs = profile.sweep_settings.get("epochs", profile.epochs_for("bitfit"))
+    return [RunConfig.from_profile(profile, profile.sweep_task, "bitfit", epochs=3 * sweep_epochs),
+            RunConfig.from_profile(profile, profile.sweep_task, "full", epochs=sweep_epochs)]
 
 
 @dataclass
@@ -78,6 +118,20 @@ def pending(configs: list[RunConfig], store: ResultStore) -> list[RunConfig]:
     """The configurations without a finished record. Checks every existing file first, so a corrupt or
     foreign file stops the grid before any time is spent training."""
     return [c for c in configs if store.finished(c) is None]
+
+
+def finished_records(configs: list[RunConfig], store: ResultStore) -> tuple[list[dict], list[RunConfig]]:
+    """The records of the finished configurations, and the configurations still to run. Tables are
+    built from exactly an experiment's configs, so other runs in the same folder (a sweep, a check
+    with other settings) never leak into them."""
+    records, missing = [], []
+    for config in configs:
+        record = store.finished(config)
+        if record is None:
+            missing.append(config)
+        else:
+            records.append(record)
+    return records, missing
 
 
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,

@@ -139,3 +139,65 @@ def bias_change_heatmap(table: pd.DataFrame, title: str, value_label: str = "mea
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_average: dict[str, float] | None = None,
+                floors: dict[str, float] | None = None) -> Figure:
+    """Grouped bars: one group per task (and 'avg'), one bar per method (rows of ``means``), error bars one
+    std over seeds. ``floors`` marks a per-task baseline (e.g. the majority class) with a dashed line;
+    ``paper_average`` adds a side panel with the paper's GLUE averages for the same methods, labelled."""
+    methods, tasks = list(means.index), list(means.columns)
+    panels = {"width_ratios": [len(tasks), 1.2]} if paper_average else None
+    fig, axes = plt.subplots(1, 2 if paper_average else 1, figsize=(10, 3.8), sharey=True, gridspec_kw=panels,
+                             squeeze=False)
+    ours = axes[0, 0]
+    width = 0.8 / len(methods)
+    for index, method in enumerate(methods):
+        x = np.arange(len(tasks)) + (index - (len(methods) - 1) / 2) * width
+        ours.bar(x, means.loc[method], width, yerr=stds.loc[method].fillna(0), capsize=2, color=f"C{index}",
+                 label=method)
+    for position, task in enumerate(tasks):
+        if floors and task in floors:
+            ours.hlines(floors[task], position - 0.45, position + 0.45, colors="black", linestyles="dashed",
+                        label="majority class" if position == 0 else None)
+    ours.set_xticks(range(len(tasks)), tasks)
+    ours.set_ylabel("dev score (x100), mean ± std over seeds")
+    ours.set_title(title, fontsize=10)
+    ours.grid(axis="y", alpha=0.3)
+    ours.legend(fontsize=8, loc="lower left")
+    if paper_average:
+        theirs = axes[0, 1]
+        values = [paper_average.get(m, np.nan) for m in methods]
+        theirs.bar(range(len(methods)), values, color=[f"C{i}" for i in range(len(methods))])
+        theirs.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
+        theirs.set_title("the paper's: BERT-base,\nGLUE dev average", fontsize=9)
+        theirs.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves_over_seeds(records: list[dict], title: str, split: str = "dev") -> Figure:
+    """One panel per task: ``split`` score (x100) per epoch of each method, mean over seeds as a line and
+    ± one std as a band. Methods with more epochs simply run further to the right."""
+    rows = pd.DataFrame([{"task": r["config"]["task"], "method": r["label"], "seed": r["config"]["seed"],
+                          "epoch": e["epoch"], "score": 100 * e[split]["score"]}
+                         for r in records for e in r["epochs"]])
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks) + 1, 3.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        stats = rows[rows["task"] == task].groupby(["method", "epoch"])["score"].agg(["mean", "std"])
+        for index, method in enumerate(dict.fromkeys(rows["method"])):
+            if method not in stats.index.get_level_values("method"):
+                continue
+            curve = stats.loc[method]
+            ax.plot(curve.index, curve["mean"], "-", color=f"C{index}", label=method)
+            ax.fill_between(curve.index, curve["mean"] - curve["std"].fillna(0),
+                            curve["mean"] + curve["std"].fillna(0), color=f"C{index}", alpha=0.2)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"{split} score (x100)")
+    axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -25,7 +25,7 @@ class Profile:
     train_size: int | None  # None: the whole training set
     train_eval_size: int  # fixed training subsample scored each epoch (generalization gap)
     dev_size: int | None  # None: the whole dev set
-    epochs: int
+    epochs: dict[str, int]  # method -> epochs; bias-only methods need more steps than Full-FT
     seeds: tuple[int, ...]
     batch_size: int
     max_length: int
@@ -33,12 +33,18 @@ class Profile:
     bf16: bool = False
     demo_task: str = "sst2"
     sweep_task: str = "mrpc"  # where the learning-rate sweep runs
+    sweep_settings: dict = field(default_factory=dict)  # what the sweep ran with where it differs
+    ablation_tasks: tuple[str, ...] | None = None  # None: the profile's tasks
     demo_train_size: int | None = None  # the demo's smaller settings (None: as in the grids)
     demo_epochs: int | None = None
 
     def learning_rate(self, method: str) -> float:
         """The profile's rate for a method; every bias-only or sparse method shares BitFit's."""
         return self.learning_rates.get(method, self.learning_rates["bitfit"])
+
+    def epochs_for(self, method: str) -> int:
+        """The profile's epochs for a method; every bias-only or sparse method shares BitFit's."""
+        return self.epochs.get(method, self.epochs["bitfit"])
 
 
 _BIAS_RATE = 1e-3  # BitFit needs a rate 10-100x higher than Full-FT (paper: 1e-4 to 1e-3)
@@ -47,24 +53,25 @@ PROFILES = {p.name: p for p in (
         name="smoke",
         description="seconds: the classroom model on a few dozen real examples (CI, nbval)",
         model=CLASSROOM_MODEL, readout="mean", tasks=("rte", "mrpc", "stsb", "cola", "sst2"),
-        train_size=48, train_eval_size=16, dev_size=32, epochs=2, seeds=(0,), batch_size=16,
-        max_length=64, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
+        train_size=48, train_eval_size=16, dev_size=32, epochs={"full": 2, "bitfit": 2}, seeds=(0,),
+        batch_size=16, max_length=64, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
     ),
     Profile(
         name="classroom",
         description="a 2-core CPU: all-MiniLM-L6-v2 (22.7M parameters), up to 2,000 training examples",
         model=CLASSROOM_MODEL, readout="mean", tasks=("rte", "mrpc", "stsb", "cola", "sst2"),
-        train_size=2000, train_eval_size=500, dev_size=None, epochs=5, seeds=(0, 1, 2), batch_size=32,
-        max_length=128, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
-        demo_train_size=1000, demo_epochs=4,
+        train_size=2000, train_eval_size=500, dev_size=None, epochs={"full": 5, "bitfit": 10}, seeds=(0, 1, 2),
+        batch_size=32, max_length=128, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
+        bf16=True, demo_train_size=1000, demo_epochs=4, ablation_tasks=("rte", "mrpc", "stsb", "cola"),
+        sweep_settings={"epochs": 5, "bf16": False},  # how results/classroom's sweep ran
     ),
     Profile(
         name="paper",
         description="a GPU: bert-base-cased, the whole GLUE training sets, the original recipe",
         model="bert-base-cased", readout="cls_pooler",
         tasks=("rte", "mrpc", "stsb", "cola", "sst2", "qnli", "qqp", "mnli"),
-        train_size=None, train_eval_size=1000, dev_size=None, epochs=16, seeds=(0, 1, 2, 3, 4),
-        batch_size=8, max_length=128, learning_rates={"full": 2e-5, "bitfit": _BIAS_RATE},
+        train_size=None, train_eval_size=1000, dev_size=None, epochs={"full": 16, "bitfit": 16},
+        seeds=(0, 1, 2, 3, 4), batch_size=8, max_length=128, learning_rates={"full": 2e-5, "bitfit": _BIAS_RATE},
     ),
 )}
 

@@ -60,7 +60,7 @@ class RunConfig:
         """The profile's settings for one task, method and seed; keyword overrides win."""
         settings = dict(
             model=profile.model, task=task, method=method, groups=groups, seed=seed,
-            learning_rate=profile.learning_rate(method), epochs=profile.epochs,
+            learning_rate=profile.learning_rate(method), epochs=profile.epochs_for(method),
             batch_size=profile.batch_size, max_length=profile.max_length,
             train_size=profile.train_size, train_eval_size=profile.train_eval_size,
             dev_size=profile.dev_size, readout=profile.readout, bf16=profile.bf16,
@@ -150,7 +150,8 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0,
         eval_strategy="epoch", logging_strategy="epoch", save_strategy="no", report_to="none",
-        bf16=config.bf16, disable_tqdm=not progress, dataloader_pin_memory=torch.cuda.is_available(),
+        bf16=config.bf16, use_cpu=config.bf16 and not torch.cuda.is_available(),  # CPU autocast needs use_cpu
+        disable_tqdm=not progress, dataloader_pin_memory=torch.cuda.is_available(),
     )
     optimizer = torch.optim.AdamW(optimizer_groups(prepared, config.weight_decay), lr=config.learning_rate)
     trainer = Trainer(

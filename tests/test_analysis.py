@@ -1,17 +1,20 @@
 """Result records to tables: one row per run, then summaries over seeds and learning rates."""
 
+import pandas as pd
 import pytest
 
 from bitfit_edu.analysis import (
     bias_change_table,
+    cost_table,
     epoch_table,
+    flattening_table,
     main_table,
     majority_baseline,
     mean_std_strings,
     results_summary,
     runs_frame,
 )
-from bitfit_edu.plots import bias_change_heatmap
+from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars
 
 
 def record(method, seed, lr, scores):
@@ -87,6 +90,45 @@ def test_majority_baseline_on_real_dev_sets(shared_glue_dir):
 def test_epoch_table_pairs_dev_and_train_per_run():
     runs = {name: {"epochs": [{"epoch": i + 1, "dev": {"score": d}, "train": {"score": t}}
                               for i, (d, t) in enumerate(pairs)]}
-            for name, pairs in {"a": [(0.5, 0.6), (0.7, 0.8)], "b": [(0.1, 0.2), (0.3, 0.4)]}.items()}
+            for name, pairs in {"a": [(0.5, 0.6), (0.7, 0.8), (0.9, 0.9)], "b": [(0.1, 0.2), (0.3, 0.4)]}.items()}
     table = epoch_table(runs)
-    assert list(table.index) == [1, 2] and table.loc[2, ("a", "train")] == 80.0 and table.loc[1, ("b", "dev")] == 10.0
+    assert list(table.index) == [1, 2, 3]
+    assert table.loc[2, ("a", "train")] == 80.0 and table.loc[1, ("b", "dev")] == 10.0
+    assert pd.isna(table.loc[3, ("b", "dev")])  # the shorter run has no third epoch
+
+
+def test_method_bars_one_bar_per_method_and_task_and_a_paper_panel():
+    scores = {("rte", 0): 0.60, ("rte", 1): 0.70, ("mrpc", 0): 0.80, ("mrpc", 1): 0.90}
+    frame = runs_frame([task_record(t, m, s, v) for (t, s), v in scores.items() for m in ("full", "bitfit")])
+    means, stds = main_table(frame)
+    fig = method_bars(means, stds, "test", paper_average={"full": 82.3, "bitfit": 82.4}, floors={"rte": 52.7})
+    ours, theirs = fig.axes
+    assert len(ours.patches) == 2 * 3  # two methods x (rte, mrpc, avg)
+    assert [p.get_height() for p in theirs.patches] == [82.4, 82.3]  # rows of means: bitfit, full
+
+
+def test_flattening_table_flags_curves_still_rising():
+    frame = runs_frame([record("bitfit", 0, 1e-3, [0.5, 0.6, 0.7]), record("bitfit", 1, 1e-3, [0.5, 0.8, 0.7]),
+                        record("full", 0, 2e-5, [0.9, 0.7, 0.6])])
+    table = flattening_table(frame)
+    assert table.loc["bitfit", "best_at_last_epoch"] == "50%" and table.loc["bitfit", "mean_best_epoch"] == 2.5
+    assert table.loc["full", "drop_best_to_last"] == 30.0 and table.loc["full", "runs"] == 1
+
+
+def test_learning_curves_over_seeds_one_panel_per_task_one_line_per_method():
+    records = [record("bitfit", s, 1e-3, [0.5, 0.6, 0.7]) for s in range(2)] + [record("full", 0, 2e-5, [0.9, 0.8])]
+    for r in records:
+        for e in r["epochs"]:
+            e["train"] = e["dev"]
+    fig = learning_curves_over_seeds(records, "test")
+    (ax,) = fig.axes
+    bitfit, full = ax.lines
+    assert list(bitfit.get_ydata()) == [50.0, 60.0, 70.0] and list(full.get_xdata()) == [1, 2]
+
+
+def test_cost_table_minutes_per_run_and_total_hours():
+    records = [record("bitfit", s, 1e-3, [0.5]) for s in range(2)]
+    for seconds, r in zip((60, 180), records, strict=True):
+        r["timing"]["wall_seconds"] = seconds
+    table = cost_table(runs_frame(records))
+    assert table.loc["bitfit", "rte"] == 2.0 and table.loc["bitfit", "total h"] == round(240 / 3600, 1)

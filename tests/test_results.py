@@ -1,11 +1,12 @@
 """The results store and the resumable grid: atomic records, clear errors, nothing lost on a crash."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments import experiment_configs, pending, run_grid
+from bitfit_edu.experiments import experiment_configs, finished_records, pending, run_grid, variant_parameters
 from bitfit_edu.profiles import get_profile
 from bitfit_edu.results import ResultStore
 from bitfit_edu.training import SCHEMA, RunConfig
@@ -86,6 +87,15 @@ def test_grid_killed_midway_resumes_and_loses_nothing(tmp_path):
     assert len(store.records()) == 4
 
 
+def test_finished_records_hold_exactly_the_grids_runs(tmp_path):
+    store = ResultStore(tmp_path)
+    grid = configs(3)
+    for config in (grid[0], grid[2], replace(grid[1], learning_rate=0.5)):  # the last: another experiment's run
+        store.write(fake_record(config))
+    records, missing = finished_records(grid, store)
+    assert [r["config"]["seed"] for r in records] == [grid[0].seed, grid[2].seed] and missing == [grid[1]]
+
+
 def test_a_corrupt_file_stops_the_grid_before_any_training(tmp_path):
     store = ResultStore(tmp_path)
     grid = configs(3)
@@ -108,8 +118,25 @@ def test_experiment_grids():
     assert [c.label for c in ablation] == ["bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform",
                                            "rand_row_col"]
     assert [(c.seed, c.task) for c in main[:3]] == [(0, profile.tasks[0])] * 3  # whole seeds first
+    assert {c.task for c in experiment_configs(profile, "ablation")} == set(profile.ablation_tasks)
+    bias_epochs = profile.epochs["bitfit"]  # every bias-only method: more epochs than Full-FT
+    assert {(c.method, c.epochs) for c in main} == {("full", profile.epochs["full"]), ("bitfit", bias_epochs),
+                                                   ("frozen", bias_epochs)}
     sweep = experiment_configs(profile, "lr_sweep")
     assert {c.task for c in sweep} == {profile.sweep_task} and {c.seed for c in sweep} == {profile.seeds[0]}
+    assert {c.epochs for c in sweep} == {profile.sweep_settings["epochs"]}
+    long_bitfit, full = experiment_configs(profile, "checks")
+    assert (long_bitfit.method, long_bitfit.epochs, long_bitfit.bf16) == ("bitfit", 3 * sweep[0].epochs, profile.bf16)
+    assert full.epochs == sweep[0].epochs and full.task == profile.sweep_task
     assert {(c.method, c.learning_rate) for c in sweep} >= {("full", 2e-5), ("bitfit", 1e-3)}
     with pytest.raises(BitFitError, match="unknown experiment"):
         experiment_configs(profile, "everything")
+
+
+def test_variant_parameters_same_size_baselines(tiny_model_dir):
+    table = variant_parameters(tiny_model_dir, "cls_pooler")
+    trained = table["trained entries (excl. head)"]
+    assert trained["full"] > trained["bitfit"] > trained["bitfit:b_q+b_m2"] > trained["bitfit:b_q"] > 0
+    assert trained["frozen"] == 0
+    assert trained["rand_uniform"] == trained["rand_row_col"] == trained["bitfit"]  # same size as the biases
+    assert table.loc["bitfit", "paper: %param (BERT-base)"] == "0.09%"

@@ -43,6 +43,12 @@ def test_regression_task_and_bitfit_subset(tiny_model_dir, glue_dir):
     assert moved == {"b_q", "b_m2"}
 
 
+def test_bf16_autocast_runs_on_this_device(tiny_model_dir, glue_dir):
+    record = tiny_run(tiny_model_dir, glue_dir, "bitfit", bf16=True)
+    assert record["config"]["bf16"] and len(record["epochs"]) == 2
+    assert all(0 <= e["dev"]["accuracy"] <= 1 for e in record["epochs"])
+
+
 def test_mean_readout_runs(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", task="sst2", readout="mean")
     assert "b_pooler" not in {row["group"] for row in record["bias_change"]}  # mean pooling drops the pooler

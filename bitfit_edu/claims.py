@@ -1,0 +1,114 @@
+"""The paper's claims about its tables, each checked against our runs with its uncertainty.
+
+A claim compares two method variants on the GLUE average: BitFit against Full-FT, Frozen against
+BitFit, and so on. Our evidence is the difference of their averages over tasks, one average per seed,
+with a 95% Welch t-interval over seeds. The verdict reads that interval, never the point estimate alone:
+
+- "similar" claims (A ≈ B) hold when the whole interval lies within ±``SIMILAR_TOLERANCE`` points, do not
+  hold when it lies wholly outside, and are not resolved otherwise;
+- "worse" claims (A < B) hold when the whole interval is below zero, do not hold when it is wholly
+  above, and are not resolved when it straddles zero.
+
+With three seeds the interval is wide: "not resolved at this scale" is an honest outcome, not a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import paper
+from .errors import BitFitError
+
+SIMILAR_TOLERANCE = 1.5  # points; the paper calls gaps of up to 1.3 (b_q+b_m2 vs all biases) comparable
+HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved at this scale"
+NOT_RUN = "no finished runs yet"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``method`` compared with ``baseline``: 'similar' (≈) or 'worse' (below)."""
+
+    statement: str
+    method: str
+    baseline: str
+    kind: str
+
+    @property
+    def paper_difference(self) -> float:
+        """The paper's own gap, BERT-base GLUE dev average (method minus baseline)."""
+        return round(paper.BERT_BASE_DEV_AVERAGE[self.method] - paper.BERT_BASE_DEV_AVERAGE[self.baseline], 1)
+
+
+MAIN_CLAIMS = (
+    Claim("BitFit matches Full-FT", "bitfit", "full", "similar"),
+    Claim("Frozen (head only) is far below BitFit", "frozen", "bitfit", "worse"),
+)
+ABLATION_CLAIMS = (
+    Claim("b_q + b_m2 come close to all biases", "bitfit:b_q+b_m2", "bitfit", "similar"),
+    Claim("b_q alone is below all biases", "bitfit:b_q", "bitfit", "worse"),
+    Claim("a random uniform subset of the same size is below the biases", "rand_uniform", "bitfit", "worse"),
+    Claim("random rows/columns of the same size are below the biases", "rand_row_col", "bitfit", "worse"),
+)
+
+
+def seed_averages(frame: pd.DataFrame, method: str, tasks: list[str], value: str = "best") -> pd.Series:
+    """The mean over ``tasks`` of ``value`` per seed, for the seeds that have every one of the tasks."""
+    runs = frame[(frame["method"] == method) & frame["task"].isin(tasks)]
+    per_seed = runs.pivot_table(index="seed", columns="task", values=value).reindex(columns=tasks)
+    return per_seed.dropna().mean(axis=1)
+
+
+def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = "best") -> dict:
+    """Mean GLUE-average difference (method minus baseline, x100 points) over the tasks both have, with
+    a 95% Welch t-interval over seeds (NaN bounds with fewer than two seeds on either side)."""
+    for name in (method, baseline):
+        if name not in set(frame["method"]):
+            raise BitFitError(f"no finished runs of {name!r} in these results: run its grid first")
+    tasks = sorted(set(frame.loc[frame["method"] == method, "task"]) & set(frame.loc[frame["method"] == baseline,
+                                                                                      "task"]))
+    ours, theirs = (seed_averages(frame, name, tasks, value) for name in (method, baseline))
+    low = high = np.nan
+    if len(ours) > 1 and len(theirs) > 1:
+        interval = stats.ttest_ind(ours, theirs, equal_var=False).confidence_interval(0.95)
+        low, high = float(interval.low), float(interval.high)
+    return {"tasks": tasks, "seeds": (len(ours), len(theirs)), "difference": float(ours.mean() - theirs.mean()),
+            "low": low, "high": high}
+
+
+def verdict(kind: str, low: float, high: float, tolerance: float = SIMILAR_TOLERANCE) -> str:
+    """Holds / does not hold / not resolved, from a difference's interval (see the module docstring)."""
+    if np.isnan(low) or np.isnan(high):
+        return UNRESOLVED
+    if kind == "similar":
+        if -tolerance <= low and high <= tolerance:
+            return HOLDS
+        return FAILS if low > tolerance or high < -tolerance else UNRESOLVED
+    if kind == "worse":
+        return HOLDS if high < 0 else FAILS if low > 0 else UNRESOLVED
+    raise BitFitError(f"unknown kind of claim {kind!r}: use 'similar' or 'worse'")
+
+
+def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = "best") -> pd.DataFrame:
+    """One row per claim: the paper's gap, ours with its 95% interval, the seeds behind it, the verdict
+    (a claim whose methods have no finished runs says so instead)."""
+    rows = []
+    for claim in claims:
+        if not {claim.method, claim.baseline} <= set(frame["method"]):
+            rows.append({"claim": claim.statement, "paper: gap (BERT-base, 8 tasks)": f"{claim.paper_difference:+.1f}",
+                         "verdict": NOT_RUN})
+            continue
+        found = difference(frame, claim.method, claim.baseline, value)
+        rows.append({
+            "claim": claim.statement,
+            "paper: gap (BERT-base, 8 tasks)": f"{claim.paper_difference:+.1f}",
+            "ours: gap": f"{found['difference']:+.1f}",
+            "ours: 95% interval": "n/a" if np.isnan(found["low"]) else f"[{found['low']:+.1f}, {found['high']:+.1f}]",
+            "seeds": "{} vs {}".format(*found["seeds"]),
+            "tasks": len(found["tasks"]),
+            "verdict": verdict(claim.kind, found["low"], found["high"]),
+        })
+    return pd.DataFrame(rows).set_index("claim").fillna("")
