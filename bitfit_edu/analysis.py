@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from . import glue
 from .biases import LAYER_GROUPS
+from .errors import BitFitError
 from .metrics import glue_metrics, task_score
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per run: task, method label, seed, best and last dev score (x100), epochs, sizes, time."""
+    """One row per run: task, method label, seed, best and last dev score (x100), the generalization gap
+    at the best epoch (training-subsample minus dev score, x100), epochs, sizes, parameters, time."""
     rows = []
     for r in records:
         config = r["config"]
+        best = next(e for e in r["epochs"] if e["dev"] == r["best"]) if "epochs" in r else {}
         rows.append({
             "task": config["task"], "method": r["label"], "seed": config["seed"],
             "lr": config["learning_rate"], "best": 100 * r["best"]["score"], "last": 100 * r["last"]["score"],
+            "gap": 100 * (best.get("train", {}).get("score", np.nan) - r["best"]["score"]),
             "best_epoch": r["best_epoch"], "epochs": config["epochs"], "train_size": r["sizes"]["train"],
             "trainable": r["params"]["trainable"], "trainable_without_head": r["params"]["trainable_without_head"],
             "total": r["params"]["total"], "train_seconds": r["timing"]["train_seconds"],
@@ -55,6 +60,35 @@ def flattening_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.round({"mean_best_epoch": 1, "drop_best_to_last": 1})
 
 
+def size_curve_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Best dev score (x100) per training size (rows) and method (columns): mean and std over seeds."""
+    grouped = frame.groupby(["train_size", "method"])["best"]
+    return grouped.mean().unstack(), grouped.std().unstack()
+
+
+def crossings(means: pd.DataFrame, method: str, baseline: str) -> list[float]:
+    """Training sizes where ``method``'s mean curve crosses ``baseline``'s, interpolated linearly in
+    log(size) between neighbouring sizes; empty if one stays above the other throughout."""
+    difference = (means[method] - means[baseline]).dropna()
+    sizes, values = np.log(difference.index.to_numpy(dtype=float)), difference.to_numpy()
+    found = []
+    for i in range(len(values) - 1):
+        if values[i] == 0 or values[i] * values[i + 1] < 0:
+            share = values[i] / (values[i] - values[i + 1])
+            found.append(float(np.exp(sizes[i] + share * (sizes[i + 1] - sizes[i]))))
+    return found
+
+
+def bias_change_ranks(records: list[dict], relative: bool = False) -> pd.DataFrame:
+    """Per run (rows: task, seed), the rank of each bias group by its change averaged over layers
+    (1 = moved most): is the paper's 'b_q and b_m2 change most' stable across seeds and tasks?"""
+    ranks = {(r["config"]["task"], r["config"]["seed"]):
+             bias_change_table([r], relative)["avg"].rank(ascending=False).astype(int) for r in records}
+    table = pd.DataFrame(ranks).T.sort_index()
+    table.index.names = ["task", "seed"]
+    return table
+
+
 def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFrame:
     """Mean |b_after - b_before| per bias group (rows, paper order) and layer (columns), averaged over
     the given runs, plus an 'avg' column: the data of the paper's Figure 1.
@@ -64,7 +98,7 @@ def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFra
     """
     rows = pd.DataFrame([row for r in records for row in r["bias_change"] if row["layer"] is not None])
     if rows.empty:
-        raise ValueError("no bias changes in these records (no runs, or runs without encoder layers)")
+        raise BitFitError("no bias changes in these records (no runs, or runs without encoder layers)")
     change = rows["mean_abs_change"]
     rows["value"] = change / rows["mean_abs_init"].where(rows["mean_abs_init"] > 0) if relative else change
     table = rows.pivot_table(index="group", columns="layer", values="value", aggfunc="mean")
@@ -78,7 +112,7 @@ def main_table(frame: pd.DataFrame, value: str = "best") -> tuple[pd.DataFrame, 
     plus 'avg': the mean over tasks, whose spread is the std over seeds of the per-seed task averages
     (seeds that have every task). ``frame`` holds one learning rate per method (filter it first)."""
     if frame.groupby(["method", "task", "seed"]).size().max() > 1:
-        raise ValueError("several runs per (method, task, seed): keep one learning rate per method first")
+        raise BitFitError("several runs per (method, task, seed): keep one learning rate per method first")
     scores = frame.pivot_table(index=["method", "seed"], columns="task", values=value)
     means = scores.groupby("method").mean()
     stds = scores.groupby("method").std()
@@ -101,7 +135,7 @@ def majority_baseline(task: str, glue_dir=None) -> float:
     classifier must beat (MRPC: 74.8, the mean of 68.4 accuracy and 81.2 F1). Classification only."""
     spec = glue.get_task(task)
     if spec.is_regression:
-        raise ValueError(f"{spec.name} is a regression task: a constant prediction has no correlation")
+        raise BitFitError(f"{spec.name} is a regression task: a constant prediction has no correlation")
     labels = glue.load_split(spec, "train", glue_dir)["label"]
     majority = max(set(labels), key=labels.count)
     dev = glue.load_split(spec, spec.dev_split, glue_dir)["label"]

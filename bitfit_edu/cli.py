@@ -73,7 +73,8 @@ def cmd_grid(args) -> None:
           f"{len(configs) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
     if args.dry_run:
         for config in todo:
-            print("  to run:", store.path(config).name)
+            length = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
+            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {length})")
         return
     report = run_grid(configs, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")
@@ -160,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
 
     grid = sub.add_parser("grid", help="run an experiment grid, skipping finished runs (resumable)")
     data_and_profile(grid)
-    grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep or checks")
+    grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep, checks or size_curve")
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--results", default="results")

@@ -7,6 +7,7 @@ be stopped at any point and resumed later, by another session, on another machin
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 }
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
-EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks")
+EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve")
+SIZE_CURVE = ("full", "bitfit")
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
 
 
@@ -72,10 +74,13 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     'main': Full-FT, BitFit, Frozen on the profile's tasks. 'ablation': the bias subsets and random
     baselines on the profile's ablation tasks. 'lr_sweep': every method family at several rates on the
     profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
-    paper, too, searched rates minimally). 'checks': see :func:`check_configs`.
+    paper, too, searched rates minimally). 'checks' and 'size_curve': see :func:`check_configs` and
+    :func:`size_curve_configs`.
     """
     if experiment == "checks":
         return check_configs(profile)
+    if experiment == "size_curve":
+        return size_curve_configs(profile, seeds)
     if experiment == "main":
         runs = [(variant(label), None) for label in MAIN]
     elif experiment == "ablation":
@@ -104,6 +109,29 @@ def check_configs(profile: Profile) -> list[RunConfig]:
     sweep_epochs = profile.sweep_settings.get("epochs", profile.epochs_for("bitfit"))
     return [RunConfig.from_profile(profile, profile.sweep_task, "bitfit", epochs=3 * sweep_epochs),
             RunConfig.from_profile(profile, profile.sweep_task, "full", epochs=sweep_epochs)]
+
+
+def size_curve_configs(profile: Profile, seeds: Iterable[int] | None = None) -> list[RunConfig]:
+    """Full-FT and BitFit on the profile's size task at each of its training sizes, seed by seed.
+
+    A run trains its method's usual epochs, unless those are fewer steps than ``profile.step_range[0]``
+    (a few epochs of 100 examples are a handful of steps: that would starve the small sizes) or more than
+    ``step_range[1]`` (the whole of a large training set, many times over, is CPU-hours); then it trains
+    exactly that many steps instead, evaluated ``profile.evaluations`` times. A run whose epochs fit the
+    range is the same configuration as in the other grids, so finished runs are reused.
+    """
+    fewest, most = profile.step_range
+    configs = []
+    for seed in seeds if seeds is not None else profile.seeds:
+        for size in profile.size_curve:
+            for method in SIZE_CURVE:
+                steps = profile.epochs_for(method) * math.ceil(size / profile.batch_size)
+                budget = None if fewest <= steps <= most else min(max(steps, fewest), most)
+                overrides = {} if budget is None else {"max_steps": budget,
+                                                       "eval_every": budget // profile.evaluations}
+                configs.append(RunConfig.from_profile(profile, profile.size_task, method, seed=seed,
+                                                      train_size=size, **overrides))
+    return configs
 
 
 @dataclass

@@ -201,3 +201,24 @@ def learning_curves_over_seeds(records: list[dict], title: str, split: str = "de
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
+                      crossing_sizes: list[float] = ()) -> Figure:
+    """Best dev score against training-set size on a log x-axis: one line per method (columns), mean over
+    seeds with ± one std as a band, and a dotted vertical line where the curves cross."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for index, method in enumerate(means.columns):
+        mean, std = means[method].dropna(), stds[method].reindex(means[method].dropna().index).fillna(0)
+        ax.plot(mean.index, mean, "o-", color=f"C{index}", label=method)
+        ax.fill_between(mean.index, mean - std, mean + std, color=f"C{index}", alpha=0.2)
+    for size in crossing_sizes:
+        ax.axvline(size, color="0.4", linestyle=":", label=f"curves cross near {size:,.0f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples (log scale)")
+    ax.set_ylabel("best dev score (x100)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

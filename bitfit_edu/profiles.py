@@ -35,6 +35,10 @@ class Profile:
     sweep_task: str = "mrpc"  # where the learning-rate sweep runs
     sweep_settings: dict = field(default_factory=dict)  # what the sweep ran with where it differs
     ablation_tasks: tuple[str, ...] | None = None  # None: the profile's tasks
+    size_task: str = "sst2"  # where the training-size curve runs
+    size_curve: tuple[int, ...] = ()  # its training sizes
+    step_range: tuple[int, int] = (600, 2000)  # its fewest and most steps per run (see experiments)
+    evaluations: int = 10  # evaluations of a step-budgeted run
     demo_train_size: int | None = None  # the demo's smaller settings (None: as in the grids)
     demo_epochs: int | None = None
 
@@ -64,6 +68,7 @@ PROFILES = {p.name: p for p in (
         batch_size=32, max_length=128, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
         bf16=True, demo_train_size=1000, demo_epochs=4, ablation_tasks=("rte", "mrpc", "stsb", "cola"),
         sweep_settings={"epochs": 5, "bf16": False},  # how results/classroom's sweep ran
+        size_curve=(100, 500, 2000, 10000, 67349),  # 67,349: the whole SST-2 training set
     ),
     Profile(
         name="paper",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from .errors import BitFitError
@@ -50,7 +49,7 @@ class ResultStore:
         if not path.exists():
             return None
         record = self.read(path)
-        if record["config"] != json.loads(json.dumps(asdict(config))):
+        if record["config"] != json.loads(json.dumps(config.as_dict())):
             raise BitFitError(
                 f"{path} holds a different configuration than its name says (edited by hand?). "
                 "Move it out of the results folder and run again"

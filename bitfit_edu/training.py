@@ -31,6 +31,7 @@ from .profiles import Profile
 from .readout import READOUTS, load_classifier, load_tokenizer
 
 SCHEMA = "bitfit_edu.run/1"
+_LATER_FIELDS = ("max_steps", "eval_every")  # see RunConfig.as_dict
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,14 @@ class RunConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     bf16: bool = False
+    max_steps: int | None = None  # a step budget instead of epochs (training-size curves)
+    eval_every: int | None = None  # with max_steps: steps between evaluations
+
+    def as_dict(self) -> dict:
+        """The config as stored in a record and hashed into its id. Fields added after the first records
+        were written are left out while at their default, so those records keep their ids."""
+        settings = asdict(self)
+        return {k: v for k, v in settings.items() if not (k in _LATER_FIELDS and v is None)}
 
     @classmethod
     def from_profile(cls, profile: Profile, task: str, method: str, *, seed: int = 0,
@@ -86,6 +95,13 @@ class RunConfig:
         for name in ("train_size", "dev_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BitFitError(f"{name} must be at least 1 (or None for all), got {getattr(self, name)}")
+        if (self.max_steps is None) != (self.eval_every is None):
+            raise BitFitError("max_steps and eval_every go together: a step budget and how often to evaluate")
+        if self.max_steps is not None and not 0 < self.eval_every <= self.max_steps:
+            raise BitFitError(f"eval_every must be between 1 and max_steps ({self.max_steps}), got {self.eval_every}")
+        if self.max_steps is not None and self.max_steps % self.eval_every:
+            raise BitFitError(f"max_steps ({self.max_steps}) must be a multiple of eval_every ({self.eval_every}), "
+                              "so that training ends on an evaluation")
         return replace(self, task=glue.get_task(self.task).name, groups=groups)
 
     @property
@@ -95,7 +111,7 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """A readable, unique file name stem: task, method, learning rate, seed, hash of the whole config."""
-        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         method = self.label.replace(":", "-").replace("+", "-")
         return f"{self.task}_{method}_lr{self.learning_rate:g}_seed{self.seed}_{digest}"
 
@@ -143,13 +159,19 @@ def prepare_data(config: RunConfig, splits: dict[str, datasets.Dataset], tokeniz
 
 def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData, tokenizer,
                   output_dir: str, progress: bool) -> Trainer:
-    """A Trainer with the original recipe: AdamW, constant LR, clipping, per-epoch evaluation."""
+    """A Trainer with the original recipe: AdamW, constant LR, clipping, evaluation after every epoch
+    (or every ``eval_every`` steps of a step budget)."""
+    if config.max_steps is None:
+        schedule = dict(num_train_epochs=config.epochs, eval_strategy="epoch", logging_strategy="epoch")
+    else:
+        schedule = dict(max_steps=config.max_steps, eval_strategy="steps", eval_steps=config.eval_every,
+                        logging_strategy="steps", logging_steps=config.eval_every)
     args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=config.epochs, seed=config.seed,
+        output_dir=output_dir, seed=config.seed, **schedule,
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=2 * config.batch_size,
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0,
-        eval_strategy="epoch", logging_strategy="epoch", save_strategy="no", report_to="none",
+        save_strategy="no", report_to="none",
         bf16=config.bf16, use_cpu=config.bf16 and not torch.cuda.is_available(),  # CPU autocast needs use_cpu
         disable_tqdm=not progress, dataloader_pin_memory=torch.cuda.is_available(),
     )
@@ -165,13 +187,17 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
     return trainer
 
 
-def epoch_records(log_history: list[dict], splits: list[str]) -> list[dict]:
-    """Per-epoch training loss and metrics of every evaluated split, from ``Trainer.state.log_history``."""
-    epochs: dict[int, dict] = {}
+def epoch_records(log_history: list[dict], splits: list[str], by_step: bool = False) -> list[dict]:
+    """Training loss and metrics of every evaluated split at each evaluation, from
+    ``Trainer.state.log_history``: one entry per epoch, or with ``by_step`` one per evaluation of a step
+    budget, keyed by its 'step' with the (fractional) epoch beside it."""
+    evaluations: dict[int, dict] = {}
     for entry in log_history:
         if "epoch" not in entry:
             continue
-        record = epochs.setdefault(round(entry["epoch"]), {"epoch": round(entry["epoch"])})
+        key = entry["step"] if by_step else round(entry["epoch"])
+        start = {"step": key, "epoch": round(entry["epoch"], 2)} if by_step else {"epoch": key}
+        record = evaluations.setdefault(key, start)
         if "loss" in entry:
             record["train_loss"] = entry["loss"]
         for split in splits:
@@ -183,7 +209,7 @@ def epoch_records(log_history: list[dict], splits: list[str]) -> list[dict]:
                 record[split]["loss"] = metrics.get("loss")
                 record.setdefault("eval_seconds", 0.0)
                 record["eval_seconds"] += metrics.get("runtime", 0.0)
-    return [epochs[k] for k in sorted(epochs)]
+    return [evaluations[k] for k in sorted(evaluations) if "dev" in evaluations[k]]
 
 
 def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model) -> list[dict]:
@@ -219,14 +245,15 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(config, prepared, data, tokenizer, output_dir, progress)
         train_output = trainer.train()
-    epochs = epoch_records(trainer.state.log_history, list(data.evaluation))
+    epochs = epoch_records(trainer.state.log_history, list(data.evaluation), by_step=config.max_steps is not None)
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
-    train_tokens = sum(len(ids) for ids in data.train["input_ids"]) * config.epochs
+    examples_seen = config.max_steps * config.batch_size if config.max_steps else len(data.train) * config.epochs
+    train_tokens = sum(len(ids) for ids in data.train["input_ids"]) / len(data.train) * examples_seen
     return {
         "schema": SCHEMA,
         "run_id": config.run_id,
-        "config": asdict(config),
+        "config": config.as_dict(),
         "label": config.label,
         "readout": READOUTS[config.readout],
         "sizes": {"train": len(data.train), "evaluated": {k: len(v) for k, v in data.evaluation.items()}},
@@ -238,6 +265,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
         },
         "epochs": epochs,
         "best_epoch": best["epoch"],
+        "best_step": best.get("step"),  # step budgets only
         "best": best["dev"],
         "last": epochs[-1]["dev"],
         "bias_change": bias_change(before, snapshot_biases(model), model),

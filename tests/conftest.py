@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never download; set be
 import pytest  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizer  # noqa: E402
 
+from bitfit_edu.results import ResultStore  # noqa: E402
+
 WORDS = "the a cat dog sat ran on mat big small red blue is was not very good bad film plot".split()
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -81,6 +83,12 @@ def classroom_model() -> str:
     if not snapshots.is_dir():
         pytest.skip("../shared/hf-hub is not beside the checkout")
     return str(next(snapshots.iterdir()))
+
+
+@pytest.fixture
+def classroom_results() -> ResultStore:
+    """The committed results of the classroom grids (results/classroom in this checkout)."""
+    return ResultStore(Path(__file__).resolve().parents[1] / "results" / "classroom")
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 
 from bitfit_edu.analysis import (
+    bias_change_ranks,
     bias_change_table,
     cost_table,
+    crossings,
     epoch_table,
     flattening_table,
     main_table,
@@ -13,8 +15,9 @@ from bitfit_edu.analysis import (
     mean_std_strings,
     results_summary,
     runs_frame,
+    size_curve_table,
 )
-from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars
+from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
 
 
 def record(method, seed, lr, scores):
@@ -132,3 +135,36 @@ def test_cost_table_minutes_per_run_and_total_hours():
         r["timing"]["wall_seconds"] = seconds
     table = cost_table(runs_frame(records))
     assert table.loc["bitfit", "rte"] == 2.0 and table.loc["bitfit", "total h"] == round(240 / 3600, 1)
+
+
+def test_generalization_gap_is_train_minus_dev_at_the_best_epoch():
+    r = record("full", 0, 2e-5, [0.6, 0.8, 0.7])
+    for e, train in zip(r["epochs"], (0.7, 0.95, 0.99), strict=True):
+        e["train"] = {"score": train}
+    assert runs_frame([r])["gap"].item() == pytest.approx(15.0)  # epoch 2: 95 - 80
+
+
+def test_size_curve_and_where_the_curves_cross():
+    records = []
+    for size, (bitfit, full) in {100: (0.6, 0.5), 1000: (0.7, 0.7), 10000: (0.75, 0.8)}.items():
+        for method, score in (("bitfit", bitfit), ("full", full)):
+            r = record(method, 0, 1e-3, [score])
+            r["sizes"]["train"] = size
+            records.append(r)
+    means, stds = size_curve_table(runs_frame(records))
+    assert list(means.index) == [100, 1000, 10000] and means.loc[100, "bitfit"] == pytest.approx(60.0)
+    assert crossings(means, "bitfit", "full") == [pytest.approx(1000.0)]
+    shifted = means.assign(full=means["full"] - [0, 2, 0])  # BitFit above at 1000, below at 10000
+    (where,) = crossings(shifted, "bitfit", "full")
+    assert 1000 < where < 10000
+    fig = size_curve_figure(shifted, stds, "test", [where])
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 3  # two curves, one crossing
+
+
+def test_bias_change_ranks_per_run():
+    first = change_record({("b_m2", 0): 1.0, ("b_q", 0): 3.0})
+    second = change_record({("b_m2", 0): 3.0, ("b_q", 0): 1.0})
+    for seed, r in enumerate((first, second)):
+        r["config"] = {"task": "rte", "seed": seed}
+    ranks = bias_change_ranks([first, second])
+    assert ranks.loc[("rte", 0), "b_q"] == 1 and ranks.loc[("rte", 1), "b_m2"] == 1

@@ -13,9 +13,7 @@ from bitfit_edu.training import SCHEMA, RunConfig
 
 
 def fake_record(config: RunConfig) -> dict:
-    from dataclasses import asdict
-
-    return {"schema": SCHEMA, "run_id": config.run_id, "config": asdict(config), "label": config.label,
+    return {"schema": SCHEMA, "run_id": config.run_id, "config": config.as_dict(), "label": config.label,
             "best": {"score": 0.5}}
 
 
@@ -140,3 +138,35 @@ def test_variant_parameters_same_size_baselines(tiny_model_dir):
     assert trained["frozen"] == 0
     assert trained["rand_uniform"] == trained["rand_row_col"] == trained["bitfit"]  # same size as the biases
     assert table.loc["bitfit", "paper: %param (BERT-base)"] == "0.09%"
+
+
+def test_committed_results_still_match_the_code(classroom_results):
+    """Changing RunConfig (a new field, say) must not orphan finished runs: their ids must not move."""
+    profile = get_profile("classroom")
+    for experiment in ("lr_sweep", "checks"):
+        _, missing = finished_records(experiment_configs(profile, experiment), classroom_results)
+        assert missing == [], f"{experiment}: committed runs no longer match their configs"
+
+
+def test_step_budget_fields_stay_out_of_ids_until_used():
+    config = RunConfig(model="m", task="rte", method="bitfit")
+    assert "max_steps" not in config.as_dict()
+    budgeted = replace(config, max_steps=100, eval_every=10)
+    assert budgeted.as_dict()["max_steps"] == 100 and budgeted.run_id != config.run_id
+
+
+def test_size_curve_budgets_steps_at_both_ends_and_reuses_the_grid_size():
+    profile = get_profile("classroom")
+    curve = experiment_configs(profile, "size_curve", seeds=[0])
+    assert [(c.train_size, c.method) for c in curve[:2]] == [(profile.size_curve[0], "full"),
+                                                            (profile.size_curve[0], "bitfit")]
+    fewest, most = profile.step_range
+    for config in curve:
+        steps = config.max_steps or config.epochs * -(-config.train_size // config.batch_size)
+        assert fewest <= steps <= most
+        assert config.max_steps is None or config.eval_every * profile.evaluations == config.max_steps
+    smallest = curve[0]
+    assert smallest.max_steps == fewest  # 100 examples: not a handful of steps
+    assert {c.max_steps for c in curve if c.train_size == profile.size_curve[-1]} == {most}  # capped
+    main = set(experiment_configs(profile, "main", tasks=[profile.size_task], seeds=[0]))
+    assert any(c in main for c in curve)  # a size-curve run at the grid's own size is the grid's run

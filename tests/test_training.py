@@ -49,6 +49,23 @@ def test_bf16_autocast_runs_on_this_device(tiny_model_dir, glue_dir):
     assert all(0 <= e["dev"]["accuracy"] <= 1 for e in record["epochs"])
 
 
+def test_step_budget_evaluates_every_k_steps(tiny_model_dir, glue_dir):
+    record = tiny_run(tiny_model_dir, glue_dir, "bitfit", max_steps=6, eval_every=2)  # 24 examples, batch 8
+    assert [e["step"] for e in record["epochs"]] == [2, 4, 6]
+    assert [e["epoch"] for e in record["epochs"]] == [0.67, 1.33, 2.0]
+    assert record["best_step"] in (2, 4, 6) and record["config"]["max_steps"] == 6
+
+
+@pytest.mark.parametrize("budget,message", [
+    (dict(max_steps=6), "max_steps and eval_every go together"),
+    (dict(max_steps=6, eval_every=4), "must be a multiple of eval_every"),
+    (dict(max_steps=6, eval_every=0), "eval_every must be between 1 and max_steps"),
+])
+def test_bad_step_budget_is_rejected(budget, message):
+    with pytest.raises(BitFitError, match=message):
+        RunConfig(model="m", task="rte", method="bitfit", **budget).validated()
+
+
 def test_mean_readout_runs(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", task="sst2", readout="mean")
     assert "b_pooler" not in {row["group"] for row in record["bias_change"]}  # mean pooling drops the pooler
