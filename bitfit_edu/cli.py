@@ -15,7 +15,7 @@ from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
 from .errors import BitFitError
-from .experiments import MAIN, experiment_configs, pending, run_grid, variant
+from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, variant
 from .glue import get_task
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
@@ -53,7 +53,7 @@ def cmd_run(args) -> None:
     method, groups = (args.method, tuple(_csv(args.groups))) if args.groups else variant(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
                                     learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
-                                    bf16=args.bf16 or None)
+                                    bf16=args.bf16)
     store = ResultStore(Path(args.results) / profile.name)
     report = run_grid([config], store, glue_dir=args.glue_dir)
     record = store.finished(config)
@@ -72,6 +72,8 @@ def cmd_grid(args) -> None:
     print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs, "
           f"{len(configs) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
     if args.dry_run:
+        print("finished runs per method and task:")
+        print(grid_progress(configs, store).to_string())
         for config in todo:
             length = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
             print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {length})")
@@ -155,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float)
     run.add_argument("--epochs", type=int)
     run.add_argument("--train-size", type=int)
-    run.add_argument("--bf16", action="store_true", help="bf16 autocast (check that scores hold before a grid)")
+    run.add_argument("--bf16", action=argparse.BooleanOptionalAction,
+                     help="bf16 autocast on or off (default: the profile's; check that scores hold before a grid)")
     run.add_argument("--results", default="results")
     run.set_defaults(func=cmd_run)
 

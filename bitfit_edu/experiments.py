@@ -162,6 +162,15 @@ def finished_records(configs: list[RunConfig], store: ResultStore) -> tuple[list
     return records, missing
 
 
+def grid_progress(configs: list[RunConfig], store: ResultStore) -> pd.DataFrame:
+    """Finished runs over all runs ('2/3') per method variant (rows, in grid order) and task (columns)."""
+    rows = pd.DataFrame([{"method": c.label, "task": c.task, "finished": store.finished(c) is not None}
+                         for c in configs])
+    counts = rows.groupby(["method", "task"], sort=False)["finished"].agg(["sum", "size"])
+    cells = (counts["sum"].astype(str) + "/" + counts["size"].astype(str)).unstack()
+    return cells.reindex(index=list(dict.fromkeys(rows["method"])), columns=list(dict.fromkeys(rows["task"])))
+
+
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
              run_fn: Callable[..., dict] = run) -> GridReport:
     """Train every pending run, writing each record as soon as it finishes."""

@@ -58,6 +58,7 @@ def test_grid_dry_run_lists_pending_runs(capsys, tmp_path):
                  "--results", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "10 runs, 0 finished, 10 to run" in out
+    assert "bitfit:b_q+b_m2  0/1  0/1" in out  # finished seeds per variant and task
     assert not any(tmp_path.rglob("*.json"))
 
 

@@ -6,7 +6,14 @@ from dataclasses import replace
 import pytest
 
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments import experiment_configs, finished_records, pending, run_grid, variant_parameters
+from bitfit_edu.experiments import (
+    experiment_configs,
+    finished_records,
+    grid_progress,
+    pending,
+    run_grid,
+    variant_parameters,
+)
 from bitfit_edu.profiles import get_profile
 from bitfit_edu.results import ResultStore
 from bitfit_edu.training import SCHEMA, RunConfig
@@ -92,6 +99,16 @@ def test_finished_records_hold_exactly_the_grids_runs(tmp_path):
         store.write(fake_record(config))
     records, missing = finished_records(grid, store)
     assert [r["config"]["seed"] for r in records] == [grid[0].seed, grid[2].seed] and missing == [grid[1]]
+
+
+def test_grid_progress_counts_finished_seeds_per_method_and_task(tmp_path):
+    store = ResultStore(tmp_path)
+    grid = configs(3) + [replace(c, task="mrpc") for c in configs(3)]
+    for config in grid[:2]:
+        store.write(fake_record(config))
+    progress = grid_progress(grid, store)
+    assert progress.loc["bitfit", "rte"] == "2/3" and progress.loc["bitfit", "mrpc"] == "0/3"
+    assert list(progress.columns) == ["rte", "mrpc"]
 
 
 def test_a_corrupt_file_stops_the_grid_before_any_training(tmp_path):
