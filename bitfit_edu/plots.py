@@ -164,7 +164,8 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
     ours.set_ylabel("dev score (x100), mean ± std over seeds")
     ours.set_title(title, fontsize=10)
     ours.grid(axis="y", alpha=0.3)
-    ours.legend(fontsize=8, loc="lower left")
+    ours.set_ylim(top=110)  # scores are at most 100: room for the legend above the bars
+    ours.legend(fontsize=8, loc="upper center", ncol=len(methods) + 1)
     if paper_average:
         theirs = axes[0, 1]
         values = [paper_average.get(m, np.nan) for m in methods]
