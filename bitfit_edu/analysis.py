@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import glue
+from . import glue, paper
 from .biases import LAYER_GROUPS
 from .errors import BitFitError
 from .metrics import glue_metrics, task_score
@@ -128,6 +128,15 @@ def mean_std_strings(means: pd.DataFrame, stds: pd.DataFrame) -> pd.DataFrame:
         return "" if pd.isna(mean) else f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
     return pd.DataFrame({c: [cell(m, s) for m, s in zip(means[c], stds[c], strict=True)] for c in means.columns},
                         index=means.index)
+
+
+def comparison_table(means: pd.DataFrame, stds: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """'mean ± std' per task for ``methods`` (in that order, those with runs), our average over tasks as
+    'avg (ours)', and beside it the paper's BERT-base GLUE dev average, labelled as the paper's."""
+    present = [m for m in methods if m in means.index]
+    table = mean_std_strings(means, stds).loc[present].rename(columns={"avg": "avg (ours)"})
+    table["paper: BERT-base GLUE avg"] = [f"{paper.BERT_BASE_DEV_AVERAGE[m]:.1f}" for m in present]
+    return table
 
 
 def majority_baseline(task: str, glue_dir=None) -> float:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import paper
 from .biases import head_parameters
-from .errors import unknown_choice
+from .errors import BitFitError, unknown_choice
 from .methods import prepare
 from .profiles import Profile
 from .readout import load_classifier
@@ -77,6 +77,8 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     paper, too, searched rates minimally). 'checks' and 'size_curve': see :func:`check_configs` and
     :func:`size_curve_configs`.
     """
+    if experiment in ("checks", "size_curve") and tasks:
+        raise BitFitError(f"experiment {experiment!r} runs on the profile's own task: drop the task list")
     if experiment == "checks":
         return check_configs(profile)
     if experiment == "size_curve":
@@ -145,7 +147,7 @@ class GridReport:
 def pending(configs: list[RunConfig], store: ResultStore) -> list[RunConfig]:
     """The configurations without a finished record. Checks every existing file first, so a corrupt or
     foreign file stops the grid before any time is spent training."""
-    return [c for c in configs if store.finished(c) is None]
+    return finished_records(configs, store)[1]
 
 
 def finished_records(configs: list[RunConfig], store: ResultStore) -> tuple[list[dict], list[RunConfig]]:

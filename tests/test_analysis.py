@@ -6,6 +6,7 @@ import pytest
 from bitfit_edu.analysis import (
     bias_change_ranks,
     bias_change_table,
+    comparison_table,
     cost_table,
     crossings,
     epoch_table,
@@ -168,3 +169,12 @@ def test_bias_change_ranks_per_run():
         r["config"] = {"task": "rte", "seed": seed}
     ranks = bias_change_ranks([first, second])
     assert ranks.loc[("rte", 0), "b_q"] == 1 and ranks.loc[("rte", 1), "b_m2"] == 1
+
+
+def test_comparison_table_puts_the_papers_average_beside_ours():
+    scores = {("rte", 0): 0.60, ("rte", 1): 0.70}
+    frame = runs_frame([task_record(t, m, s, v) for (t, s), v in scores.items() for m in ("full", "bitfit")])
+    table = comparison_table(*main_table(frame), ["full", "frozen", "bitfit"])
+    assert list(table.index) == ["full", "bitfit"]  # the requested order, methods without runs left out
+    assert table.loc["bitfit", "avg (ours)"] == "65.0 ± 7.1"
+    assert table.loc["full", "paper: BERT-base GLUE avg"] == "82.3"

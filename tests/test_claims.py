@@ -10,7 +10,6 @@ from bitfit_edu.claims import (
     MAIN_CLAIMS,
     NOT_RUN,
     UNRESOLVED,
-    Claim,
     check_claims,
     difference,
     verdict,
@@ -74,4 +73,4 @@ def test_missing_method_says_what_to_run():
     with pytest.raises(BitFitError, match="no finished runs of 'bitfit'"):
         difference(frame, "bitfit", "full")
     with pytest.raises(BitFitError, match="unknown kind of claim"):
-        verdict(Claim("x", "bitfit", "full", "better").kind, -1.0, 1.0)
+        verdict("better", -1.0, 1.0)

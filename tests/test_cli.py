@@ -25,6 +25,7 @@ def test_census_prints_groups_by_layer(capsys):
     (["run", "--task", "rte", "--method", "bitfit", "--lr", "-1"], "learning_rate must be positive"),
     (["run", "--task", "rte", "--method", "bitfit", "--epochs", "0"], "epochs must be positive"),
     (["grid", "--experiment", "everything"], "unknown experiment"),
+    (["grid", "--experiment", "size_curve", "--tasks", "rte"], "runs on the profile's own task"),
     (["params", "--model", "no-such/model-anywhere"], "no config for model"),
 ])
 def test_bad_input_is_one_clear_error(argv, message, capsys, tmp_path):
