@@ -4,6 +4,10 @@ Prints seconds per optimizer step (forward, backward, AdamW) for a batch of ``--
 ``--length`` tokens, plus tokens per second and peak memory. Used to budget experiment grids:
 
     python benchmarks/step_time.py --batch 32 --length 128 --steps 5
+
+Whether two 1-thread grid workers beat one 2-thread worker on a 2-core machine: run it once with
+``OMP_NUM_THREADS=2``, then twice at the same time with ``OMP_NUM_THREADS=1``, and compare steps per
+second (one worker: 1/s; two workers: 2/s each).
 """
 
 from __future__ import annotations
@@ -45,13 +49,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--methods", nargs="+", default=["full", "bitfit", "frozen"])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     args = parser.parse_args()
     set_progress_bars(False)
     print(f"{args.model}, batch {args.batch} x {args.length} tokens, {torch.get_num_threads()} threads")
-    for method in ("full", "bitfit", "frozen"):
-        for bf16 in (False, True):
-            seconds = seconds_per_step(args.model, method, args.batch, args.length, args.steps, bf16)
-            print(f"{method:>7} {'bf16' if bf16 else 'fp32'}: {seconds:.2f} s/step, "
+    for method in args.methods:
+        for precision in args.precisions:
+            seconds = seconds_per_step(args.model, method, args.batch, args.length, args.steps, precision == "bf16")
+            print(f"{method:>7} {precision}: {seconds:.2f} s/step, "
                   f"{args.batch * args.length / seconds:,.0f} tokens/s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 

@@ -15,7 +15,7 @@ from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
 from .errors import BitFitError
-from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, variant
+from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, variant, worker_runs
 from .glue import get_task
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
@@ -28,6 +28,14 @@ def _csv(value: str) -> list[str]:
 
 def _ints(value: str) -> list[int]:
     return [int(v) for v in _csv(value)]
+
+
+def _worker(value: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3)."""
+    worker, _, workers = value.partition("/")
+    if not (worker.isdigit() and workers.isdigit()):
+        raise BitFitError(f"--worker {value!r}: write it as K/N, e.g. 1/2 and 2/2 for two workers")
+    return int(worker), int(workers)
 
 
 def cmd_params(args) -> None:
@@ -68,17 +76,19 @@ def cmd_grid(args) -> None:
     configs = experiment_configs(profile, args.experiment, args.tasks and _csv(args.tasks),
                                  args.seeds and _ints(args.seeds))
     store = ResultStore(Path(args.results) / profile.name)
-    todo = pending(configs, store)
-    print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs, "
-          f"{len(configs) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
+    mine = worker_runs(configs, *_worker(args.worker)) if args.worker else configs
+    todo = pending(mine, store)
+    worker = f", worker {args.worker}: {len(mine)} of them" if args.worker else ""
+    print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs{worker}, "
+          f"{len(mine) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
     if args.dry_run:
-        print("finished runs per method and task:")
+        print("finished runs per method and task (all workers):")
         print(grid_progress(configs, store).to_string())
         for config in todo:
             length = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
             print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {length})")
         return
-    report = run_grid(configs, store, glue_dir=args.glue_dir)
+    report = run_grid(mine, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")
 
 
@@ -169,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--results", default="results")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
+    grid.add_argument("--worker", metavar="K/N", help="be worker K of N: train every N-th run, starting at the K-th "
+                      "(start N workers, e.g. with OMP_NUM_THREADS=1 each, to fill one grid together)")
     grid.set_defaults(func=cmd_grid)
 
     report = sub.add_parser("report", help="summarise the finished runs of a results folder")

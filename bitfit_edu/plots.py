@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
+
+from .biases import bias_census, head_parameters
+from .errors import BitFitError
 
 DPI = 100
 
@@ -38,25 +42,30 @@ def save_figure(fig: Figure, name: str) -> str:
     return path.relative_to(root).as_posix()
 
 
+_KIND_OF_GROUP = {**dict.fromkeys(("b_q", "b_k", "b_v", "b_m1"), "attention W_q, W_k, W_v, W_m1"),
+                  **dict.fromkeys(("b_m2", "b_m3"), "FFN W_m2, W_m3"), "b_pooler": "pooler W",
+                  **dict.fromkeys(("b_LN1", "b_LN2", "b_LN_emb"), "LayerNorm gains g")}
+
+
 def parameter_kinds(model: nn.Module) -> dict[str, int]:
-    """Parameter counts of a BERT-family encoder by kind: embeddings, attention and FFN matrices,
-    LayerNorm gains, pooler matrix and bias terms (every ``*.bias``)."""
-    kinds = dict.fromkeys(("embeddings", "attention W_q, W_k, W_v, W_m1", "FFN W_m2, W_m3",
-                           "pooler W", "LayerNorm gains g", "biases b"), 0)
+    """Parameter counts of a BERT-family encoder by kind: embeddings, attention and FFN matrices, pooler
+    matrix, LayerNorm gains, bias terms and (if the model has one) the task head. Names go through the
+    bias taxonomy, never by substring: a weight is of the kind its module's bias belongs to."""
+    groups = {t.name: t.group for t in bias_census(model)}
+    head = head_parameters(model)
+    kinds = dict.fromkeys(("embeddings", *dict.fromkeys(_KIND_OF_GROUP.values()), "biases b"), 0)
     for name, p in model.named_parameters():
-        if name.endswith(".bias"):
+        if name in groups:
             kind = "biases b"
-        elif "LayerNorm" in name:
-            kind = "LayerNorm gains g"
-        elif "embeddings" in name:
+        elif name in head:
+            kind = "task head"
+        elif name.removesuffix(".weight") + ".bias" in groups:
+            kind = _KIND_OF_GROUP[groups[name.removesuffix(".weight") + ".bias"]]
+        elif ".embeddings." in f".{name}":
             kind = "embeddings"
-        elif ".attention." in name:
-            kind = "attention W_q, W_k, W_v, W_m1"
-        elif "pooler" in name:
-            kind = "pooler W"
         else:
-            kind = "FFN W_m2, W_m3"
-        kinds[kind] += p.numel()
+            raise BitFitError(f"parameter {name!r} is neither an embedding nor a weight beside a known bias")
+        kinds[kind] = kinds.get(kind, 0) + p.numel()
     return kinds
 
 
@@ -196,6 +205,7 @@ def learning_curves_over_seeds(records: list[dict], title: str, split: str = "de
                             curve["mean"] + curve["std"].fillna(0), color=f"C{index}", alpha=0.2)
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"{split} score (x100)")
     axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))

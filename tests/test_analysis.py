@@ -128,14 +128,16 @@ def test_learning_curves_over_seeds_one_panel_per_task_one_line_per_method():
     (ax,) = fig.axes
     bitfit, full = ax.lines
     assert list(bitfit.get_ydata()) == [50.0, 60.0, 70.0] and list(full.get_xdata()) == [1, 2]
+    fig.canvas.draw()
+    assert all(float(tick).is_integer() for tick in ax.get_xticks()), "epochs are whole numbers"
 
 
 def test_cost_table_minutes_per_run_and_total_hours():
     records = [record("bitfit", s, 1e-3, [0.5]) for s in range(2)]
-    for seconds, r in zip((60, 180), records, strict=True):
-        r["timing"]["wall_seconds"] = seconds
+    for seconds, threads, r in zip((60, 180), (2, 1), records, strict=True):  # one 2-thread, one 1-thread worker
+        r["timing"].update(wall_seconds=seconds, torch_threads=threads, memory_kind="process peak RSS")
     table = cost_table(runs_frame(records))
-    assert table.loc["bitfit", "rte"] == 2.0 and table.loc["bitfit", "total h"] == round(240 / 3600, 1)
+    assert table.loc["bitfit", "rte"] == 2.5 and table.loc["bitfit", "total h"] == round(300 / 3600, 1)
 
 
 def test_generalization_gap_is_train_minus_dev_at_the_best_epoch():

@@ -2,6 +2,7 @@ import pytest
 from conftest import tiny_bert_config
 from transformers import (
     AutoModel,
+    BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     ElectraConfig,
@@ -25,6 +26,7 @@ from bitfit_edu.biases import (
     resolve_groups,
 )
 from bitfit_edu.errors import BitFitError
+from bitfit_edu.plots import parameter_kinds
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50,
              max_position_embeddings=64)
@@ -101,3 +103,18 @@ def test_unsupported_architecture_is_a_clear_error():
     gpt2 = GPT2Model(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=32))
     with pytest.raises(BitFitError, match="unknown model type.*gpt2.*bert, roberta, electra, distilbert"):
         bias_census(gpt2)
+
+
+@pytest.mark.parametrize("model", [
+    BertForSequenceClassification(tiny_bert_config()),
+    DistilBertForSequenceClassification(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                                         vocab_size=50, max_position_embeddings=64)),
+], ids=["bert", "distilbert"])
+def test_parameter_kinds_sort_every_parameter_through_the_taxonomy(model):
+    kinds = parameter_kinds(model)
+    layers, hidden = 2, 32
+    assert sum(kinds.values()) == sum(p.numel() for p in model.parameters())
+    assert kinds["biases b"] == sum(t.numel for t in bias_census(model))
+    assert kinds["LayerNorm gains g"] == (2 * layers + 1) * hidden  # two per layer and the embeddings' one
+    assert kinds["attention W_q, W_k, W_v, W_m1"] == layers * 4 * hidden * hidden
+    assert kinds["task head"] == sum(p.numel() for p in head_parameters(model).values())

@@ -63,6 +63,22 @@ def test_grid_dry_run_lists_pending_runs(capsys, tmp_path):
     assert not any(tmp_path.rglob("*.json"))
 
 
+def test_two_workers_split_a_grid_without_overlap(capsys, tmp_path):
+    grid = ["grid", "--profile", "smoke", "--experiment", "ablation", "--tasks", "rte,mrpc", "--results",
+            str(tmp_path), "--dry-run"]
+    runs = []
+    for worker in ("1/2", "2/2"):
+        assert main([*grid, "--worker", worker]) == 0
+        out = capsys.readouterr().out
+        assert f"10 runs, worker {worker}: 5 of them" in out
+        runs.append({line.split()[2] for line in out.splitlines() if "to run:" in line})
+    assert len(runs[0] | runs[1]) == 10 and not runs[0] & runs[1]
+    assert main([*grid, "--worker", "3/2"]) == 2
+    assert "worker 3 of 2 does not exist" in capsys.readouterr().err
+    assert main([*grid, "--worker", "2"]) == 2
+    assert "write it as K/N" in capsys.readouterr().err
+
+
 
 def test_report_on_an_empty_folder_says_what_to_do(capsys, tmp_path):
     assert main(["report", "--profile", "smoke", "--results", str(tmp_path)]) == 2
