@@ -119,14 +119,15 @@ def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFra
 def main_table(frame: pd.DataFrame, value: str = "best") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and standard deviation over seeds of ``value`` (x100) per method (rows) and task (columns),
     plus 'avg': the mean over tasks, whose spread is the std over seeds of the per-seed task averages
-    (seeds that have every task). ``frame`` holds one learning rate per method (filter it first)."""
+    (seeds that have every task). A method without runs on every task has no 'avg': an average over
+    fewer tasks would not compare with the others. ``frame`` holds one learning rate per method."""
     if frame.groupby(["method", "task", "seed"]).size().max() > 1:
         raise BitFitError("several runs per (method, task, seed): keep one learning rate per method first")
     scores = frame.pivot_table(index=["method", "seed"], columns="task", values=value)
     means = scores.groupby("method").mean()
     stds = scores.groupby("method").std()
     per_seed_average = scores.dropna().mean(axis=1)
-    means["avg"] = means.mean(axis=1)
+    means["avg"] = means.mean(axis=1, skipna=False)
     stds["avg"] = per_seed_average.groupby("method").std()
     return means, stds
 

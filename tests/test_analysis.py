@@ -76,6 +76,14 @@ def test_main_table_means_spreads_and_average():
     assert mean_std_strings(means, stds).loc["bitfit", "avg"] == "75.0 ± 7.1"
 
 
+def test_main_table_has_no_average_for_a_method_missing_a_task():
+    frame = runs_frame([task_record("rte", "bitfit", 0, 0.6), task_record("mrpc", "bitfit", 0, 0.8),
+                        task_record("rte", "bitfit:b_q", 0, 0.5)])
+    means, stds = main_table(frame)
+    assert means.loc["bitfit", "avg"] == pytest.approx(70.0) and pd.isna(means.loc["bitfit:b_q", "avg"])
+    assert mean_std_strings(means, stds).loc["bitfit:b_q", "avg"] == ""
+
+
 def test_main_table_refuses_mixed_learning_rates():
     frame = runs_frame([task_record("rte", "full", 0, 0.6), task_record("rte", "full", 0, 0.7)])
     with pytest.raises(ValueError, match="one learning rate per method"):
