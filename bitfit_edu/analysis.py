@@ -26,16 +26,15 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "trainable": r["params"]["trainable"], "trainable_without_head": r["params"]["trainable_without_head"],
             "total": r["params"]["total"], "train_seconds": r["timing"]["train_seconds"],
             "wall_seconds": r["timing"].get("wall_seconds", r["timing"]["train_seconds"]),
-            "core_seconds": _core_seconds(r["timing"]),
         })
+        rows[-1]["core_seconds"] = rows[-1]["wall_seconds"] * _threads(r["timing"])
     return pd.DataFrame(rows)
 
 
-def _core_seconds(timing: dict) -> float:
-    """CPU time a run took: wall seconds x the threads torch used (1 on a GPU, whose time is wall time).
-    It compares runs made by one 2-thread worker with runs made by two 1-thread workers side by side."""
-    wall = timing.get("wall_seconds", timing["train_seconds"])
-    return wall * (1 if timing.get("memory_kind", "").startswith("cuda") else timing.get("torch_threads", 1))
+def _threads(timing: dict) -> int:
+    """The CPU threads a run's wall time counts for, so that core seconds (wall x threads) compare runs of
+    one 2-thread worker with runs of two 1-thread workers side by side; a GPU run counts once."""
+    return 1 if timing.get("memory_kind", "").startswith("cuda") else timing.get("torch_threads", 1)
 
 
 def results_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -85,8 +85,7 @@ def cmd_grid(args) -> None:
         print("finished runs per method and task (all workers):")
         print(grid_progress(configs, store).to_string())
         for config in todo:
-            length = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
-            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {length})")
+            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length})")
         return
     report = run_grid(mine, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")

@@ -179,7 +179,7 @@ def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[Run
     without training a run twice. On 2 cores, two 1-thread workers train about 20% more steps per
     second than one 2-thread worker (``benchmarks/step_time.py``)."""
     if not 1 <= worker <= workers:
-        raise BitFitError(f"worker {worker} of {workers} does not exist: use 1/{workers} to {workers}/{workers}")
+        raise BitFitError(f"worker {worker} of {workers} does not exist: K/N needs 1 <= K <= N, e.g. 1/2 and 2/2")
     return configs[worker - 1::workers]
 
 

@@ -57,6 +57,11 @@ class RunConfig:
     max_steps: int | None = None  # a step budget instead of epochs (training-size curves)
     eval_every: int | None = None  # with max_steps: steps between evaluations
 
+    @property
+    def length(self) -> str:
+        """How long the run trains: '600 steps' under a step budget, else '10 epochs'."""
+        return f"{self.max_steps} steps" if self.max_steps else f"{self.epochs} epochs"
+
     def as_dict(self) -> dict:
         """The config as stored in a record and hashed into its id. Fields added after the first records
         were written are left out while at their default, so those records keep their ids."""

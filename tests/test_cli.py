@@ -75,6 +75,8 @@ def test_two_workers_split_a_grid_without_overlap(capsys, tmp_path):
     assert len(runs[0] | runs[1]) == 10 and not runs[0] & runs[1]
     assert main([*grid, "--worker", "3/2"]) == 2
     assert "worker 3 of 2 does not exist" in capsys.readouterr().err
+    assert main([*grid, "--worker", "1/0"]) == 2
+    assert "worker 1 of 0 does not exist" in capsys.readouterr().err
     assert main([*grid, "--worker", "2"]) == 2
     assert "write it as K/N" in capsys.readouterr().err
 

@@ -170,6 +170,7 @@ def test_step_budget_fields_stay_out_of_ids_until_used():
     assert "max_steps" not in config.as_dict()
     budgeted = replace(config, max_steps=100, eval_every=10)
     assert budgeted.as_dict()["max_steps"] == 100 and budgeted.run_id != config.run_id
+    assert budgeted.length == "100 steps" and config.length == f"{config.epochs} epochs"
 
 
 def test_size_curve_budgets_steps_at_both_ends_and_reuses_the_grid_size():
