@@ -78,12 +78,17 @@ def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = "be
     tasks = sorted(set(frame.loc[frame["method"] == method, "task"]) & set(frame.loc[frame["method"] == baseline,
                                                                                       "task"]))
     ours, theirs = (seed_averages(frame, name, tasks, value) for name in (method, baseline))
+    return {"tasks": tasks, "seeds": (len(ours), len(theirs)), **welch_interval(ours, theirs)}
+
+
+def welch_interval(ours: pd.Series, theirs: pd.Series) -> dict:
+    """Mean of ``ours`` minus mean of ``theirs`` with its 95% Welch t-interval (NaN bounds with fewer
+    than two values on either side)."""
     low = high = np.nan
     if len(ours) > 1 and len(theirs) > 1:
         interval = stats.ttest_ind(ours, theirs, equal_var=False).confidence_interval(0.95)
         low, high = float(interval.low), float(interval.high)
-    return {"tasks": tasks, "seeds": (len(ours), len(theirs)), "difference": float(ours.mean() - theirs.mean()),
-            "low": low, "high": high}
+    return {"difference": float(ours.mean() - theirs.mean()), "low": low, "high": high}
 
 
 def verdict(kind: str, low: float, high: float, tolerance: float = SIMILAR_TOLERANCE) -> str:
@@ -119,3 +124,33 @@ def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = "b
             "verdict": verdict(claim.kind, found["low"], found["high"]),
         })
     return pd.DataFrame(rows).set_index("claim").fillna("")
+
+
+SIZE_CLAIM = "BitFit beats Full-FT when data is small; Full-FT wins with lots of data"
+
+
+def size_curve_differences(frame: pd.DataFrame, method: str = "bitfit", baseline: str = "full") -> pd.DataFrame:
+    """Per training size (rows): ``method`` minus ``baseline`` best dev score (x100 points) with its 95%
+    Welch interval over seeds, and who is ahead there: a method, or 'neither (not resolved)' when the
+    interval straddles zero."""
+    rows = {}
+    for size, runs in frame.groupby("train_size") if len(frame) else ():
+        ours, theirs = (runs.loc[runs["method"] == name, "best"] for name in (method, baseline))
+        found = welch_interval(ours, theirs)
+        ahead = method if found["low"] > 0 else baseline if found["high"] < 0 else "neither (not resolved)"
+        rows[size] = {**found, "seeds": f"{len(ours)} vs {len(theirs)}", "ahead": ahead}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "train_size"
+    return table
+
+
+def size_claim_verdict(differences: pd.DataFrame, method: str = "bitfit", baseline: str = "full") -> str:
+    """The paper's Figure 2 claim (``SIZE_CLAIM``) read from ``size_curve_differences``: it holds when
+    ``method`` is ahead at the smallest size and ``baseline`` at the largest, both resolved; it does not
+    hold when either end is resolved the other way; otherwise it is not resolved at this scale."""
+    if differences.empty:
+        return NOT_RUN
+    smallest, largest = differences["ahead"].iloc[0], differences["ahead"].iloc[-1]
+    if smallest == method and largest == baseline:
+        return HOLDS
+    return FAILS if baseline == smallest or method == largest else UNRESOLVED

@@ -42,6 +42,11 @@ class Profile:
     demo_train_size: int | None = None  # the demo's smaller settings (None: as in the grids)
     demo_epochs: int | None = None
 
+    @property
+    def model_name(self) -> str:
+        """The model's short name for titles: 'all-MiniLM-L6-v2' for 'sentence-transformers/all-MiniLM-L6-v2'."""
+        return self.model.split("/")[-1]
+
     def learning_rate(self, method: str) -> float:
         """The profile's rate for a method; every bias-only or sparse method shares BitFit's."""
         return self.learning_rates.get(method, self.learning_rates["bitfit"])

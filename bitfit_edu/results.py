@@ -57,7 +57,8 @@ class ResultStore:
         return record
 
     def write(self, record: dict) -> Path:
-        """Write a record atomically: readers see the old state or the whole new file, never a part."""
+        """Write a record atomically: readers see the old state or the whole new file, never a part. The
+        file is readable by all (0644) like any other committed file, not private like a temporary one."""
         config = RunConfig(**{**record["config"], "groups": _as_tuple(record["config"]["groups"])})
         path = self.path(config)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,7 @@ class ResultStore:
             json.dump(record, tmp, indent=1)
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp.name, 0o644)
         os.replace(tmp.name, path)
         return path
 

@@ -1,6 +1,7 @@
 """Claims checked from runs: the verdict follows the interval over seeds, never the point estimate alone."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bitfit_edu.analysis import runs_frame
@@ -12,6 +13,8 @@ from bitfit_edu.claims import (
     UNRESOLVED,
     check_claims,
     difference,
+    size_claim_verdict,
+    size_curve_differences,
     verdict,
 )
 from bitfit_edu.errors import BitFitError
@@ -74,3 +77,39 @@ def test_missing_method_says_what_to_run():
         difference(frame, "bitfit", "full")
     with pytest.raises(BitFitError, match="unknown kind of claim"):
         verdict("better", -1.0, 1.0)
+
+
+def size_grid(scores: dict[int, dict[str, list[float]]]) -> pd.DataFrame:
+    """A size-curve frame: training size -> method -> one best dev score (x100) per seed."""
+    records = []
+    for size, methods in scores.items():
+        for r in grid({method: {"sst2": seeds} for method, seeds in methods.items()}):
+            r["sizes"]["train"] = size
+            records.append(r)
+    return runs_frame(records)
+
+
+def test_size_curve_differences_say_who_is_ahead_per_size():
+    frame = size_grid({100: {"bitfit": [60, 61, 62], "full": [50, 51, 52]},
+                       1000: {"bitfit": [70, 75, 80], "full": [72, 74, 78]},
+                       10000: {"bitfit": [80, 81, 82], "full": [85, 86, 87]}})
+    table = size_curve_differences(frame)
+    assert list(table.index) == [100, 1000, 10000]
+    assert table.loc[100, "difference"] == pytest.approx(10.0) and table.loc[100, "seeds"] == "3 vs 3"
+    assert list(table["ahead"]) == ["bitfit", "neither (not resolved)", "full"]
+    assert size_claim_verdict(table) == HOLDS
+
+
+@pytest.mark.parametrize("bitfit_small,bitfit_large,expected", [
+    ([40, 41, 42], [80, 81, 82], FAILS),        # Full-FT ahead on little data
+    ([50, 55, 60], [80, 81, 82], UNRESOLVED),   # the small end straddles zero
+    ([60, 61, 62], [90, 91, 92], FAILS),        # BitFit ahead on lots of data
+])
+def test_size_claim_verdict_reads_both_ends(bitfit_small, bitfit_large, expected):
+    frame = size_grid({100: {"bitfit": bitfit_small, "full": [50, 51, 52]},
+                       10000: {"bitfit": bitfit_large, "full": [85, 86, 87]}})
+    assert size_claim_verdict(size_curve_differences(frame)) == expected
+
+
+def test_size_claim_without_runs_says_so():
+    assert size_claim_verdict(size_curve_differences(size_grid({}))) == NOT_RUN

@@ -35,6 +35,7 @@ def test_write_then_read_round_trips(tmp_path):
     assert path == tmp_path / "rte" / f"{config.run_id}.json"
     assert store.finished(config)["best"] == {"score": 0.5}
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    assert path.stat().st_mode & 0o777 == 0o644  # readable like any committed file, not 0600 like a temp file
 
 
 def test_corrupt_file_is_reported_not_reused(tmp_path):

@@ -96,6 +96,8 @@ def test_profile_decides_the_settings():
     assert (smoke.task, smoke.seed, smoke.readout, smoke.train_size) == ("rte", 2, "mean", 48)
     assert RunConfig.from_profile(get_profile("paper"), "rte", "full").learning_rate == 2e-5
     assert RunConfig.from_profile(get_profile("paper"), "rte", "rand_uniform").learning_rate == 1e-3
+    assert (get_profile("classroom").model_name, get_profile("paper").model_name) == ("all-MiniLM-L6-v2",
+                                                                                      "bert-base-cased")
     with pytest.raises(BitFitError, match="unknown profile 'huge'"):
         get_profile("huge")
 
