@@ -72,13 +72,18 @@ def seed_averages(frame: pd.DataFrame, method: str, tasks: list[str], value: str
 def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = "best") -> dict:
     """Mean GLUE-average difference (method minus baseline, x100 points) over the tasks both have, with
     a 95% Welch t-interval over seeds (NaN bounds with fewer than two seeds on either side)."""
-    for name in (method, baseline):
-        if name not in set(frame["method"]):
-            raise BitFitError(f"no finished runs of {name!r} in these results: run its grid first")
+    _require_runs(frame, method, baseline)
     tasks = sorted(set(frame.loc[frame["method"] == method, "task"]) & set(frame.loc[frame["method"] == baseline,
                                                                                       "task"]))
     ours, theirs = (seed_averages(frame, name, tasks, value) for name in (method, baseline))
     return {"tasks": tasks, "seeds": (len(ours), len(theirs)), **welch_interval(ours, theirs)}
+
+
+def _require_runs(frame: pd.DataFrame, *methods: str) -> None:
+    """One clear error, naming what to run, when a method has no finished runs in ``frame``."""
+    for name in methods:
+        if frame.empty or name not in set(frame["method"]):
+            raise BitFitError(f"no finished runs of {name!r} in these results: run its grid first")
 
 
 def welch_interval(ours: pd.Series, theirs: pd.Series) -> dict:
@@ -133,8 +138,9 @@ def size_curve_differences(frame: pd.DataFrame, method: str = "bitfit", baseline
     """Per training size (rows): ``method`` minus ``baseline`` best dev score (x100 points) with its 95%
     Welch interval over seeds, and who is ahead there: a method, or 'neither (not resolved)' when the
     interval straddles zero."""
+    _require_runs(frame, method, baseline)
     rows = {}
-    for size, runs in frame.groupby("train_size") if len(frame) else ():
+    for size, runs in frame.groupby("train_size"):
         ours, theirs = (runs.loc[runs["method"] == name, "best"] for name in (method, baseline))
         found = welch_interval(ours, theirs)
         ahead = method if found["low"] > 0 else baseline if found["high"] < 0 else "neither (not resolved)"
@@ -148,8 +154,6 @@ def size_claim_verdict(differences: pd.DataFrame, method: str = "bitfit", baseli
     """The paper's Figure 2 claim (``SIZE_CLAIM``) read from ``size_curve_differences``: it holds when
     ``method`` is ahead at the smallest size and ``baseline`` at the largest, both resolved; it does not
     hold when either end is resolved the other way; otherwise it is not resolved at this scale."""
-    if differences.empty:
-        return NOT_RUN
     smallest, largest = differences["ahead"].iloc[0], differences["ahead"].iloc[-1]
     if smallest == method and largest == baseline:
         return HOLDS

@@ -111,5 +111,7 @@ def test_size_claim_verdict_reads_both_ends(bitfit_small, bitfit_large, expected
     assert size_claim_verdict(size_curve_differences(frame)) == expected
 
 
-def test_size_claim_without_runs_says_so():
-    assert size_claim_verdict(size_curve_differences(size_grid({}))) == NOT_RUN
+def test_size_curve_without_runs_of_a_method_says_what_to_run():
+    for frame in (size_grid({}), size_grid({100: {"bitfit": [60, 61]}})):
+        with pytest.raises(BitFitError, match="no finished runs of .* run its grid first"):
+            size_curve_differences(frame)
