@@ -8,6 +8,9 @@ Prints seconds per optimizer step (forward, backward, AdamW) for a batch of ``--
 Whether two 1-thread grid workers beat one 2-thread worker on a 2-core machine: run it once with
 ``OMP_NUM_THREADS=2``, then twice at the same time with ``OMP_NUM_THREADS=1``, and compare steps per
 second (one worker: 1/s; two workers: 2/s each).
+
+It also says whether this machine has bfloat16 kernels (``bitfit_edu.precision``): without them the
+bf16 rows show what an emulated bf16 step costs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 import torch
 
 from bitfit_edu.methods import optimizer_groups, prepare
+from bitfit_edu.precision import hardware_name, native_bf16
 from bitfit_edu.profiles import CLASSROOM_MODEL
 from bitfit_edu.readout import default_readout, load_classifier
 from bitfit_edu.training import set_progress_bars
@@ -54,6 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     set_progress_bars(False)
     print(f"{args.model}, batch {args.batch} x {args.length} tokens, {torch.get_num_threads()} threads")
+    print(f"{hardware_name()}: bfloat16 kernels {'yes' if native_bf16() else 'no (bf16 autocast is emulated)'}")
     for method in args.methods:
         for precision in args.precisions:
             seconds = seconds_per_step(args.model, method, args.batch, args.length, args.steps, precision == "bf16")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +76,8 @@ def cmd_grid(args) -> None:
     profile = get_profile(args.profile)
     configs = experiment_configs(profile, args.experiment, args.tasks and _csv(args.tasks),
                                  args.seeds and _ints(args.seeds))
+    if args.bf16 is not None:
+        configs = [replace(config, bf16=args.bf16) for config in configs]
     store = ResultStore(Path(args.results) / profile.name)
     mine = worker_runs(configs, *_worker(args.worker)) if args.worker else configs
     todo = pending(mine, store)
@@ -85,7 +88,7 @@ def cmd_grid(args) -> None:
         print("finished runs per method and task (all workers):")
         print(grid_progress(configs, store).to_string())
         for config in todo:
-            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length})")
+            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length}, {config.number_format})")
         return
     report = run_grid(mine, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")
@@ -121,14 +124,12 @@ def demo_table(records: list[dict]) -> pd.DataFrame:
 def cmd_demo(args) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task or profile.demo_task)
-    configs = [RunConfig.from_profile(profile, task.name, method, groups=groups,
-                                      train_size=profile.demo_train_size, epochs=profile.demo_epochs)
-               for method, groups in map(variant, MAIN)]
+    configs = [RunConfig.for_demo(profile, task.name, method, groups=groups) for method, groups in map(variant, MAIN)]
     store = ResultStore(Path(args.results) / profile.name)
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
           f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
-          f"seed 0, profile {profile.name!r}. Runs are kept in {store.root} (delete it to retrain).")
+          f"{first.number_format}, seed 0, profile {profile.name!r}. Runs are kept in {store.root} (delete it to retrain).")
     run_grid(configs, store, glue_dir=args.glue_dir)
     table = demo_table([store.finished(c) for c in configs])
     print(f"\nDev {' / '.join(task.metrics)} (x100; the mean of both where there are two):")
@@ -156,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", choices=list(PROFILES), help="default: $BITFIT_EDU_PROFILE or classroom")
         p.add_argument("--glue-dir", help="classic GLUE folder (default: $GLUE_DIR, else the hub)")
 
+    def precision(p, help_runs):
+        p.add_argument("--bf16", action=argparse.BooleanOptionalAction,
+                       help=f"bf16 autocast on or off for {help_runs} (default: the profile's; a run in the other "
+                            "format is another configuration, with its own record)")
+
     run = sub.add_parser("run", help="train and evaluate one configuration; its record goes to the results")
     data_and_profile(run)
     run.add_argument("--task", required=True)
@@ -166,8 +172,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float)
     run.add_argument("--epochs", type=int)
     run.add_argument("--train-size", type=int)
-    run.add_argument("--bf16", action=argparse.BooleanOptionalAction,
-                     help="bf16 autocast on or off (default: the profile's; check that scores hold before a grid)")
+    precision(run, "this run")
     run.add_argument("--results", default="results")
     run.set_defaults(func=cmd_run)
 
@@ -177,6 +182,7 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--results", default="results")
+    precision(grid, "every run")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
     grid.add_argument("--worker", metavar="K/N", help="be worker K of N: train every N-th run, starting at the K-th "
                       "(start N workers, e.g. with OMP_NUM_THREADS=1 each, to fill one grid together)")

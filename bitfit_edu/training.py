@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import resource
 import tempfile
 import time
@@ -22,7 +21,7 @@ import torch
 import transformers
 from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, get_constant_schedule
 
-from . import glue
+from . import glue, precision
 from .biases import bias_census, resolve_groups, snapshot_biases
 from .errors import BitFitError, unknown_choice
 from .methods import METHODS, PreparedModel, method_label, optimizer_groups, prepare
@@ -62,6 +61,11 @@ class RunConfig:
         """How long the run trains: '600 steps' under a step budget, else '10 epochs'."""
         return f"{self.max_steps} steps" if self.max_steps else f"{self.epochs} epochs"
 
+    @property
+    def number_format(self) -> str:
+        """'bf16 autocast' or 'fp32'."""
+        return "bf16 autocast" if self.bf16 else "fp32"
+
     def as_dict(self) -> dict:
         """The config as stored in a record and hashed into its id. Fields added after the first records
         were written are left out while at their default, so those records keep their ids."""
@@ -81,6 +85,14 @@ class RunConfig:
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings).validated()
+
+    @classmethod
+    def for_demo(cls, profile: Profile, task: str, method: str, **overrides) -> RunConfig:
+        """A short live run (the demo, the notebooks): the profile's demo sizes, and its bf16 autocast
+        only where this machine has bfloat16 kernels, fp32 elsewhere (see ``precision``)."""
+        settings = dict(train_size=profile.demo_train_size, epochs=profile.demo_epochs,
+                        bf16=profile.bf16 and precision.native_bf16())
+        return cls.from_profile(profile, task, method, **{**settings, **overrides})
 
     def validated(self) -> RunConfig:
         """This config with names normalised ('RTE' -> 'rte'), or a clear error for a bad value."""
@@ -236,6 +248,7 @@ def _peak_memory_mb() -> float:
 def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
     config = config.validated()
+    precision.check_bf16(config.bf16, f"run {config.run_id}")
     set_progress_bars(progress)
     started = time.perf_counter()
     task = glue.get_task(config.task)
@@ -280,7 +293,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
             "train_tokens_per_second": train_tokens / train_seconds,
             "peak_memory_mb": _peak_memory_mb(),
             "memory_kind": "cuda max allocated" if torch.cuda.is_available() else "process peak RSS",
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "device": precision.hardware_name(),  # 'CPU (AVX2)': which vector instructions trained it
             "torch_threads": torch.get_num_threads(),
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
