@@ -88,7 +88,8 @@ def cmd_grid(args) -> None:
         print("finished runs per method and task (all workers):")
         print(grid_progress(configs, store).to_string())
         for config in todo:
-            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length}, {config.number_format})")
+            print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length}, "
+                  f"{config.number_format})")
         return
     report = run_grid(mine, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")
@@ -129,7 +130,8 @@ def cmd_demo(args) -> None:
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
           f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
-          f"{first.number_format}, seed 0, profile {profile.name!r}. Runs are kept in {store.root} (delete it to retrain).")
+          f"{first.number_format}, seed 0, profile {profile.name!r}. Runs are kept in {store.root} "
+          "(delete it to retrain).")
     run_grid(configs, store, glue_dir=args.glue_dir)
     table = demo_table([store.finished(c) for c in configs])
     print(f"\nDev {' / '.join(task.metrics)} (x100; the mean of both where there are two):")
