@@ -159,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", choices=list(PROFILES), help="default: $BITFIT_EDU_PROFILE or classroom")
         p.add_argument("--glue-dir", help="classic GLUE folder (default: $GLUE_DIR, else the hub)")
 
-    def precision(p, help_runs):
+    def bf16_option(p, help_runs):
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction,
                        help=f"bf16 autocast on or off for {help_runs} (default: the profile's; a run in the other "
                             "format is another configuration, with its own record)")
@@ -174,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float)
     run.add_argument("--epochs", type=int)
     run.add_argument("--train-size", type=int)
-    precision(run, "this run")
+    bf16_option(run, "this run")
     run.add_argument("--results", default="results")
     run.set_defaults(func=cmd_run)
 
@@ -184,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--results", default="results")
-    precision(grid, "every run")
+    bf16_option(grid, "every run")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
     grid.add_argument("--worker", metavar="K/N", help="be worker K of N: train every N-th run, starting at the K-th "
                       "(start N workers, e.g. with OMP_NUM_THREADS=1 each, to fill one grid together)")

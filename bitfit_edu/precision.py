@@ -37,7 +37,7 @@ def check_bf16(bf16: bool, run_name: str) -> None:
         raise BitFitError(
             f"{run_name} asks for bf16 autocast, but this machine ({hardware_name()}) has no bfloat16 "
             "kernels: every step would be emulated, tens of times slower than fp32 (benchmarks/step_time.py "
-            "measures it). Run it on a CPU with AVX-512 or a GPU with bf16, as the committed bf16 runs were, "
-            "or train in fp32 with --no-bf16 (fp32 runs are separate configurations: the notebooks' tables "
-            "read the profile's own)."
+            "measures it). Run it where bf16 has kernels (a CPU with AVX-512 or AMX, a GPU with bf16), as the "
+            "committed bf16 runs were, or train in fp32 with --no-bf16 (fp32 runs are separate configurations: "
+            "the notebooks' tables read the profile's own)."
         )
