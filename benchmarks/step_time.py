@@ -9,8 +9,9 @@ Whether two 1-thread grid workers beat one 2-thread worker on a 2-core machine: 
 ``OMP_NUM_THREADS=2``, then twice at the same time with ``OMP_NUM_THREADS=1``, and compare steps per
 second (one worker: 1/s; two workers: 2/s each).
 
-It also says whether this machine has bfloat16 kernels (``bitfit_edu.precision``): without them the
-bf16 rows show what an emulated bf16 step costs.
+It also says whether this machine has bfloat16 kernels (``bitfit_edu.precision``). Without them a bf16
+row times what a run does there (products computed in fp32 from bf16 inputs); ``--precisions bf16-pytorch``
+times PyTorch's own fallback instead, which is what the emulation avoids.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import time
 import torch
 
 from bitfit_edu.methods import optimizer_groups, prepare
-from bitfit_edu.precision import hardware_name, native_bf16
+from bitfit_edu.precision import bf16_products, hardware_name, matrix_products, native_bf16
 from bitfit_edu.profiles import CLASSROOM_MODEL
 from bitfit_edu.readout import default_readout, load_classifier
 from bitfit_edu.training import set_progress_bars
 
 
-def seconds_per_step(model_name: str, method: str, batch: int, length: int, steps: int, bf16: bool) -> float:
+def seconds_per_step(model_name: str, method: str, batch: int, length: int, steps: int, number_format: str) -> float:
     model = load_classifier(model_name, num_labels=2, readout=default_readout(model_name))
     prepared = prepare(model, method)
     optimizer = torch.optim.AdamW(optimizer_groups(prepared, 0.0), lr=1e-4)
@@ -38,9 +39,10 @@ def seconds_per_step(model_name: str, method: str, batch: int, length: int, step
     timings = []
     for _ in range(steps + 1):  # the first step warms up and is not counted
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        loss.backward()
+        with bf16_products(number_format == "bf16"):  # the backward pass's products too
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=number_format != "fp32"):
+                loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         timings.append(time.perf_counter() - started)
@@ -54,14 +56,16 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--methods", nargs="+", default=["full", "bitfit", "frozen"])
-    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "bf16-pytorch"],
+                        default=["fp32", "bf16"])
     args = parser.parse_args()
     set_progress_bars(False)
     print(f"{args.model}, batch {args.batch} x {args.length} tokens, {torch.get_num_threads()} threads")
-    print(f"{hardware_name()}: bfloat16 kernels {'yes' if native_bf16() else 'no (bf16 autocast is emulated)'}")
+    print(f"{hardware_name()}: bfloat16 kernels {'yes' if native_bf16() else 'no'}; a bf16 run's products: "
+          f"{matrix_products(True)}")
     for method in args.methods:
         for precision in args.precisions:
-            seconds = seconds_per_step(args.model, method, args.batch, args.length, args.steps, precision == "bf16")
+            seconds = seconds_per_step(args.model, method, args.batch, args.length, args.steps, precision)
             print(f"{method:>7} {precision}: {seconds:.2f} s/step, "
                   f"{args.batch * args.length / seconds:,.0f} tokens/s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")

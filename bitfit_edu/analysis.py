@@ -160,6 +160,13 @@ def majority_baseline(task: str, glue_dir=None) -> float:
     return 100 * task_score(spec, glue_metrics(spec, [majority] * len(dev), dev))
 
 
+def matrix_products(record: dict) -> str:
+    """How a run computed its matrix products: 'fp32', 'bf16' (hardware kernels) or 'bf16, emulated in
+    fp32' (``precision.EmulatedBf16Products``). Records older than the emulation lack the field: their bf16
+    runs had kernels (PyTorch's own fallback would have taken some 30 times the time they record)."""
+    return record["timing"].get("matrix_products", "bf16" if record["config"]["bf16"] else "fp32")
+
+
 def epoch_table(records: dict[str, dict]) -> pd.DataFrame:
     """Dev and training-subsample score (x100) per epoch, one column pair per labelled run record (runs
     of different lengths leave the missing epochs empty)."""

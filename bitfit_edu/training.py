@@ -248,7 +248,6 @@ def _peak_memory_mb() -> float:
 def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
     config = config.validated()
-    precision.check_bf16(config.bf16, f"run {config.run_id}")
     set_progress_bars(progress)
     started = time.perf_counter()
     task = glue.get_task(config.task)
@@ -262,7 +261,8 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = build_trainer(config, prepared, data, tokenizer, output_dir, progress)
-        train_output = trainer.train()
+        with precision.bf16_products(config.bf16):
+            train_output = trainer.train()
     epochs = epoch_records(trainer.state.log_history, list(data.evaluation), by_step=config.max_steps is not None)
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
@@ -294,6 +294,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
             "peak_memory_mb": _peak_memory_mb(),
             "memory_kind": "cuda max allocated" if torch.cuda.is_available() else "process peak RSS",
             "device": precision.hardware_name(),  # 'CPU (AVX2)': which vector instructions trained it
+            "matrix_products": precision.matrix_products(config.bf16),
             "torch_threads": torch.get_num_threads(),
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

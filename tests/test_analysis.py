@@ -13,6 +13,7 @@ from bitfit_edu.analysis import (
     flattening_table,
     main_table,
     majority_baseline,
+    matrix_products,
     mean_std_strings,
     results_summary,
     runs_frame,
@@ -188,3 +189,12 @@ def test_comparison_table_puts_the_papers_average_beside_ours():
     assert list(table.index) == ["full", "bitfit"]  # the requested order, methods without runs left out
     assert table.loc["bitfit", "avg (ours)"] == "65.0 ± 7.1"
     assert table.loc["full", "paper: BERT-base GLUE avg"] == "82.3"
+
+
+@pytest.mark.parametrize("bf16,timing,expected", [
+    (True, {"matrix_products": "bf16, emulated in fp32"}, "bf16, emulated in fp32"),
+    (True, {}, "bf16"),  # recorded before the field existed: those bf16 runs had kernels
+    (False, {}, "fp32"),
+])
+def test_matrix_products_of_a_record(bf16, timing, expected):
+    assert matrix_products({"config": {"bf16": bf16}, "timing": timing}) == expected

@@ -45,10 +45,12 @@ def test_regression_task_and_bitfit_subset(tiny_model_dir, glue_dir):
     assert moved == {"b_q", "b_m2"}
 
 
-def test_bf16_autocast_runs_on_this_device(tiny_model_dir, glue_dir, monkeypatch):
-    monkeypatch.setattr(precision, "native_bf16", lambda: True)  # a tiny model is quick even where bf16 is emulated
+@pytest.mark.parametrize("kernels,products", [(True, "bf16"), (False, "bf16, emulated in fp32")])
+def test_bf16_autocast_runs_with_or_without_kernels(kernels, products, tiny_model_dir, glue_dir, monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: kernels)  # a tiny model is quick either way
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", bf16=True)
     assert record["config"]["bf16"] and len(record["epochs"]) == 2
+    assert record["timing"]["matrix_products"] == products
     assert all(0 <= e["dev"]["accuracy"] <= 1 for e in record["epochs"])
 
 
