@@ -69,12 +69,21 @@ def seed_averages(frame: pd.DataFrame, method: str, tasks: list[str], value: str
     return per_seed.dropna().mean(axis=1)
 
 
+def best_covered_tasks(frame: pd.DataFrame, method: str, baseline: str) -> list[str]:
+    """The tasks both methods ran, narrowed, while a grid fills, to those with the most seeds of both: one
+    early seed of a task must not shrink the comparison on the tasks that are finished to that seed."""
+    seeds = frame[frame["method"].isin([method, baseline])].pivot_table(
+        index="task", columns="method", values="seed", aggfunc="nunique").dropna()
+    covered = seeds.min(axis=1)
+    return sorted(covered[covered == covered.max()].index)
+
+
 def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = "best") -> dict:
-    """Mean GLUE-average difference (method minus baseline, x100 points) over the tasks both have, with
-    a 95% Welch t-interval over seeds (NaN bounds with fewer than two seeds on either side)."""
+    """Mean GLUE-average difference (method minus baseline, x100 points) over the tasks both have
+    (``best_covered_tasks``), with a 95% Welch t-interval over seeds (NaN bounds with fewer than two
+    seeds on either side)."""
     _require_runs(frame, method, baseline)
-    tasks = sorted(set(frame.loc[frame["method"] == method, "task"]) & set(frame.loc[frame["method"] == baseline,
-                                                                                      "task"]))
+    tasks = best_covered_tasks(frame, method, baseline)
     ours, theirs = (seed_averages(frame, name, tasks, value) for name in (method, baseline))
     return {"tasks": tasks, "seeds": (len(ours), len(theirs)), **welch_interval(ours, theirs)}
 

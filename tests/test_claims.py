@@ -37,6 +37,14 @@ def test_difference_averages_tasks_per_seed_then_compares():
     assert found["low"] < 1.0 < found["high"]
 
 
+def test_a_partly_run_task_does_not_hold_back_the_finished_ones():
+    frame = runs_frame(grid({"bitfit": {"rte": [60, 62, 64], "mrpc": [80]},
+                             "full": {"rte": [58, 60, 62], "mrpc": [80, 82, 84]}}))
+    found = difference(frame, "bitfit", "full")
+    assert found["tasks"] == ["rte"] and found["seeds"] == (3, 3)  # not mrpc and rte over seed 0 alone
+    assert found["difference"] == pytest.approx(2.0) and found["low"] < 2.0 < found["high"]
+
+
 @pytest.mark.parametrize("kind,low,high,expected", [
     ("similar", -1.0, 1.2, HOLDS),
     ("similar", -3.0, 1.0, UNRESOLVED),
