@@ -167,6 +167,18 @@ def matrix_products(record: dict) -> str:
     return record["timing"].get("matrix_products", "bf16" if record["config"]["bf16"] else "fp32")
 
 
+def b_k_over_b_q(record: dict) -> float:
+    """mean |Δb_k| / mean |Δb_q| over layers: near 0 in fp32, where b_k's gradient vanishes, far from it
+    under bf16 (notebook 5); NaN for a variant that leaves b_k frozen."""
+    change = bias_change_table([record])["avg"]
+    return float(change["b_k"] / change["b_q"]) if change["b_k"] > 0 else float("nan")
+
+
+def largest_epoch_gap(run: dict, reference: dict) -> float:
+    """The largest dev-score difference (x100 points) between two runs over the epochs both ran."""
+    return 100 * max(abs(a["dev"]["score"] - b["dev"]["score"]) for a, b in zip(run["epochs"], reference["epochs"]))
+
+
 def epoch_table(records: dict[str, dict]) -> pd.DataFrame:
     """Dev and training-subsample score (x100) per epoch, one column pair per labelled run record (runs
     of different lengths leave the missing epochs empty)."""

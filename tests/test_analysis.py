@@ -1,9 +1,11 @@
 """Result records to tables: one row per run, then summaries over seeds and learning rates."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bitfit_edu.analysis import (
+    b_k_over_b_q,
     bias_change_ranks,
     bias_change_table,
     comparison_table,
@@ -11,6 +13,7 @@ from bitfit_edu.analysis import (
     crossings,
     epoch_table,
     flattening_table,
+    largest_epoch_gap,
     main_table,
     majority_baseline,
     matrix_products,
@@ -198,3 +201,16 @@ def test_comparison_table_puts_the_papers_average_beside_ours():
 ])
 def test_matrix_products_of_a_record(bf16, timing, expected):
     assert matrix_products({"config": {"bf16": bf16}, "timing": timing}) == expected
+
+
+def test_largest_epoch_gap_over_the_epochs_both_ran():
+    short, long = record("bitfit", 0, 1e-3, [0.50, 0.60]), record("bitfit", 0, 1e-3, [0.51, 0.57, 0.90])
+    assert largest_epoch_gap(short, long) == pytest.approx(3.0)  # epoch 3 of the longer run is not compared
+
+
+def test_b_k_over_b_q_and_a_frozen_b_k():
+    def with_changes(b_q, b_k):
+        return {"bias_change": [{"group": "b_q", "layer": 0, "mean_abs_change": b_q, "mean_abs_init": 1.0},
+                                {"group": "b_k", "layer": 0, "mean_abs_change": b_k, "mean_abs_init": 1.0}]}
+    assert b_k_over_b_q(with_changes(0.02, 0.01)) == pytest.approx(0.5)
+    assert np.isnan(b_k_over_b_q(with_changes(0.02, 0.0)))
