@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from transformers import AutoModel
 
-from . import paper
+from . import paper, precision
 from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
@@ -84,6 +84,8 @@ def cmd_grid(args) -> None:
     worker = f", worker {args.worker}: {len(mine)} of them" if args.worker else ""
     print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs{worker}, "
           f"{len(mine) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
+    if any(config.bf16 for config in todo):
+        print(f"bf16 products on this machine ({precision.hardware_name()}): {precision.matrix_products(True)}")
     if args.dry_run:
         print("finished runs per method and task (all workers):")
         print(grid_progress(configs, store).to_string())

@@ -92,7 +92,9 @@ def test_grid_no_bf16_is_another_set_of_configurations(capsys, tmp_path):
     listed = {}
     for option in ("--bf16", "--no-bf16"):
         assert main([*grid, option]) == 0
-        listed[option] = [line.split()[2:] for line in capsys.readouterr().out.splitlines() if "to run:" in line]
+        out = capsys.readouterr().out
+        listed[option] = [line.split()[2:] for line in out.splitlines() if "to run:" in line]
+        assert ("bf16 products on this machine" in out) == (option == "--bf16")
     assert all(line[-2:] == ["bf16", "autocast)"] for line in listed["--bf16"])
     assert all(line[-1] == "fp32)" for line in listed["--no-bf16"])
     assert not {line[0] for line in listed["--bf16"]} & {line[0] for line in listed["--no-bf16"]}
