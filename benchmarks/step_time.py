@@ -32,6 +32,7 @@ from bitfit_edu.training import set_progress_bars
 def seconds_per_step(model_name: str, method: str, batch: int, length: int, steps: int, number_format: str) -> float:
     model = load_classifier(model_name, num_labels=2, readout=default_readout(model_name))
     prepared = prepare(model, method)
+    model.train()  # dropout on, as in a run: attention then takes PyTorch's math path, not flash attention
     optimizer = torch.optim.AdamW(optimizer_groups(prepared, 0.0), lr=1e-4)
     input_ids = torch.randint(1000, 2000, (batch, length))
     attention_mask = torch.ones_like(input_ids)

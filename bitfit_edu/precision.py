@@ -6,8 +6,8 @@ x86 with AVX-512 or AMX, Arm with BF16 instructions) that makes a step faster. E
 on a laptop CPU with AVX2 only, PyTorch falls back to scalar code: on a 2-core AVX2 CPU a BitFit step of
 the classroom model took 31 s instead of 1 s in fp32 (``benchmarks/step_time.py``). There a run in bf16
 computes its products the way the kernels would, in fp32 from bf16 inputs (``EmulatedBf16Products``):
-the same numbers at close to fp32 speed, so a grid in bf16 can go on on any CPU. A live run in a notebook
-or the demo simply picks fp32 there, which is faster still.
+the same numbers at about the speed of fp32 training, so a grid in bf16 can go on on any CPU. A live
+run in a notebook or the demo simply picks fp32 there, which is a little faster still.
 """
 
 from __future__ import annotations
