@@ -160,10 +160,10 @@ def majority_baseline(task: str, glue_dir=None) -> float:
     return 100 * task_score(spec, glue_metrics(spec, [majority] * len(dev), dev))
 
 
-def matrix_products(record: dict) -> str:
-    """How a run computed its matrix products: 'fp32', 'bf16' (hardware kernels) or 'bf16, emulated in
-    fp32' (``precision.EmulatedBf16Products``). Records older than the emulation lack the field: their bf16
-    runs had kernels (PyTorch's own fallback would have taken some 30 times the time they record)."""
+def record_products(record: dict) -> str:
+    """How a record's run computed its matrix products (``precision.matrix_products``): 'fp32', 'bf16'
+    (hardware kernels) or 'bf16, emulated in fp32'. Records older than the emulation lack the field: their
+    bf16 runs had kernels (PyTorch's own fallback would have taken some 30 times the time they record)."""
     return record["timing"].get("matrix_products", "bf16" if record["config"]["bf16"] else "fp32")
 
 

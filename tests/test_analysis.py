@@ -16,8 +16,8 @@ from bitfit_edu.analysis import (
     largest_epoch_gap,
     main_table,
     majority_baseline,
-    matrix_products,
     mean_std_strings,
+    record_products,
     results_summary,
     runs_frame,
     size_curve_table,
@@ -199,8 +199,8 @@ def test_comparison_table_puts_the_papers_average_beside_ours():
     (True, {}, "bf16"),  # recorded before the field existed: those bf16 runs had kernels
     (False, {}, "fp32"),
 ])
-def test_matrix_products_of_a_record(bf16, timing, expected):
-    assert matrix_products({"config": {"bf16": bf16}, "timing": timing}) == expected
+def test_record_products(bf16, timing, expected):
+    assert record_products({"config": {"bf16": bf16}, "timing": timing}) == expected
 
 
 def test_largest_epoch_gap_over_the_epochs_both_ran():
