@@ -165,16 +165,17 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
         x = np.arange(len(tasks)) + (index - (len(methods) - 1) / 2) * width
         ours.bar(x, means.loc[method], width, yerr=stds.loc[method].fillna(0), capsize=2, color=f"C{index}",
                  label=method)
-    for position, task in enumerate(tasks):
-        if floors and task in floors:
-            ours.hlines(floors[task], position - 0.45, position + 0.45, colors="black", linestyles="dashed",
-                        label="majority class" if position == 0 else None)
+    floored = [task for task in tasks if task in (floors or {})]
+    for task in floored:
+        position = tasks.index(task)
+        ours.hlines(floors[task], position - 0.45, position + 0.45, colors="black", linestyles="dashed",
+                    label="majority class" if task == floored[0] else None)
     ours.set_xticks(range(len(tasks)), tasks)
-    ours.set_ylabel("dev score (x100), mean ± std over seeds")
-    ours.set_title(title, fontsize=10)
+    ours.set_ylabel("dev score (x100)")
+    ours.set_title(f"{title}\nmean ± std over seeds", fontsize=10)
     ours.grid(axis="y", alpha=0.3)
-    ours.set_ylim(top=110)  # scores are at most 100: room for the legend above the bars
-    ours.legend(fontsize=8, loc="upper center", ncol=len(methods) + 1)
+    ours.set_ylim(0, 100)
+    ours.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(methods) + 1, 5))
     if paper_average:
         theirs = axes[0, 1]
         values = [paper_average.get(m, np.nan) for m in methods]

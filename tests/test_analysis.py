@@ -117,9 +117,11 @@ def test_method_bars_one_bar_per_method_and_task_and_a_paper_panel():
     scores = {("rte", 0): 0.60, ("rte", 1): 0.70, ("mrpc", 0): 0.80, ("mrpc", 1): 0.90}
     frame = runs_frame([task_record(t, m, s, v) for (t, s), v in scores.items() for m in ("full", "bitfit")])
     means, stds = main_table(frame)
-    fig = method_bars(means, stds, "test", paper_average={"full": 82.3, "bitfit": 82.4}, floors={"rte": 52.7})
+    second_task = means.columns[1]
+    fig = method_bars(means, stds, "test", paper_average={"full": 82.3, "bitfit": 82.4}, floors={second_task: 52.7})
     ours, theirs = fig.axes
     assert len(ours.patches) == 2 * 3  # two methods x (rte, mrpc, avg)
+    assert "majority class" in [text.get_text() for text in ours.get_legend().get_texts()]
     assert [p.get_height() for p in theirs.patches] == [82.4, 82.3]  # rows of means: bitfit, full
 
 
