@@ -174,7 +174,7 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
     ours.set_ylabel("dev score (x100)")
     ours.set_title(f"{title}\nmean ± std over seeds", fontsize=10)
     ours.grid(axis="y", alpha=0.3)
-    ours.set_ylim(0, 100)
+    ours.set_ylim(top=100)  # bottom stays free: a correlation or MCC can be negative
     ours.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(methods) + 1, 5))
     if paper_average:
         theirs = axes[0, 1]

@@ -125,6 +125,12 @@ def test_method_bars_one_bar_per_method_and_task_and_a_paper_panel():
     assert [p.get_height() for p in theirs.patches] == [82.4, 82.3]  # rows of means: bitfit, full
 
 
+def test_method_bars_show_a_negative_score():
+    means = pd.DataFrame({"cola": [-4.0, 10.0]}, index=["frozen", "bitfit"])
+    ours = method_bars(means, means * 0, "test").axes[0]
+    assert ours.get_ylim()[0] <= -4.0 and ours.get_ylim()[1] == 100
+
+
 def test_flattening_table_flags_curves_still_rising():
     frame = runs_frame([record("bitfit", 0, 1e-3, [0.5, 0.6, 0.7]), record("bitfit", 1, 1e-3, [0.5, 0.8, 0.7]),
                         record("full", 0, 2e-5, [0.9, 0.7, 0.6])])
