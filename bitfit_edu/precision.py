@@ -3,8 +3,8 @@
 Under bf16 autocast the matrix products run in bfloat16 while weights and optimizer state stay in fp32.
 Where the hardware computes bfloat16 (a CUDA GPU from Ampere on; a CPU whose oneDNN has bf16 kernels:
 x86 with AVX-512 or AMX, Arm with BF16 instructions) that makes a step faster. Elsewhere, for example
-on a laptop CPU with AVX2 only, PyTorch falls back to scalar code: on a 2-core AVX2 CPU a BitFit step of
-the classroom model took 31 s instead of 1 s in fp32 (``benchmarks/step_time.py``). There a run in bf16
+on a laptop CPU with AVX2 only, PyTorch falls back to scalar code: on a 2-core AVX2 CPU a BitFit training
+step of the classroom model took 35 s instead of 3 s in fp32 (``benchmarks/step_time.py``). There a run in bf16
 computes its products the way the kernels would, in fp32 from bf16 inputs (``EmulatedBf16Products``):
 the same numbers at about the speed of fp32 training, so a grid in bf16 can go on on any CPU. A live
 run in a notebook or the demo simply picks fp32 there, which is a little faster still.
