@@ -139,13 +139,17 @@ def mean_std_strings(means: pd.DataFrame, stds: pd.DataFrame) -> pd.DataFrame:
                         index=means.index)
 
 
-def comparison_table(means: pd.DataFrame, stds: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+def comparison_table(means: pd.DataFrame, stds: pd.DataFrame, methods: list[str],
+                     floors: dict[str, float] | None = None) -> pd.DataFrame:
     """'mean ± std' per task for ``methods`` (in that order, those with runs), our average over tasks as
-    'avg (ours)', and beside it the paper's BERT-base GLUE dev average, labelled as the paper's."""
+    'avg (ours)', and beside it the paper's BERT-base GLUE dev average, labelled as the paper's.
+    ``floors`` (``majority_floors``) adds a last row, 'majority class (floor)', empty where a task has none."""
     present = [m for m in methods if m in means.index]
     table = mean_std_strings(means, stds).loc[present].rename(columns={"avg": "avg (ours)"})
     table["paper: BERT-base GLUE avg"] = [f"{paper.BERT_BASE_DEV_AVERAGE[m]:.1f}" for m in present]
-    return table
+    if floors:
+        table.loc["majority class (floor)"] = pd.Series({t: f"{v:.1f}" for t, v in floors.items()})
+    return table.fillna("")
 
 
 def majority_baseline(task: str, glue_dir=None) -> float:
@@ -158,6 +162,11 @@ def majority_baseline(task: str, glue_dir=None) -> float:
     majority = max(set(labels), key=labels.count)
     dev = glue.load_split(spec, spec.dev_split, glue_dir)["label"]
     return 100 * task_score(spec, glue_metrics(spec, [majority] * len(dev), dev))
+
+
+def majority_floors(tasks: list[str], glue_dir=None) -> dict[str, float]:
+    """``majority_baseline`` of each classification task in ``tasks``; regression tasks have no floor."""
+    return {task: majority_baseline(task, glue_dir) for task in tasks if not glue.get_task(task).is_regression}
 
 
 def record_products(record: dict) -> str:

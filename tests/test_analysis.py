@@ -16,6 +16,7 @@ from bitfit_edu.analysis import (
     largest_epoch_gap,
     main_table,
     majority_baseline,
+    majority_floors,
     mean_std_strings,
     record_products,
     results_summary,
@@ -101,6 +102,11 @@ def test_majority_baseline_on_real_dev_sets(shared_glue_dir):
     assert majority_baseline("rte", shared_glue_dir) == pytest.approx(100 * 146 / 277)
     with pytest.raises(ValueError, match="regression"):
         majority_baseline("stsb", shared_glue_dir)
+
+
+def test_majority_floors_leave_out_regression_tasks(shared_glue_dir):
+    floors = majority_floors(["rte", "stsb", "cola"], shared_glue_dir)
+    assert floors == {"rte": pytest.approx(100 * 146 / 277), "cola": 0.0}  # any constant has an MCC of 0
 
 
 def test_epoch_table_pairs_dev_and_train_per_run():
@@ -200,6 +206,9 @@ def test_comparison_table_puts_the_papers_average_beside_ours():
     assert list(table.index) == ["full", "bitfit"]  # the requested order, methods without runs left out
     assert table.loc["bitfit", "avg (ours)"] == "65.0 ± 7.1"
     assert table.loc["full", "paper: BERT-base GLUE avg"] == "82.3"
+    floored = comparison_table(*main_table(frame), ["full", "bitfit"], floors={"rte": 52.7})
+    assert floored.loc["majority class (floor)"].to_dict() == {
+        "rte": "52.7", "avg (ours)": "", "paper: BERT-base GLUE avg": ""}
 
 
 @pytest.mark.parametrize("bf16,timing,expected", [
