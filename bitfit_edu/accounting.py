@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig
 
-from . import paper
+from . import locations, paper
 from .biases import BIAS_GROUPS, bias_census, head_parameters
 from .errors import BitFitError
 
@@ -39,12 +39,12 @@ def load_config(model: str | PretrainedConfig) -> PretrainedConfig:
         kwargs = dict(PAPER_CONFIGS[model])
         return AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
     try:
-        return AutoConfig.from_pretrained(model)
+        return AutoConfig.from_pretrained(model, **locations.hub_options())
     except (OSError, ValueError) as error:
         raise BitFitError(
             f"no config for model {model!r}: not one of the bundled paper models "
             f"({', '.join(PAPER_CONFIGS)}), and not loadable from the hub or a local path "
-            f"(offline? set HF_HUB_CACHE to a cache that holds it). Cause: {error}"
+            f"(offline? put a hub cache holding it at $BITFIT_EDU_DATA/hf-hub). Cause: {error}"
         ) from error
 
 
@@ -73,12 +73,18 @@ class Accounting:
         return 100 * self.trainable_with_head / (self.total + self.head)
 
 
+def meta_encoder(model: str | PretrainedConfig) -> torch.nn.Module:
+    """The pre-trained encoder of ``model`` built on the ``meta`` device: every shape, no weights."""
+    with torch.device("meta"):
+        return AutoModel.from_config(load_config(model))
+
+
 def count_parameters(model: str | PretrainedConfig, num_labels: int = 2) -> Accounting:
     """Count total, bias (per paper group) and head parameters of a model, from its config only."""
     config = copy.deepcopy(load_config(model))
     config.num_labels = num_labels
+    encoder = meta_encoder(config)
     with torch.device("meta"):
-        encoder = AutoModel.from_config(config)
         classifier = AutoModelForSequenceClassification.from_config(config)
     per_group = dict.fromkeys(BIAS_GROUPS, 0)
     for term in bias_census(encoder):

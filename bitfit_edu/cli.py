@@ -11,13 +11,14 @@ import pandas as pd
 import torch
 from transformers import AutoModel
 
-from . import paper, precision
+from . import locations, paper, precision
 from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
 from .errors import BitFitError
 from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, variant, worker_runs
 from .glue import get_task
+from .methods import display_name
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
 from .training import RunConfig
@@ -113,6 +114,8 @@ def cmd_report(args) -> None:
 def demo_table(records: list[dict]) -> pd.DataFrame:
     """The demo's table: our runs beside the paper's BERT-base GLUE dev averages."""
     frame = runs_frame(records).set_index("method")
+    paper_average = [paper.BERT_BASE_DEV_AVERAGE[m] for m in frame.index]
+    frame.index = [display_name(m) for m in frame.index]
     encoder = frame["total"] - (frame["trainable"] - frame["trainable_without_head"])  # the head always trains
     return pd.DataFrame({
         "trains (excl. head)": frame["trainable_without_head"].map("{:,}".format),
@@ -120,7 +123,7 @@ def demo_table(records: list[dict]) -> pd.DataFrame:
         "dev, best epoch": frame["best"].map("{:.1f}".format),
         "dev, last epoch": frame["last"].map("{:.1f}".format),
         "train s": frame["train_seconds"].map("{:.0f}".format),
-        "paper: BERT-base GLUE dev avg": [paper.BERT_BASE_DEV_AVERAGE[m] for m in frame.index],
+        "paper: BERT-base GLUE dev avg": paper_average,
     })
 
 
@@ -132,8 +135,8 @@ def cmd_demo(args) -> None:
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
           f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
-          f"{first.number_format}, seed 0, profile {profile.name!r}. Runs are kept in {store.root} "
-          "(delete it to retrain).")
+          f"{first.number_format}, seed 0, profile {profile.name!r}.\n{locations.describe()}.\n"
+          f"Runs are kept in {store.root} (delete it to retrain).")
     run_grid(configs, store, glue_dir=args.glue_dir)
     table = demo_table([store.finished(c) for c in configs])
     print(f"\nDev {' / '.join(task.metrics)} (x100; the mean of both where there are two):")

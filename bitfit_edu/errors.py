@@ -4,6 +4,8 @@ Every error the package raises on bad input is a :class:`BitFitError`, so the CL
 message and exit non-zero without a traceback.
 """
 
+import sys
+
 
 class BitFitError(ValueError):
     """Bad input: an unknown name, missing data, a model BitFit cannot apply to, a corrupt file."""
@@ -13,3 +15,17 @@ def unknown_choice(kind: str, value: object, choices: object) -> BitFitError:
     """The error for a name that is not one of ``choices``: it names both."""
     listed = ", ".join(str(c) for c in choices)  # type: ignore[attr-defined]
     return BitFitError(f"unknown {kind} {value!r}; choose one of: {listed}")
+
+
+def _show_message_only(shell, exc_type, error, tb, tb_offset=None) -> list[str]:
+    """IPython's handler for a BitFitError: the message that says what to do, not a traceback."""
+    lines = [f"BitFitError: {error}"]
+    shell._showtraceback(exc_type, error, lines)  # an error output: the cell fails, nbval sees it
+    return lines
+
+
+def show_briefly_in_notebooks() -> None:
+    """In a notebook, show a BitFitError as its one-line message (the cell still fails, for nbval too)."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        shell.set_custom_exc((BitFitError,), _show_message_only)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import paper
 from .biases import head_parameters
@@ -189,7 +188,7 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     todo = pending(configs, store)
     report = GridReport(skipped=len(configs) - len(todo))
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one process writes the records
-    for config in tqdm(todo, desc="grid", unit="run", disable=not progress or len(todo) < 2):
+    for config in todo:
         record = run_fn(config, glue_dir=glue_dir, progress=progress)
         if writer:
             report.trained.append(store.write(record))

@@ -1,20 +1,21 @@
 """GLUE data in the schema of the hub's ``nyu-mll/glue``: from the hub, or from a classic GLUE folder.
 
 A classic folder is what the original ``download_glue_data.py`` wrote (``RTE/train.tsv``,
-``RTE/dev.tsv``, ...). Pass it as ``glue_dir`` or set ``GLUE_DIR``; otherwise data comes from the hub.
+``RTE/dev.tsv``, ...). Pass it as ``glue_dir``, or let ``locations.glue_dir`` find it (``GLUE_DIR``, or
+the offline data folder); otherwise data comes from the hub.
 Either way a split has the hub's field names and label ids, so everything downstream is the same.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from transformers import PreTrainedTokenizerBase
 
+from . import locations
 from .errors import BitFitError, unknown_choice
 
 
@@ -125,29 +126,24 @@ def read_tsv(task: GlueTask, path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict(records, features=_features(task))
 
 
-def glue_dir_from_env() -> Path | None:
-    """The classic GLUE folder named by the GLUE_DIR environment variable, if set."""
-    value = os.environ.get("GLUE_DIR")
-    return Path(value) if value else None
-
-
 def load_split(task: str | GlueTask, split: str, glue_dir: str | Path | None = None) -> datasets.Dataset:
     """One split ('train', 'validation', MNLI's 'validation_matched'...) of a GLUE task.
 
-    From ``glue_dir`` (or ``GLUE_DIR``) when given, else from the hub's ``nyu-mll/glue``.
+    From ``glue_dir`` when given, else from the folder ``locations.glue_dir`` finds, else from the hub's
+    ``nyu-mll/glue``.
     """
     task = get_task(task) if isinstance(task, str) else task
     files = {"train": "train.tsv", **task.dev_files}
     if split not in files:
         raise unknown_choice(f"split of {task.name}", split, files)
-    glue_dir = Path(glue_dir) if glue_dir else glue_dir_from_env()
+    glue_dir = locations.glue_dir(glue_dir)
     if glue_dir is None:
         return _load_from_hub(task, split)
     path = glue_dir / task.folder / files[split]
     if not path.is_file():
         raise BitFitError(
-            f"missing GLUE file {path}: GLUE_DIR (or glue_dir) must be a classic GLUE folder holding "
-            f"{task.folder}/{files[split]}; unset GLUE_DIR to load {task.name} from the Hugging Face hub"
+            f"missing GLUE file {path}: {glue_dir} must be a classic GLUE folder holding "
+            f"{task.folder}/{files[split]} (see README, 'Offline use')"
         )
     return read_tsv(task, path)
 
@@ -158,7 +154,8 @@ def _load_from_hub(task: GlueTask, split: str) -> datasets.Dataset:
     except Exception as error:  # network and hub errors come in many types
         raise BitFitError(
             f"could not load {task.name}/{split} from the Hugging Face hub (nyu-mll/glue): {error}. "
-            "Offline? Set GLUE_DIR to a classic GLUE folder (e.g. GLUE_DIR=../shared/glue_data)"
+            f"Offline? Put a classic GLUE folder at $BITFIT_EDU_DATA/glue_data or set GLUE_DIR to one "
+            "(an absolute path)"
         ) from error
 
 

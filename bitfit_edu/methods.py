@@ -32,6 +32,8 @@ METHODS = {
     "rand_uniform": "random entries of the weight matrices, as many as the biases, and the head",
     "rand_row_col": "random rows/columns of the weight matrices, as many entries as the biases, and the head",
 }
+DISPLAY_NAMES = {"full": "Full-FT", "bitfit": "BitFit", "frozen": "Frozen", "rand_uniform": "random entries",
+                 "rand_row_col": "random rows/columns"}
 # Bias groups whose weight matrix W sits beside them (W x + b): where the random baselines draw from.
 MATRIX_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_m2", "b_m3")
 
@@ -162,3 +164,9 @@ def optimizer_groups(prepared: PreparedModel, weight_decay: float) -> list[dict]
     if masked:
         groups.append({"params": masked, "weight_decay": 0.0})
     return groups
+
+
+def display_name(label: str) -> str:
+    """A method label as a reader sees it: 'bitfit' -> 'BitFit', 'bitfit:b_q+b_m2' -> 'b_q + b_m2'."""
+    method, _, groups = label.partition(":")
+    return " + ".join(groups.split("+")) if groups else DISPLAY_NAMES.get(method, label)

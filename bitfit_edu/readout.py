@@ -14,6 +14,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from . import locations
 from .errors import BitFitError, unknown_choice
 
 READOUTS = {
@@ -69,15 +70,23 @@ class MeanPoolingClassifier(nn.Module):
 def _cannot_load(model_name: str, error: Exception) -> BitFitError:
     return BitFitError(
         f"could not load model {model_name!r} from the Hugging Face hub or a local folder: {error}. "
-        "Offline? Set HF_HUB_CACHE to a cache that holds it and HF_HUB_OFFLINE=1 "
-        "(e.g. HF_HUB_CACHE=../shared/hf-hub for sentence-transformers/all-MiniLM-L6-v2)"
+        f"Offline? Models are read from {locations.hub_cache() or 'the default hub cache'}; put a hub cache "
+        "holding it at $BITFIT_EDU_DATA/hf-hub, or set HF_HUB_CACHE (an absolute path) and HF_HUB_OFFLINE=1"
     )
 
 
 def load_tokenizer(model_name: str) -> PreTrainedTokenizerBase:
     """The checkpoint's tokenizer, or one clear error saying how to make it loadable."""
     try:
-        return AutoTokenizer.from_pretrained(model_name)
+        return AutoTokenizer.from_pretrained(model_name, **locations.hub_options())
+    except OSError as error:
+        raise _cannot_load(model_name, error) from None
+
+
+def load_encoder(model_name: str) -> nn.Module:
+    """The pre-trained encoder alone (no head), or one clear error saying how to make it loadable."""
+    try:
+        return AutoModel.from_pretrained(model_name, **locations.hub_options())
     except OSError as error:
         raise _cannot_load(model_name, error) from None
 
@@ -94,8 +103,9 @@ def load_classifier(model_name: str, num_labels: int, readout: str, seed: int = 
         if readout == "cls_pooler":
             # a checkpoint that already carries a head of another size gets a new one
             return AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=num_labels,
-                                                                      ignore_mismatched_sizes=True)
-        encoder = AutoModel.from_pretrained(model_name)
+                                                                      ignore_mismatched_sizes=True,
+                                                                      **locations.hub_options())
+        encoder = load_encoder(model_name)
     except OSError as error:
         raise _cannot_load(model_name, error) from None
     if getattr(encoder, "pooler", None) is not None:

@@ -19,12 +19,14 @@ from datetime import datetime, timezone
 import datasets
 import torch
 import transformers
-from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, get_constant_schedule
+from tqdm.auto import tqdm
+from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
+                          get_constant_schedule)
 
 from . import glue, precision
 from .biases import bias_census, resolve_groups, snapshot_biases
 from .errors import BitFitError, unknown_choice
-from .methods import METHODS, PreparedModel, method_label, optimizer_groups, prepare
+from .methods import METHODS, PreparedModel, display_name, method_label, optimizer_groups, prepare
 from .metrics import trainer_metrics
 from .profiles import Profile
 from .readout import READOUTS, load_classifier, load_tokenizer
@@ -91,6 +93,7 @@ class RunConfig:
         """A short live run (the demo, the notebooks): the profile's demo sizes, and its bf16 autocast
         only where this machine has bfloat16 kernels, fp32 elsewhere (see ``precision``)."""
         settings = dict(train_size=profile.demo_train_size, epochs=profile.demo_epochs,
+                        train_eval_size=profile.demo_train_eval_size,
                         bf16=profile.bf16 and precision.native_bf16())
         return cls.from_profile(profile, task, method, **{**settings, **overrides})
 
@@ -143,6 +146,34 @@ def set_progress_bars(enabled: bool) -> None:
         datasets.disable_progress_bars()
 
 
+class RunProgress(TrainerCallback):
+    """One progress bar per run: its training steps, with the last dev score beside them. It stands in
+    for the Trainer's own bars (training and every evaluation) and its printed log dicts."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar: tqdm | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = tqdm(total=state.max_steps, desc=self.description, unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.bar.update(state.global_step - self.bar.n)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_dev_score" in metrics:
+            self.bar.set_postfix_str(f"dev score {100 * metrics['eval_dev_score']:.1f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.bar.close()
+
+
+def quiet_outputs() -> None:
+    """Keep notebook outputs small: no progress bars while loading or tokenizing, no library warnings."""
+    transformers.logging.set_verbosity_error()
+    set_progress_bars(False)
+
+
 @dataclass
 class PreparedData:
     """Tokenized splits of one run: train, the train subsample scored each epoch, and the dev splits."""
@@ -190,7 +221,7 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
         max_grad_norm=config.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0,
         save_strategy="no", report_to="none",
         bf16=config.bf16, use_cpu=config.bf16 and not torch.cuda.is_available(),  # CPU autocast needs use_cpu
-        disable_tqdm=not progress, dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(),  # RunProgress shows progress
     )
     optimizer = torch.optim.AdamW(optimizer_groups(prepared, config.weight_decay), lr=config.learning_rate)
     trainer = Trainer(
@@ -199,8 +230,9 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
         compute_metrics=trainer_metrics(glue.get_task(config.task)),
         optimizers=(optimizer, get_constant_schedule(optimizer)),
     )
-    if not progress:
-        trainer.remove_callback(PrinterCallback)  # it prints every log dict when progress bars are off
+    trainer.remove_callback(PrinterCallback)  # it would print every log dict
+    if progress:
+        trainer.add_callback(RunProgress(f"{config.task} {display_name(config.label)} seed {config.seed}"))
     return trainer
 
 
@@ -248,7 +280,7 @@ def _peak_memory_mb() -> float:
 def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
     config = config.validated()
-    set_progress_bars(progress)
+    set_progress_bars(False)  # loading and tokenizing stay quiet: a run shows one bar, RunProgress
     started = time.perf_counter()
     task = glue.get_task(config.task)
     splits = load_data(config, glue_dir)  # missing or malformed data fails before any model loads

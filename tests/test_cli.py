@@ -85,3 +85,16 @@ def test_two_workers_split_a_grid_without_overlap(capsys, tmp_path):
 def test_report_on_an_empty_folder_says_what_to_do(capsys, tmp_path):
     assert main(["report", "--profile", "smoke", "--results", str(tmp_path)]) == 2
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_demo_shows_one_bar_per_run_then_the_table(shared_glue_dir, tmp_path, capsys):
+    """The main job on real data with the real model (smoke sizes): no raw Trainer log dicts."""
+    argv = ["demo", "--profile", "smoke", "--glue-dir", str(shared_glue_dir), "--results", str(tmp_path)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    table = captured.out.split("Dev accuracy")[1]
+    assert [line.split()[0] for line in table.splitlines()[2:5]] == ["Full-FT", "BitFit", "Frozen"]
+    assert "'loss'" not in captured.out + captured.err and "{'" not in captured.out + captured.err
+    assert all(f"sst2 {name} seed 0: 100%" in captured.err for name in ("Full-FT", "BitFit", "Frozen"))
+    assert "GLUE from" in captured.out
+    assert main(argv) == 0 and "100%" not in capsys.readouterr().err  # the second time reuses the runs

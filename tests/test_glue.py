@@ -40,7 +40,7 @@ def test_glue_dir_comes_from_the_environment(glue_dir, monkeypatch):
 
 
 def test_missing_file_says_what_to_do(tmp_path):
-    with pytest.raises(BitFitError, match=r"missing GLUE file .*RTE/train.tsv.*unset GLUE_DIR"):
+    with pytest.raises(BitFitError, match=r"missing GLUE file .*RTE/train.tsv.*must be a classic GLUE folder"):
         load_split("rte", "train", tmp_path)
 
 

@@ -1,0 +1,19 @@
+# Two commands do all the set-up on a fresh machine; each installs what is missing first.
+#   make demo   the main job: Full-FT vs BitFit vs Frozen on SST-2 with the classroom model, then a table
+#   make test   the tests and every notebook (smoke profile): what CI runs (.ci/run)
+# Offline, the data and the model are found in $BITFIT_EDU_DATA (default: ../shared beside the checkout).
+PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install -q --disable-pip-version-check
+
+.PHONY: install demo test
+
+install:
+	$(PIP_INSTALL) -r requirements.txt
+	$(PIP_INSTALL) --no-deps -e .
+
+demo: install
+	$(PYTHON) -m bitfit_edu demo
+
+test: install
+	BITFIT_EDU_PROFILE=smoke TOKENIZERS_PARALLELISM=false \
+		$(PYTHON) -m pytest --nbval-lax tests notebooks -p no:cacheprovider
