@@ -130,7 +130,8 @@ def demo_table(records: list[dict]) -> pd.DataFrame:
 def cmd_demo(args) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task or profile.demo_task)
-    configs = [RunConfig.for_demo(profile, task.name, method, groups=groups) for method, groups in map(variant, MAIN)]
+    configs = [RunConfig.for_demo(profile, task.name, method, groups=groups, bf16=args.bf16)
+               for method, groups in map(variant, MAIN)]
     store = ResultStore(Path(args.results) / profile.name)
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
@@ -203,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="BitFit vs Full-FT vs Frozen on one small GLUE task, with a table")
     data_and_profile(demo)
     demo.add_argument("--task", help="default: the profile's demo task")
+    demo.add_argument("--bf16", action=argparse.BooleanOptionalAction,
+                      help="bf16 autocast on or off (default: the profile's where this machine has bfloat16 "
+                           "kernels, fp32 elsewhere)")
     demo.add_argument("--results", default="runs/demo")
     demo.set_defaults(func=cmd_demo)
     return main

@@ -5,6 +5,7 @@ message and exit non-zero without a traceback.
 """
 
 import sys
+import warnings
 
 
 class BitFitError(ValueError):
@@ -29,3 +30,6 @@ def show_briefly_in_notebooks() -> None:
     shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     if shell is not None:
         shell.set_custom_exc((BitFitError,), _show_message_only)
+        # trio (imported by the hub's HTTP client) warns that it now leaves IPython's handlers alone
+        warnings.filterwarnings("ignore", message="IPython detected, but you already have a custom exception",
+                                category=RuntimeWarning)
