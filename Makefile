@@ -3,7 +3,7 @@
 #   make test   the tests and every notebook (smoke profile): what CI runs (.ci/run)
 # Offline, the data and the model are found in $BITFIT_EDU_DATA (default: ../shared beside the checkout).
 PYTHON ?= python3
-PIP_INSTALL = $(PYTHON) -m pip install -q --disable-pip-version-check
+PIP_INSTALL = $(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore
 
 .PHONY: install demo test
 
