@@ -24,12 +24,19 @@ from .results import ResultStore
 from .training import RunConfig
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def _csv(value: str, option: str) -> list[str]:
+    """'rte, mrpc' -> ['rte', 'mrpc']; a value that names nothing is an error, not 'all'."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise BitFitError(f"{option} {value!r} names nothing: give a comma-separated list, or leave {option} out")
+    return items
 
 
-def _ints(value: str) -> list[int]:
-    return [int(v) for v in _csv(value)]
+def _ints(value: str, option: str) -> list[int]:
+    items = _csv(value, option)
+    if not all(item.isdigit() for item in items):
+        raise BitFitError(f"{option} {value!r}: give whole numbers from 0, comma separated (e.g. 0,1,2)")
+    return [int(item) for item in items]
 
 
 def _worker(value: str) -> tuple[int, int]:
@@ -41,6 +48,8 @@ def _worker(value: str) -> tuple[int, int]:
 
 
 def cmd_params(args) -> None:
+    if args.num_labels < 1:
+        raise BitFitError(f"--num-labels must be at least 1 (1 is a regression head), got {args.num_labels}")
     table = accounting_table(args.model, num_labels=args.num_labels)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(formatters={c: "{:,}".format for c in
@@ -60,7 +69,11 @@ def cmd_census(args) -> None:
 
 def cmd_run(args) -> None:
     profile = get_profile(args.profile)
-    method, groups = (args.method, tuple(_csv(args.groups))) if args.groups else variant(args.method)
+    if args.groups is not None and ":" in args.method:
+        raise BitFitError(f"--method {args.method} already names its bias groups: drop --groups, or use "
+                          "--method bitfit with --groups")
+    method, groups = (args.method, tuple(_csv(args.groups, "--groups"))) if args.groups is not None \
+        else variant(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
                                     learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
                                     bf16=args.bf16)
@@ -75,12 +88,14 @@ def cmd_run(args) -> None:
 
 def cmd_grid(args) -> None:
     profile = get_profile(args.profile)
-    configs = experiment_configs(profile, args.experiment, args.tasks and _csv(args.tasks),
-                                 args.seeds and _ints(args.seeds))
+    configs = experiment_configs(profile, args.experiment,
+                                 None if args.tasks is None else _csv(args.tasks, "--tasks"),
+                                 None if args.seeds is None else _ints(args.seeds, "--seeds"))
+    configs = list(dict.fromkeys(configs))  # 'rte,RTE' or '0,0' name one run once
     if args.bf16 is not None:
         configs = [replace(config, bf16=args.bf16) for config in configs]
     store = ResultStore(Path(args.results) / profile.name)
-    mine = worker_runs(configs, *_worker(args.worker)) if args.worker else configs
+    mine = worker_runs(configs, *_worker(args.worker)) if args.worker is not None else configs
     todo = pending(mine, store)
     worker = f", worker {args.worker}: {len(mine)} of them" if args.worker else ""
     print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs{worker}, "
@@ -219,4 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     except BitFitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: every run that finished is kept; run the same command again to resume "
+              "(finished runs are skipped)", file=sys.stderr)
+        return 130
     return 0

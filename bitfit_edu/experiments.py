@@ -7,6 +7,7 @@ be stopped at any point and resumed later, by another session, on another machin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -184,12 +185,21 @@ def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[Run
 
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
              run_fn: Callable[..., dict] = run) -> GridReport:
-    """Train every pending run, writing each record as soon as it finishes."""
+    """Train every pending run, writing each record as soon as it finishes. A run listed twice trains
+    once; a run another worker has claimed (``ResultStore.claim``) or finished meanwhile is skipped."""
+    configs = list(dict.fromkeys(configs))
     todo = pending(configs, store)
     report = GridReport(skipped=len(configs) - len(todo))
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one process writes the records
+    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
+    if todo and writer:
+        store.check_writable()
     for config in todo:
-        record = run_fn(config, glue_dir=glue_dir, progress=progress)
-        if writer:
-            report.trained.append(store.write(record))
+        with store.claim(config) if alone else contextlib.nullcontext(True) as claimed:
+            if not claimed or store.finished(config):
+                report.skipped += 1
+                continue
+            record = run_fn(config, glue_dir=glue_dir, progress=progress)
+            if writer:
+                report.trained.append(store.write(record))
     return report

@@ -88,9 +88,12 @@ def _features(task: GlueTask) -> datasets.Features:
 def _parse_label(task: GlueTask, raw: str, where: str) -> int | float:
     if task.is_regression:
         try:
-            return float(raw)
+            score = float(raw)
         except ValueError:
             raise BitFitError(f"{where}: label {raw!r} is not a number (STS-B scores are floats in [0, 5])") from None
+        if not 0 <= score <= 5:  # also false for nan
+            raise BitFitError(f"{where}: label {raw!r} is outside [0, 5], the range of STS-B scores")
+        return score
     if raw in task.label_names:
         return task.label_names.index(raw)
     if raw.isdigit() and int(raw) < task.num_labels:
@@ -101,9 +104,14 @@ def _parse_label(task: GlueTask, raw: str, where: str) -> int | float:
 
 def read_tsv(task: GlueTask, path: Path) -> datasets.Dataset:
     """Read one classic GLUE TSV file into the hub schema (quoting disabled: quotes are text in GLUE)."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as error:
+        raise BitFitError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); GLUE files are UTF-8") from None
     has_header = isinstance(task.tsv_columns["label"], str)
+    if not rows or (has_header and len(rows) == 1):
+        raise BitFitError(f"{path}: no data rows (the file is {'empty' if not rows else 'a header only'})")
     header, body, first_line = (rows[0], rows[1:], 2) if has_header else ([], rows, 1)
     columns = {}
     for field, column in task.tsv_columns.items():
@@ -112,7 +120,7 @@ def read_tsv(task: GlueTask, path: Path) -> datasets.Dataset:
                               f"is this the {task.folder} file of a classic GLUE folder?")
         columns[field] = header.index(column) if isinstance(column, str) else column
     width = max(columns.values()) + 1
-    records = {field: [] for field in (*task.text_fields, "label", "idx")}
+    records: dict[str, list] = {field: [] for field in (*task.text_fields, "label", "idx")}
     for number, row in enumerate(body, start=first_line):
         if not row:
             continue
@@ -123,6 +131,8 @@ def read_tsv(task: GlueTask, path: Path) -> datasets.Dataset:
             records[field].append(row[columns[field]])
         records["label"].append(_parse_label(task, row[columns["label"]], where))
         records["idx"].append(len(records["idx"]))
+    if not records["idx"]:
+        raise BitFitError(f"{path}: no data rows (only blank lines after the header)")
     return datasets.Dataset.from_dict(records, features=_features(task))
 
 
@@ -140,6 +150,8 @@ def load_split(task: str | GlueTask, split: str, glue_dir: str | Path | None = N
     if glue_dir is None:
         return _load_from_hub(task, split)
     path = glue_dir / task.folder / files[split]
+    if path.is_dir():
+        raise BitFitError(f"{path} is a folder, not a file: a classic GLUE folder holds {task.folder}/{files[split]}")
     if not path.is_file():
         raise BitFitError(
             f"missing GLUE file {path}: {glue_dir} must be a classic GLUE folder holding "

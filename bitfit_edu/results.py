@@ -11,10 +11,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BitFitError
 from .training import SCHEMA, RunConfig
+
+REQUIRED_FIELDS = ("run_id", "config", "label", "params", "epochs", "best_epoch", "best", "last", "timing")
 
 
 class ResultStore:
@@ -36,11 +41,17 @@ class ResultStore:
                 f"corrupt results file {path}: not valid JSON ({error}). It holds no usable run: "
                 "move it out of the results folder (or delete it) and run again to redo that run"
             ) from None
+        except IsADirectoryError:
+            raise BitFitError(f"{path} is a folder named like a run record: move it out of the results folder") from None
         if not isinstance(record, dict) or record.get("schema") != SCHEMA or "config" not in record:
             raise BitFitError(
                 f"foreign file {path}: not a bitfit_edu run record (schema {SCHEMA!r}). "
                 "Move it out of the results folder; the folder must hold only run records"
             )
+        missing = [field for field in REQUIRED_FIELDS if field not in record]
+        if missing:
+            raise BitFitError(f"incomplete run record {path}: no {', '.join(missing)}. Move it out of the results "
+                              "folder and run again to redo that run")
         return record
 
     def finished(self, config: RunConfig) -> dict | None:
@@ -56,24 +67,84 @@ class ResultStore:
             )
         return record
 
+    def check_writable(self) -> None:
+        """Fail before any training if records cannot be written here (a file in the way, a read-only folder)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as error:
+            raise BitFitError(f"cannot write run records to {self.root}: {error.strerror}. Choose another "
+                              "--results folder") from None
+
     def write(self, record: dict) -> Path:
         """Write a record atomically: readers see the old state or the whole new file, never a part. The
-        file is readable by all (0644) like any other committed file, not private like a temporary one."""
+        file is readable by all (0644) like any other committed file, not private like a temporary one.
+        If the write fails (a full disk, say), the record is kept in the system's temporary folder and the
+        error says where, so a finished run is never lost."""
         config = RunConfig(**{**record["config"], "groups": _as_tuple(record["config"]["groups"])})
         path = self.path(config)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp",
-                                         delete=False, encoding="utf-8") as tmp:
-            json.dump(record, tmp, indent=1)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp.name, 0o644)
-        os.replace(tmp.name, path)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp",
+                                             delete=False, encoding="utf-8") as tmp:
+                json.dump(record, tmp, indent=1)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.chmod(tmp.name, 0o644)
+            os.replace(tmp.name, path)
+        except OSError as error:
+            if tmp is not None and os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+            kept = Path(tempfile.gettempdir()) / path.name
+            kept.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            raise BitFitError(f"could not write {path} ({error.strerror}); the finished record is kept in {kept}: "
+                              f"copy it to {path.parent}/ once there is room") from None
         return path
+
+    @contextmanager
+    def claim(self, config: RunConfig) -> Iterator[bool]:
+        """Claim a run before training it, so that two workers on one folder never train the same run:
+        yields False when a live process holds the claim. A claim left by a process that died is taken over."""
+        lock = self.path(config).with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                break
+            except FileExistsError:
+                if _process_alive(lock):
+                    yield False
+                    return
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+        else:
+            yield False
+            return
+        try:
+            os.write(descriptor, str(os.getpid()).encode())
+            os.close(descriptor)
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
 
     def records(self) -> list[dict]:
         """Every finished record under the root (a corrupt or foreign file raises)."""
         return [self.read(path) for path in sorted(self.root.rglob("*.json"))]
+
+
+def _process_alive(lock: Path) -> bool:
+    """Whether the process whose id a lock file holds still runs (a lock that cannot be read counts as live)."""
+    try:
+        pid = lock.read_text().strip()
+        if not pid:  # being written by the process that just created it, unless that one died long ago
+            return time.time() - lock.stat().st_mtime < 60
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, FileNotFoundError):
+        return False
+    except OSError:  # e.g. PermissionError: the process exists under another user
+        return True
+    return True
 
 
 def _as_tuple(groups):

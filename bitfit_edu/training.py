@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import resource
 import tempfile
 import time
@@ -112,6 +113,10 @@ class RunConfig:
         for name in ("learning_rate", "epochs", "batch_size", "max_length", "train_eval_size"):
             if not getattr(self, name) > 0:
                 raise BitFitError(f"{name} must be positive, got {getattr(self, name)}")
+        if not math.isfinite(self.learning_rate):
+            raise BitFitError(f"learning_rate must be a finite number, got {self.learning_rate}")
+        if not 0 <= self.seed < 2**32:
+            raise BitFitError(f"seed must be between 0 and 2**32 - 1 (what numpy accepts), got {self.seed}")
         for name in ("train_size", "dev_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BitFitError(f"{name} must be at least 1 (or None for all), got {getattr(self, name)}")
@@ -261,6 +266,18 @@ def epoch_records(log_history: list[dict], splits: list[str], by_step: bool = Fa
     return [evaluations[k] for k in sorted(evaluations) if "dev" in evaluations[k]]
 
 
+def diverged(epochs: list[dict]) -> str | None:
+    """Where a run's loss or scores stopped being finite numbers ('epoch 2: training loss'), or None."""
+    for epoch in epochs:
+        values = {"training loss": epoch.get("train_loss", 0.0)}
+        values |= {f"{split} {name}": value for split in ("dev", "train") for name, value in epoch.get(split, {}).items()}
+        bad = [name for name, value in values.items() if value is not None and not math.isfinite(value)]
+        if bad:
+            where = f"step {epoch['step']}" if "step" in epoch else f"epoch {epoch['epoch']}"
+            return f"{where}: {', '.join(bad)}"
+    return None
+
+
 def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model) -> list[dict]:
     """Mean |b_after - b_before| and mean |b_before| per bias term (paper's Figure 1 data)."""
     return [
@@ -288,6 +305,9 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     data = prepare_data(config, splits, tokenizer)
     model = load_classifier(config.model, task.num_labels, config.readout, seed=config.seed)
     prepared = prepare(model, config.method, config.groups or "all", seed=config.seed)
+    if config.method != "frozen" and prepared.trainable_count(include_head=False) == 0:
+        raise BitFitError(f"{config.label} trains nothing in the encoder with the {config.readout} readout "
+                          "(mean pooling has no pooler): choose bias groups the model reads")
     before = snapshot_biases(model)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -296,6 +316,10 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
         with precision.bf16_products(config.bf16):
             train_output = trainer.train()
     epochs = epoch_records(trainer.state.log_history, list(data.evaluation), by_step=config.max_steps is not None)
+    where = diverged(epochs)
+    if where:
+        raise BitFitError(f"run {config.run_id} diverged ({where} not a finite number): no record was written. "
+                          "Lower the learning rate, or check the data for non-finite labels")
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
     examples_seen = config.max_steps * config.batch_size if config.max_steps else len(data.train) * config.epochs

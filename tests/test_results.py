@@ -21,7 +21,8 @@ from bitfit_edu.training import SCHEMA, RunConfig
 
 def fake_record(config: RunConfig) -> dict:
     return {"schema": SCHEMA, "run_id": config.run_id, "config": config.as_dict(), "label": config.label,
-            "best": {"score": 0.5}}
+            "best": {"score": 0.5}, "last": {"score": 0.5}, "best_epoch": 1, "epochs": [{"epoch": 1}],
+            "params": {}, "timing": {}}
 
 
 def configs(n=4):
