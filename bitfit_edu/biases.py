@@ -140,6 +140,8 @@ def resolve_groups(groups: str | Iterable[str]) -> tuple[str, ...]:
     groups = tuple(groups)
     if groups in ((), ("all",)):
         return BIAS_GROUPS
+    if "all" in groups:
+        raise BitFitError(f"bias groups {', '.join(groups)}: 'all' already means every group; give it alone")
     for group in groups:
         if group not in BIAS_GROUPS:
             raise unknown_choice("bias group", group, ("all",) + BIAS_GROUPS)

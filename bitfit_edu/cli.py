@@ -92,6 +92,9 @@ def cmd_grid(args) -> None:
                                  None if args.tasks is None else _csv(args.tasks, "--tasks"),
                                  None if args.seeds is None else _ints(args.seeds, "--seeds"))
     configs = list(dict.fromkeys(configs))  # 'rte,RTE' or '0,0' name one run once
+    if not configs:
+        raise BitFitError(f"experiment {args.experiment!r} has no runs in profile {profile.name!r} "
+                          "(it sets no sizes for it): choose another profile, e.g. --profile classroom")
     if args.bf16 is not None:
         configs = [replace(config, bf16=args.bf16) for config in configs]
     store = ResultStore(Path(args.results) / profile.name)

@@ -108,7 +108,8 @@ def read_tsv(task: GlueTask, path: Path) -> datasets.Dataset:
         with open(path, encoding="utf-8-sig", newline="") as f:
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     except UnicodeDecodeError as error:
-        raise BitFitError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); GLUE files are UTF-8") from None
+        raise BitFitError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                          "GLUE files are UTF-8") from None
     has_header = isinstance(task.tsv_columns["label"], str)
     if not rows or (has_header and len(rows) == 1):
         raise BitFitError(f"{path}: no data rows (the file is {'empty' if not rows else 'a header only'})")

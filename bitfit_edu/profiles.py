@@ -72,7 +72,8 @@ PROFILES = {p.name: p for p in (
         model=CLASSROOM_MODEL, readout="mean", tasks=("rte", "mrpc", "stsb", "cola", "sst2"),
         train_size=2000, train_eval_size=500, dev_size=None, epochs={"full": 5, "bitfit": 10}, seeds=(0, 1, 2),
         batch_size=32, max_length=128, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
-        bf16=True, demo_train_size=1000, demo_epochs=3, demo_train_eval_size=100, ablation_tasks=("rte", "mrpc", "stsb", "cola"),
+        bf16=True, demo_train_size=1000, demo_epochs=3, demo_train_eval_size=100,
+        ablation_tasks=("rte", "mrpc", "stsb", "cola"),
         sweep_settings={"epochs": 5, "bf16": False},  # how results/classroom's sweep ran
         size_curve=(100, 500, 2000, 10000, 67349),  # 67,349: the whole SST-2 training set
     ),

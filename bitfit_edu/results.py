@@ -42,7 +42,8 @@ class ResultStore:
                 "move it out of the results folder (or delete it) and run again to redo that run"
             ) from None
         except IsADirectoryError:
-            raise BitFitError(f"{path} is a folder named like a run record: move it out of the results folder") from None
+            raise BitFitError(f"{path} is a folder named like a run record: "
+                              "move it out of the results folder") from None
         if not isinstance(record, dict) or record.get("schema") != SCHEMA or "config" not in record:
             raise BitFitError(
                 f"foreign file {path}: not a bitfit_edu run record (schema {SCHEMA!r}). "
@@ -95,12 +96,13 @@ class ResultStore:
             os.chmod(tmp.name, 0o644)
             os.replace(tmp.name, path)
         except OSError as error:
-            if tmp is not None and os.path.exists(tmp.name):
-                os.unlink(tmp.name)
             kept = Path(tempfile.gettempdir()) / path.name
             kept.write_text(json.dumps(record, indent=1), encoding="utf-8")
             raise BitFitError(f"could not write {path} ({error.strerror}); the finished record is kept in {kept}: "
                               f"copy it to {path.parent}/ once there is room") from None
+        finally:  # a write that failed or was interrupted leaves no partial file behind
+            if tmp is not None and os.path.exists(tmp.name):
+                os.unlink(tmp.name)
         return path
 
     @contextmanager

@@ -21,8 +21,14 @@ import datasets
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
-                          get_constant_schedule)
+from transformers import (
+    DataCollatorWithPadding,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    get_constant_schedule,
+)
 
 from . import glue, precision
 from .biases import bias_census, resolve_groups, snapshot_biases
@@ -270,7 +276,8 @@ def diverged(epochs: list[dict]) -> str | None:
     """Where a run's loss or scores stopped being finite numbers ('epoch 2: training loss'), or None."""
     for epoch in epochs:
         values = {"training loss": epoch.get("train_loss", 0.0)}
-        values |= {f"{split} {name}": value for split in ("dev", "train") for name, value in epoch.get(split, {}).items()}
+        values |= {f"{split} {name}": value
+                   for split in ("dev", "train") for name, value in epoch.get(split, {}).items()}
         bad = [name for name, value in values.items() if value is not None and not math.isfinite(value)]
         if bad:
             where = f"step {epoch['step']}" if "step" in epoch else f"epoch {epoch['epoch']}"
