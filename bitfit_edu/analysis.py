@@ -185,7 +185,8 @@ def b_k_over_b_q(record: dict) -> float:
 
 def largest_epoch_gap(run: dict, reference: dict) -> float:
     """The largest dev-score difference (x100 points) between two runs over the epochs both ran."""
-    return 100 * max(abs(a["dev"]["score"] - b["dev"]["score"]) for a, b in zip(run["epochs"], reference["epochs"], strict=False))
+    pairs = zip(run["epochs"], reference["epochs"], strict=False)  # the shorter run's epochs
+    return 100 * max(abs(a["dev"]["score"] - b["dev"]["score"]) for a, b in pairs)
 
 
 def epoch_table(records: dict[str, dict]) -> pd.DataFrame:

@@ -8,8 +8,9 @@ project under another address, change that line and run ``python scripts/sync_re
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # every form the address takes: the clone URL, Binder's gh/OWNER/NAME, Colab's github/OWNER/NAME
