@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from .glue import get_task
 from .methods import display_name
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
-from .training import RunConfig
+from .training import RunConfig, is_main_process
 
 
 def _csv(value: str, option: str) -> list[str]:
@@ -232,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if not is_main_process():  # torchrun's other processes train alongside the first and stay quiet
+        sys.stdout = open(os.devnull, "w")
     try:
         args.func(args)
     except BitFitError as error:

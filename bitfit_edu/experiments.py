@@ -23,7 +23,7 @@ from .methods import prepare
 from .profiles import Profile
 from .readout import load_classifier
 from .results import ResultStore
-from .training import RunConfig, run
+from .training import RunConfig, is_main_process, run
 
 # Method variants, by the label used in tables: (method, bias groups).
 VARIANTS: dict[str, tuple[str, tuple[str, ...] | None]] = {
@@ -190,7 +190,7 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     configs = list(dict.fromkeys(configs))
     todo = pending(configs, store)
     report = GridReport(skipped=len(configs) - len(todo))
-    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one process writes the records
+    writer = is_main_process()  # under torchrun, one process writes the records
     alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
     if todo and writer:
         store.check_writable()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import resource
 import tempfile
 import time
@@ -179,6 +180,11 @@ class RunProgress(TrainerCallback):
         self.bar.close()
 
 
+def is_main_process() -> bool:
+    """False in every process but the first under torchrun: those train too, but write and print nothing."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def quiet_outputs() -> None:
     """Keep notebook outputs small: no progress bars while loading or tokenizing, no library warnings."""
     transformers.logging.set_verbosity_error()
@@ -225,14 +231,20 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
     else:
         schedule = dict(max_steps=config.max_steps, eval_strategy="steps", eval_steps=config.eval_every,
                         logging_strategy="steps", logging_steps=config.eval_every)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: the recipe's batch is split between them
+    if config.batch_size % processes:
+        raise BitFitError(f"batch size {config.batch_size} does not split evenly between {processes} processes: "
+                          "start a number of processes that divides it")
+    per_process = config.batch_size // processes
     args = TrainingArguments(
         output_dir=output_dir, seed=config.seed, **schedule,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=2 * config.batch_size,
+        per_device_train_batch_size=per_process, per_device_eval_batch_size=2 * per_process,
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, lr_scheduler_type="constant", warmup_steps=0,
         save_strategy="no", report_to="none",
-        bf16=config.bf16, use_cpu=config.bf16 and not torch.cuda.is_available(),  # CPU autocast needs use_cpu
+        bf16=config.bf16, use_cpu=not torch.cuda.is_available(),  # CPU autocast and CPU torchrun (gloo) need it
         disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(),  # RunProgress shows progress
+        ddp_find_unused_parameters=False,  # frozen parameters get no gradient and DDP does not track them
     )
     optimizer = torch.optim.AdamW(optimizer_groups(prepared, config.weight_decay), lr=config.learning_rate)
     trainer = Trainer(
@@ -242,7 +254,7 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
         optimizers=(optimizer, get_constant_schedule(optimizer)),
     )
     trainer.remove_callback(PrinterCallback)  # it would print every log dict
-    if progress:
+    if progress and is_main_process():
         trainer.add_callback(RunProgress(f"{config.task} {display_name(config.label)} seed {config.seed}"))
     return trainer
 

@@ -26,7 +26,7 @@ The cases, so that the next person can extend the list (issue 24 of the tracker)
 | Ctrl-C                                           | one line: finished runs are kept, run again to resume; exit 130 |
 
 Not handled yet (see the tracker): the data's identity in the run id, ELECTRA's embedding projection,
-`--train-size` larger than the file, and the multi-process (torchrun) path.
+and `--train-size` larger than the file. The multi-process path: `test_torchrun.py`.
 """
 
 import json
