@@ -101,6 +101,12 @@ def classify_bias(relative_name: str, model_type: str) -> tuple[str, int | None]
         return layer_biases[match.group(2)], int(match.group(1))
     if relative_name in _OUTSIDE_LAYERS:
         return _OUTSIDE_LAYERS[relative_name], None
+    if relative_name == "embeddings_project.bias":
+        raise BitFitError(
+            "this ELECTRA checkpoint's embeddings are narrower than its layers (as in ELECTRA-small), so a linear "
+            "map widens them, and the paper names no bias for it: not supported. ELECTRA checkpoints whose "
+            "embedding size equals the hidden size (ELECTRA-base, ELECTRA-large) are"
+        )
     raise BitFitError(
         f"bias {relative_name!r} has no place in the paper's taxonomy for model type {model_type!r}"
     )

@@ -77,7 +77,7 @@ def cmd_run(args) -> None:
         else variant(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
                                     learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
-                                    bf16=args.bf16)
+                                    bf16=args.bf16).with_data(args.glue_dir)
     store = ResultStore(Path(args.results) / profile.name)
     report = run_grid([config], store, glue_dir=args.glue_dir)
     record = store.finished(config)
@@ -92,7 +92,7 @@ def cmd_grid(args) -> None:
     configs = experiment_configs(profile, args.experiment,
                                  None if args.tasks is None else _csv(args.tasks, "--tasks"),
                                  None if args.seeds is None else _ints(args.seeds, "--seeds"))
-    configs = list(dict.fromkeys(configs))  # 'rte,RTE' or '0,0' name one run once
+    configs = list(dict.fromkeys(c.with_data(args.glue_dir) for c in configs))  # 'rte,RTE': one run once
     if not configs:
         raise BitFitError(f"experiment {args.experiment!r} has no runs in profile {profile.name!r} "
                           "(it sets no sizes for it): choose another profile, e.g. --profile classroom")
@@ -149,7 +149,7 @@ def demo_table(records: list[dict]) -> pd.DataFrame:
 def cmd_demo(args) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task or profile.demo_task)
-    configs = [RunConfig.for_demo(profile, task.name, method, groups=groups, bf16=args.bf16)
+    configs = [RunConfig.for_demo(profile, task.name, method, groups=groups, bf16=args.bf16).with_data(args.glue_dir)
                for method, groups in map(variant, MAIN)]
     store = ResultStore(Path(args.results) / profile.name)
     first = configs[0]

@@ -187,7 +187,7 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
              run_fn: Callable[..., dict] = run) -> GridReport:
     """Train every pending run, writing each record as soon as it finishes. A run listed twice trains
     once; a run another worker has claimed (``ResultStore.claim``) or finished meanwhile is skipped."""
-    configs = list(dict.fromkeys(configs))
+    configs = list(dict.fromkeys(config.with_data(glue_dir) for config in configs))
     todo = pending(configs, store)
     report = GridReport(skipped=len(configs) - len(todo))
     writer = is_main_process()  # under torchrun, one process writes the records

@@ -9,6 +9,8 @@ Either way a split has the hub's field names and label ids, so everything downst
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +78,45 @@ def get_task(name: str) -> GlueTask:
     if key not in TASKS:
         raise unknown_choice("GLUE task", name, TASKS)
     return TASKS[key]
+
+
+# sha256 of the classic GLUE files as the original download_glue_data.py writes them. A run on exactly these
+# files, or on the hub's nyu-mll/glue (the same data), keeps its plain run id; a run on any other data
+# (a private subset, an edited copy) gets an id of its own (``data_identity``).
+OFFICIAL_FILES = {
+    "CoLA/train.tsv": "cb368ebeb9f27d7ad03720d27ddc95687a311bdb100781a2fe59a5f5b1bc0624",
+    "CoLA/dev.tsv": "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd",
+    "SST-2/train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+    "SST-2/dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+    "MRPC/train.tsv": "69abcedee3cf738c6ce58d772e43e1b7cdf5b4edee4aceda459c0d9f4e5599f3",
+    "MRPC/dev.tsv": "9e8f284788040f7c9ecde2e1b3c07237c756f926bd9ef8548ef5d34b56f69f17",
+    "STS-B/train.tsv": "41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2",
+    "STS-B/dev.tsv": "fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59",
+    "RTE/train.tsv": "41e3a9b063433392343fad9e962cf2f58b681c78d8f71592f4186f0837246c5c",
+    "RTE/dev.tsv": "80230dfa1347282e7b532b06a1004a76a710087541189bf874223ddf0e3819fb",
+    "QNLI/dev.tsv": "ac19409dcb04631eaaa094bdebdcf621086bc352503dfb6a1a648b614986f4fd",
+}
+
+
+def data_identity(task: str | GlueTask, glue_dir: str | Path | None = None) -> str | None:
+    """None for the official GLUE data; otherwise a short digest of the files a run of ``task`` reads."""
+    task = get_task(task) if isinstance(task, str) else task
+    folder = locations.glue_dir(glue_dir)
+    paths = [folder / task.folder / name for name in ("train.tsv", *task.dev_files.values())] if folder else []
+    if not paths or not all(path.is_file() for path in paths):
+        return None  # the hub, or files missing: loading them will say so
+    digests = [_sha256(path.resolve(), path.stat().st_mtime_ns, path.stat().st_size) for path in paths]
+    official = [OFFICIAL_FILES.get(f"{task.folder}/{path.name}") for path in paths]
+    if official == digests:
+        return None
+    return hashlib.sha256("".join(digests).encode()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:
+    """A file's sha256 (cached while its modification time and size stay the same)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _features(task: GlueTask) -> datasets.Features:

@@ -40,7 +40,7 @@ from .profiles import Profile
 from .readout import READOUTS, load_classifier, load_tokenizer
 
 SCHEMA = "bitfit_edu.run/1"
-_LATER_FIELDS = ("max_steps", "eval_every")  # see RunConfig.as_dict
+_LATER_FIELDS = ("max_steps", "eval_every", "data")  # see RunConfig.as_dict
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ class RunConfig:
     bf16: bool = False
     max_steps: int | None = None  # a step budget instead of epochs (training-size curves)
     eval_every: int | None = None  # with max_steps: steps between evaluations
+    data: str | None = None  # None: the official GLUE data; else a digest of the files read (glue.data_identity)
+
+    def with_data(self, glue_dir=None) -> RunConfig:
+        """This config for the GLUE data it will read from ``glue_dir`` (or where ``locations`` finds it)."""
+        return replace(self, data=glue.data_identity(self.task, glue_dir))
 
     @property
     def length(self) -> str:
@@ -204,7 +209,11 @@ def load_data(config: RunConfig, glue_dir=None) -> dict[str, datasets.Dataset]:
     subsample scored every epoch. Subsamples use seed 0: every method and seed of a grid trains on the
     same examples, so differences come from the method, not the data."""
     task = glue.get_task(config.task)
-    train = glue.subsample(glue.load_split(task, "train", glue_dir), config.train_size, seed=0)
+    full_train = glue.load_split(task, "train", glue_dir)
+    if config.train_size is not None and config.train_size > len(full_train):
+        raise BitFitError(f"train_size {config.train_size:,} is more than the {len(full_train):,} training examples "
+                          f"of {task.folder}: give at most {len(full_train):,}, or none for all of them")
+    train = glue.subsample(full_train, config.train_size, seed=0)
     splits = {"train": train}
     for split in task.dev_files:
         name = "dev" if split == task.dev_split else split.replace("validation", "dev")
@@ -315,7 +324,7 @@ def _peak_memory_mb() -> float:
 
 def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
-    config = config.validated()
+    config = config.validated().with_data(glue_dir)  # the record names the data it was trained on
     set_progress_bars(False)  # loading and tokenizing stay quiet: a run shows one bar, RunProgress
     started = time.perf_counter()
     task = glue.get_task(config.task)

@@ -24,9 +24,11 @@ The cases, so that the next person can extend the list (issue 24 of the tracker)
 | `grid --experiment size_curve` in a profile without sizes for it | error: no runs in that profile     |
 | `--groups b_pooler` with mean pooling            | error: trains nothing in the encoder                   |
 | Ctrl-C                                           | one line: finished runs are kept, run again to resume; exit 130 |
+| the same run on a private copy of the data       | another run id (a digest of the files read)            |
+| `--train-size 100000` on a 60-row file           | error: more than the file's examples                   |
+| ELECTRA-small (embeddings narrower than layers)  | error: plainly not supported (ELECTRA-base/large are)  |
 
-Not handled yet (see the tracker): the data's identity in the run id, ELECTRA's embedding projection,
-and `--train-size` larger than the file. The multi-process path: `test_torchrun.py`.
+The multi-process path: `test_torchrun.py`.
 """
 
 import json
@@ -210,3 +212,37 @@ def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ResultStore(tmp_path).write(fake_record(config()))
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_run_on_other_data_is_another_run(shared_glue_dir, tmp_path):
+    """A private 60-row copy of RTE and the real RTE give two run ids, not one 'already finished'."""
+    private = tmp_path / "glue"
+    (private / "RTE").mkdir(parents=True)
+    (private / "RTE" / "dev.tsv").write_bytes((shared_glue_dir / "RTE" / "dev.tsv").read_bytes())
+    rows = (shared_glue_dir / "RTE" / "train.tsv").read_text().splitlines(keepends=True)[:61]
+    (private / "RTE" / "train.tsv").write_text("".join(rows))
+    official, copy = config().with_data(shared_glue_dir), config().with_data(private)
+    assert official.data is None and official.run_id == config().run_id  # committed ids stay as they were
+    assert copy.data is not None and copy.run_id != official.run_id
+    assert copy.as_dict()["data"] == copy.data and "data" not in official.as_dict()
+
+
+def test_a_train_size_larger_than_the_data_is_refused(glue_dir):
+    too_many = config(model="unused", train_size=100_000)
+    with pytest.raises(BitFitError, match="train_size 100,000 is more than the 24 training examples of RTE"):
+        training.load_data(too_many, glue_dir)
+
+
+def test_electra_small_is_said_plainly_to_be_unsupported():
+    torch = pytest.importorskip("torch")
+    from transformers import ElectraConfig, ElectraModel
+
+    from bitfit_edu.biases import bias_census
+
+    settings = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    with torch.device("meta"):
+        small = ElectraModel(ElectraConfig(embedding_size=16, **settings))
+        base = ElectraModel(ElectraConfig(embedding_size=32, **settings))  # as wide as the layers
+    with pytest.raises(BitFitError, match="ELECTRA-small.*not supported. ELECTRA checkpoints whose embedding size"):
+        bias_census(small)
+    assert {term.group for term in bias_census(base)} >= {"b_q", "b_m2", "b_LN_emb"}
