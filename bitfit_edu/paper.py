@@ -1,7 +1,8 @@
 """The paper's own numbers (Ben-Zaken, Ravfogel, Goldberg, ACL 2022), for side-by-side tables.
 
-Every value here is copied from the paper's tables as summarised in ``shared/paper/NOTES.md``; none
-is a result of this project. Tables label them as the paper's.
+Every value here is copied from the paper's tables (arXiv 2106.10199; the team's notes on them live
+outside the repository, in the ``shared/paper`` folder beside the checkout); none is a result of this
+project. Tables label them as the paper's.
 """
 
 CITATION = "Ben-Zaken, Ravfogel, Goldberg. BitFit. ACL 2022 (arXiv 2106.10199)"

@@ -19,6 +19,7 @@ from torch import nn
 
 from .biases import bias_census, head_parameters
 from .errors import BitFitError
+from .methods import display_name
 
 DPI = 100
 
@@ -164,7 +165,7 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
     for index, method in enumerate(methods):
         x = np.arange(len(tasks)) + (index - (len(methods) - 1) / 2) * width
         ours.bar(x, means.loc[method], width, yerr=stds.loc[method].fillna(0), capsize=2, color=f"C{index}",
-                 label=method)
+                 label=display_name(method))
     floored = [task for task in tasks if task in (floors or {})]
     for task in floored:
         position = tasks.index(task)
@@ -180,7 +181,8 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
         theirs = axes[0, 1]
         values = [paper_average.get(m, np.nan) for m in methods]
         theirs.bar(range(len(methods)), values, color=[f"C{i}" for i in range(len(methods))])
-        theirs.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
+        theirs.set_xticks(range(len(methods)), [display_name(m) for m in methods], rotation=60, ha="right",
+                          fontsize=8)
         theirs.set_title("the paper's: BERT-base,\nGLUE dev average", fontsize=9)
         theirs.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -201,7 +203,7 @@ def learning_curves_over_seeds(records: list[dict], title: str, split: str = "de
             if method not in stats.index.get_level_values("method"):
                 continue
             curve = stats.loc[method]
-            ax.plot(curve.index, curve["mean"], "-", color=f"C{index}", label=method)
+            ax.plot(curve.index, curve["mean"], "-", color=f"C{index}", label=display_name(method))
             ax.fill_between(curve.index, curve["mean"] - curve["std"].fillna(0),
                             curve["mean"] + curve["std"].fillna(0), color=f"C{index}", alpha=0.2)
         ax.set_title(task, fontsize=10)
@@ -222,7 +224,7 @@ def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for index, method in enumerate(means.columns):
         mean, std = means[method].dropna(), stds[method].reindex(means[method].dropna().index).fillna(0)
-        ax.plot(mean.index, mean, "o-", color=f"C{index}", label=method)
+        ax.plot(mean.index, mean, "o-", color=f"C{index}", label=display_name(method))
         ax.fill_between(mean.index, mean - std, mean + std, color=f"C{index}", alpha=0.2)
     for size in crossing_sizes:
         ax.axvline(size, color="0.4", linestyle=":", label=f"curves cross near {size:,.0f}")

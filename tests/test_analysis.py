@@ -231,3 +231,14 @@ def test_b_k_over_b_q_and_a_frozen_b_k():
                                 {"group": "b_k", "layer": 0, "mean_abs_change": b_k, "mean_abs_init": 1.0}]}
     assert b_k_over_b_q(with_changes(0.02, 0.01)) == pytest.approx(0.5)
     assert np.isnan(b_k_over_b_q(with_changes(0.02, 0.0)))
+
+
+def test_figure_legends_show_readable_method_names():
+    import pandas as pd
+
+    from bitfit_edu.plots import method_bars
+
+    means = pd.DataFrame({"rte": [60.0, 58.0]}, index=["full", "bitfit:b_q+b_m2"])
+    fig = method_bars(means, means * 0, "t", paper_average={"full": 82.3})
+    legend = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+    assert {"Full-FT", "b_q + b_m2"} <= set(legend) and "bitfit:b_q+b_m2" not in legend

@@ -7,7 +7,7 @@ from transformers import BertForSequenceClassification
 
 from bitfit_edu.biases import bias_census, head_parameters
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.methods import METHODS, optimizer_groups, prepare
+from bitfit_edu.methods import METHODS, display_name, optimizer_groups, prepare
 
 
 def tiny_classifier(seed: int = 0) -> BertForSequenceClassification:
@@ -89,3 +89,10 @@ def test_rand_row_col_selects_whole_lines():
 def test_unknown_method_names_the_choices():
     with pytest.raises(BitFitError, match="unknown method 'lora'.*full, bitfit, frozen"):
         prepare(tiny_classifier(), "lora")
+
+
+@pytest.mark.parametrize("label,name", [("full", "Full-FT"), ("bitfit", "BitFit"), ("frozen", "Frozen"),
+                                        ("bitfit:b_q+b_m2", "b_q + b_m2"), ("bitfit:b_m2", "b_m2"),
+                                        ("rand_uniform", "random entries"), ("rand_row_col", "random rows/columns")])
+def test_display_names_are_what_a_reader_sees(label, name):
+    assert display_name(label) == name
