@@ -1,8 +1,9 @@
 """One measured run: model x task x method x seed x hyperparameters -> a result record.
 
-The recipe follows the paper's original code (the README's "Training recipe"): AdamW without weight decay, a constant learning rate
-(no warm-up, no schedule), gradient clipping at 1.0, max length 128, evaluation after every epoch on
-the dev set and on a fixed subsample of the training set, best epoch chosen on dev. Training goes
+The recipe follows the paper's original code (the README's "Training recipe"): AdamW without weight
+decay, a constant learning rate (no warm-up, no schedule), gradient clipping at 1.0, max length 128,
+evaluation after every epoch on the dev set and on a fixed subsample of the training set, best epoch
+chosen on dev. Training goes
 through ``transformers.Trainer``, so ``torchrun`` or ``accelerate launch`` spread the same code over GPUs.
 """
 
