@@ -171,9 +171,8 @@ def majority_floors(tasks: list[str], glue_dir=None) -> dict[str, float]:
 
 def record_products(record: dict) -> str:
     """How a record's run computed its matrix products (``precision.matrix_products``): 'fp32', 'bf16'
-    (hardware kernels) or 'bf16, emulated in fp32'. Records older than the emulation lack the field: their
-    bf16 runs had kernels (PyTorch's own fallback would have taken some 30 times the time they record)."""
-    return record["timing"].get("matrix_products", "bf16" if record["config"]["bf16"] else "fp32")
+    (hardware kernels) or 'bf16, emulated in fp32' (``results.upgrade`` derives it for old records)."""
+    return record["timing"]["matrix_products"]
 
 
 def b_k_over_b_q(record: dict) -> float:

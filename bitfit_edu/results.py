@@ -19,6 +19,8 @@ from pathlib import Path
 from .errors import BitFitError
 from .training import SCHEMA, RunConfig
 
+VERSION_1 = "bitfit_edu.run/1"
+READABLE_SCHEMAS = (VERSION_1, SCHEMA)
 REQUIRED_FIELDS = ("run_id", "config", "label", "params", "epochs", "best_epoch", "best", "last", "timing")
 
 
@@ -44,7 +46,11 @@ class ResultStore:
         except IsADirectoryError:
             raise BitFitError(f"{path} is a folder named like a run record: "
                               "move it out of the results folder") from None
-        if not isinstance(record, dict) or record.get("schema") != SCHEMA or "config" not in record:
+        schema = record.get("schema") if isinstance(record, dict) else None
+        if isinstance(schema, str) and schema.startswith("bitfit_edu.run/") and schema not in READABLE_SCHEMAS:
+            raise BitFitError(f"{path} is a run record of schema {schema!r}, which this version of bitfit_edu "
+                              f"cannot read (it reads {', '.join(READABLE_SCHEMAS)}): update the package")
+        if schema not in READABLE_SCHEMAS or "config" not in record:
             raise BitFitError(
                 f"foreign file {path}: not a bitfit_edu run record (schema {SCHEMA!r}). "
                 "Move it out of the results folder; the folder must hold only run records"
@@ -53,7 +59,7 @@ class ResultStore:
         if missing:
             raise BitFitError(f"incomplete run record {path}: no {', '.join(missing)}. Move it out of the results "
                               "folder and run again to redo that run")
-        return record
+        return upgrade(record)
 
     def finished(self, config: RunConfig) -> dict | None:
         """The record of ``config`` if that run has finished, else None."""
@@ -61,7 +67,7 @@ class ResultStore:
         if not path.exists():
             return None
         record = self.read(path)
-        if record["config"] != json.loads(json.dumps(config.as_dict())):
+        if RunConfig.from_dict(record["config"]) != RunConfig.from_dict(config.as_dict()):  # groups: list or tuple
             raise BitFitError(
                 f"{path} holds a different configuration than its name says (edited by hand?). "
                 "Move it out of the results folder and run again"
@@ -83,8 +89,7 @@ class ResultStore:
         file is readable by all (0644) like any other committed file, not private like a temporary one.
         If the write fails (a full disk, say), the record is kept in the system's temporary folder and the
         error says where, so a finished run is never lost."""
-        config = RunConfig(**{**record["config"], "groups": _as_tuple(record["config"]["groups"])})
-        path = self.path(config)
+        path = self.path(RunConfig.from_dict(record["config"]))
         tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,5 +154,18 @@ def _process_alive(lock: Path) -> bool:
     return True
 
 
-def _as_tuple(groups):
-    return None if groups is None else tuple(groups)
+def upgrade(record: dict) -> dict:
+    """A record of any readable version in the shape of the current one; the file is never rewritten.
+
+    Version 1 records were written before some fields existed. The run config's step budget
+    (``max_steps``, ``eval_every``) was then always unused, and is left out of every record's config while
+    unused (so ids stay the same); ``best_step`` belongs to step budgets only; and a run without
+    ``timing.matrix_products`` ran before bf16 products could be emulated, so its bf16 products came from
+    hardware kernels (PyTorch's own fallback would have taken some 30 times the time those records show).
+    """
+    if record["schema"] == VERSION_1:
+        record = {**record, "schema": SCHEMA, "schema_read_from": VERSION_1}
+        record.setdefault("best_step", None)
+        bf16 = record["config"].get("bf16", False)
+        record["timing"] = {"matrix_products": "bf16" if bf16 else "fp32", **record["timing"]}
+    return record

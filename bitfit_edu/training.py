@@ -40,7 +40,7 @@ from .metrics import trainer_metrics
 from .profiles import Profile
 from .readout import READOUTS, load_classifier, load_tokenizer
 
-SCHEMA = "bitfit_edu.run/1"
+SCHEMA = "bitfit_edu.run/2"  # version 1 lacked fields that later runs record; results.upgrade fills them in
 _LATER_FIELDS = ("max_steps", "eval_every", "data")  # see RunConfig.as_dict
 
 
@@ -101,6 +101,12 @@ class RunConfig:
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings).validated()
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> RunConfig:
+        """A config as a record stores it (JSON: groups as a list, later fields left out at their default)."""
+        groups = settings.get("groups")
+        return cls(**{**settings, "groups": None if groups is None else tuple(groups)})
 
     @classmethod
     def for_demo(cls, profile: Profile, task: str, method: str, **overrides) -> RunConfig:

@@ -24,6 +24,8 @@ from bitfit_edu.analysis import (
     size_curve_table,
 )
 from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
+from bitfit_edu.results import upgrade
+from bitfit_edu.training import SCHEMA
 
 
 def record(method, seed, lr, scores):
@@ -216,8 +218,12 @@ def test_comparison_table_puts_the_papers_average_beside_ours():
     (True, {}, "bf16"),  # recorded before the field existed: those bf16 runs had kernels
     (False, {}, "fp32"),
 ])
-def test_record_products(bf16, timing, expected):
-    assert record_products({"config": {"bf16": bf16}, "timing": timing}) == expected
+def test_version_1_records_are_read_in_the_current_shape(bf16, timing, expected):
+    old = {"schema": "bitfit_edu.run/1", "config": {"bf16": bf16}, "timing": timing}
+    record = upgrade(old)
+    assert record_products(record) == expected and record["best_step"] is None
+    assert (record["schema"], record["schema_read_from"]) == (SCHEMA, "bitfit_edu.run/1")
+    assert old == {"schema": "bitfit_edu.run/1", "config": {"bf16": bf16}, "timing": timing}  # not changed
 
 
 def test_largest_epoch_gap_over_the_epochs_both_ran():

@@ -190,3 +190,23 @@ def test_size_curve_budgets_steps_at_both_ends_and_reuses_the_grid_size():
     assert {c.max_steps for c in curve if c.train_size == profile.size_curve[-1]} == {most}  # capped
     main = set(experiment_configs(profile, "main", tasks=[profile.size_task], seeds=[0]))
     assert any(c in main for c in curve)  # a size-curve run at the grid's own size is the grid's run
+
+
+def test_a_record_of_an_unknown_version_is_one_clear_error(tmp_path):
+    store = ResultStore(tmp_path)
+    config = configs(1)[0]
+    record = {**fake_record(config), "schema": "bitfit_edu.run/9"}
+    store.path(config).parent.mkdir(parents=True)
+    store.path(config).write_text(json.dumps(record))
+    with pytest.raises(BitFitError, match="schema 'bitfit_edu.run/9', which this version of bitfit_edu cannot read"):
+        store.finished(config)
+
+
+def test_every_committed_record_loads_through_the_one_loader(classroom_results):
+    results = classroom_results.root.parent
+    stores = [classroom_results, *(ResultStore(results / kind / "classroom")
+                                   for kind in ("bf16_emulation_check", "notebook02"))]
+    records = [record for store in stores for record in store.records()]
+    assert len(records) > 150
+    assert {r["schema"] for r in records} == {SCHEMA}
+    assert all("matrix_products" in r["timing"] and "best_step" in r for r in records)
