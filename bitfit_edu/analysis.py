@@ -37,6 +37,18 @@ def _threads(timing: dict) -> int:
     return 1 if timing.get("memory_kind", "").startswith("cuda") else timing.get("torch_threads", 1)
 
 
+def sweep_report(records: list[dict], epochs: int) -> str:
+    """A learning-rate sweep as two tables: best dev score, and the epoch (of ``epochs``) it came at, per
+    method family (rows) and learning rate (columns)."""
+    sweep = results_summary(runs_frame(records)).reset_index()
+    report = ""
+    for value, label, number in (("best", "best dev score:", "{:.1f}"),
+                                 ("best_epoch", f"epoch of the best dev score (of {epochs}):", "{:.0f}")):
+        table = sweep.pivot_table(index="method", columns="lr", values=value)
+        report += f"{label}\n{table.to_string(float_format=number.format, na_rep='')}\n\n"
+    return report
+
+
 def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Every (task, method, learning rate) of a results folder: best and last dev score (x100) as mean
     and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""

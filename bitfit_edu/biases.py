@@ -176,3 +176,19 @@ def snapshot_biases(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of every bias term, by full parameter name (for before/after comparisons)."""
     params = dict(model.named_parameters())
     return {t.name: params[t.name].detach().float().cpu().clone() for t in bias_census(model)}
+
+
+def group_counts(model: nn.Module, trainable: Iterable[str]) -> pd.DataFrame:
+    """Parameters per bias group (and the head) beside how many of them train: rows in the paper's
+    order, columns 'parameters' and 'trainable'. ``trainable`` names the parameters that train."""
+    trainable = set(trainable)
+    rows: dict[str, dict[str, int]] = {}
+    for term in bias_census(model):
+        row = rows.setdefault(term.group, {"parameters": 0, "trainable": 0})
+        row["parameters"] += term.numel
+        row["trainable"] += term.numel if term.name in trainable else 0
+    head = head_parameters(model)
+    rows[HEAD] = {"parameters": sum(p.numel() for p in head.values()),
+                  "trainable": sum(p.numel() for n, p in head.items() if n in trainable)}
+    order = [group for group in (*BIAS_GROUPS, HEAD) if group in rows]
+    return pd.DataFrame(rows).T.loc[order]

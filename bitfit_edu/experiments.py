@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -162,6 +162,24 @@ def finished_records(configs: list[RunConfig], store: ResultStore) -> tuple[list
         else:
             records.append(record)
     return records, missing
+
+
+def load_grid(configs: list[RunConfig], store: ResultStore,
+              retrain: bool = False) -> tuple[list[dict], list[RunConfig]]:
+    """A grid's finished records and its missing runs, as ``finished_records``; with ``retrain`` the
+    missing runs are trained first (hours on a CPU for a whole grid)."""
+    if retrain:
+        run_grid(configs, store)
+    return finished_records(configs, store)
+
+
+def counterparts(record: dict, store: ResultStore, epochs: int) -> dict[str, dict]:
+    """A re-run with emulated bf16 products beside the runs it repeats: the same configuration with bf16
+    kernels for ``epochs`` (the grid's), and in fp32. Only those that have finished are returned."""
+    config = RunConfig.from_dict(record["config"])
+    runs = {"bf16, emulated": record, "bf16, kernels": store.finished(replace(config, epochs=epochs)),
+            "fp32": store.finished(replace(config, bf16=False))}
+    return {number_format: run for number_format, run in runs.items() if run}
 
 
 def grid_progress(configs: list[RunConfig], store: ResultStore) -> pd.DataFrame:

@@ -24,6 +24,16 @@ DATA_VARIABLE = "BITFIT_EDU_DATA"
 CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root for a clone or an editable install
 
 
+def repo_root(start: str | Path | None = None) -> Path:
+    """The checkout holding ``start`` (default: the working directory): the nearest folder with a
+    ``pyproject.toml``; the working directory itself when there is none (e.g. on Colab)."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start
+
+
 def existing_folder(variable: str, value: str | Path) -> Path:
     """``value`` as an absolute folder, or an error naming ``variable`` and saying what to do."""
     path = Path(value).expanduser()
@@ -40,9 +50,7 @@ def existing_folder(variable: str, value: str | Path) -> Path:
 
 def default_data_home() -> Path | None:
     """``shared/`` beside the checkout that holds this package, or beside the working directory's checkout."""
-    checkouts = [CHECKOUT, *(folder for folder in (Path.cwd(), *Path.cwd().parents)
-                             if (folder / "pyproject.toml").is_file())]
-    for checkout in checkouts:
+    for checkout in (CHECKOUT, repo_root()):
         if (checkout / "pyproject.toml").is_file() and (checkout.parent / "shared").is_dir():
             return (checkout.parent / "shared").resolve()
     return None

@@ -7,8 +7,6 @@ relative to the checkout, never as absolute paths.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -19,19 +17,10 @@ from torch import nn
 
 from .biases import bias_census, head_parameters
 from .errors import BitFitError
+from .locations import repo_root
 from .methods import display_name
 
 DPI = 100
-
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The checkout holding ``start`` (default: the working directory): the nearest folder with a
-    ``pyproject.toml``; the working directory itself when there is none (e.g. on Colab)."""
-    start = Path(start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return start
 
 
 def save_figure(fig: Figure, name: str) -> str:

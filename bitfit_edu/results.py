@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BitFitError
+from .locations import repo_root
 from .training import SCHEMA, RunConfig
 
 VERSION_1 = "bitfit_edu.run/1"
@@ -29,6 +30,11 @@ class ResultStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    @classmethod
+    def committed(cls, profile: str, kind: str | None = None) -> ResultStore:
+        """The checkout's committed records: ``results/<profile>``, or ``results/<kind>/<profile>``."""
+        return cls(repo_root() / "results" / (kind or "") / profile)
 
     def path(self, config: RunConfig) -> Path:
         return self.root / config.task / f"{config.run_id}.json"

@@ -22,6 +22,7 @@ from bitfit_edu.analysis import (
     results_summary,
     runs_frame,
     size_curve_table,
+    sweep_report,
 )
 from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
 from bitfit_edu.results import upgrade
@@ -248,3 +249,10 @@ def test_figure_legends_show_readable_method_names():
     fig = method_bars(means, means * 0, "t", paper_average={"full": 82.3})
     legend = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
     assert {"Full-FT", "b_q + b_m2"} <= set(legend) and "bitfit:b_q+b_m2" not in legend
+
+
+def test_sweep_report_tables_best_score_and_epoch_per_rate():
+    records = [record("bitfit", 0, lr, scores) for lr, scores in ((1e-3, [0.5, 0.7]), (1e-4, [0.6, 0.55]))]
+    report = sweep_report(records, epochs=2)
+    assert report.startswith("best dev score:\n") and "epoch of the best dev score (of 2):" in report
+    assert "70.0" in report and "60.0" in report and report.endswith("\n\n")

@@ -118,3 +118,16 @@ def test_parameter_kinds_sort_every_parameter_through_the_taxonomy(model):
     assert kinds["LayerNorm gains g"] == (2 * layers + 1) * hidden  # two per layer and the embeddings' one
     assert kinds["attention W_q, W_k, W_v, W_m1"] == layers * 4 * hidden * hidden
     assert kinds["task head"] == sum(p.numel() for p in head_parameters(model).values())
+
+
+def test_group_counts_add_up_per_group_and_head():
+    from transformers import BertForSequenceClassification
+
+    from bitfit_edu.biases import group_counts
+    from bitfit_edu.methods import prepare
+
+    model = BertForSequenceClassification(tiny_bert_config(num_labels=2))
+    counts = group_counts(model, prepare(model, "bitfit", "b_q").trainable())
+    assert list(counts.index) == [*BIAS_GROUPS, "head"]
+    assert counts.loc["b_q"].tolist() == [2 * 32, 2 * 32] and counts.loc["b_m2", "trainable"] == 0
+    assert counts.loc["head"].tolist() == [32 * 2 + 2, 32 * 2 + 2]

@@ -7,9 +7,11 @@ import pytest
 
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments import (
+    counterparts,
     experiment_configs,
     finished_records,
     grid_progress,
+    load_grid,
     pending,
     run_grid,
     variant_parameters,
@@ -210,3 +212,27 @@ def test_every_committed_record_loads_through_the_one_loader(classroom_results):
     assert len(records) > 150
     assert {r["schema"] for r in records} == {SCHEMA}
     assert all("matrix_products" in r["timing"] and "best_step" in r for r in records)
+
+
+def test_load_grid_reads_finished_runs_and_lists_the_missing(tmp_path):
+    store, grid = ResultStore(tmp_path), configs(2)
+    store.write(fake_record(grid[0]))
+    records, missing = load_grid(grid, store)  # retrain=False: nothing trains
+    assert [r["run_id"] for r in records] == [grid[0].run_id] and missing == grid[1:]
+
+
+def test_counterparts_find_the_same_run_with_kernels_and_in_fp32(tmp_path):
+    store = ResultStore(tmp_path)
+    emulated = replace(configs(1)[0], bf16=True, epochs=5)
+    with_kernels, in_fp32 = replace(emulated, epochs=10), replace(emulated, bf16=False)
+    for config in (with_kernels, in_fp32):
+        store.write(fake_record(config))
+    runs = counterparts(fake_record(emulated), store, epochs=10)
+    assert list(runs) == ["bf16, emulated", "bf16, kernels", "fp32"]
+    assert runs["fp32"]["config"]["bf16"] is False and runs["bf16, kernels"]["config"]["epochs"] == 10
+
+
+def test_committed_stores_live_under_results(classroom_results):
+    assert ResultStore.committed("classroom").root == classroom_results.root
+    notebook02 = classroom_results.root.parent / "notebook02" / "classroom"
+    assert ResultStore.committed("classroom", "notebook02").root == notebook02
