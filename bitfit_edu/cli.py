@@ -17,12 +17,13 @@ from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
 from .errors import BitFitError
-from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, variant, worker_runs
+from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, worker_runs
 from .glue import get_task
-from .methods import display_name
+from .methods import display_name, parse_label
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
-from .training import RunConfig, is_main_process
+from .runs import RunConfig
+from .training import is_main_process
 
 
 def _csv(value: str, option: str) -> list[str]:
@@ -74,7 +75,7 @@ def cmd_run(args) -> None:
         raise BitFitError(f"--method {args.method} already names its bias groups: drop --groups, or use "
                           "--method bitfit with --groups")
     method, groups = (args.method, tuple(_csv(args.groups, "--groups"))) if args.groups is not None \
-        else variant(args.method)
+        else parse_label(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
                                     learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
                                     bf16=args.bf16).with_data(args.glue_dir)
@@ -150,7 +151,7 @@ def cmd_demo(args) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task or profile.demo_task)
     configs = [RunConfig.for_demo(profile, task.name, method, groups=groups, bf16=args.bf16).with_data(args.glue_dir)
-               for method, groups in map(variant, MAIN)]
+               for method, groups in map(parse_label, MAIN)]
     store = ResultStore(Path(args.results) / profile.name)
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "

@@ -19,34 +19,19 @@ import pandas as pd
 from . import paper
 from .biases import head_parameters
 from .errors import BitFitError, unknown_choice
-from .methods import prepare
+from .methods import parse_label, prepare
 from .profiles import Profile
 from .readout import load_classifier
 from .results import ResultStore
-from .training import RunConfig, is_main_process, run
+from .runs import RunConfig
+from .training import is_main_process, run
 
-# Method variants, by the label used in tables: (method, bias groups).
-VARIANTS: dict[str, tuple[str, tuple[str, ...] | None]] = {
-    "full": ("full", None),
-    "bitfit": ("bitfit", None),
-    "frozen": ("frozen", None),
-    "bitfit:b_q+b_m2": ("bitfit", ("b_q", "b_m2")),
-    "bitfit:b_m2": ("bitfit", ("b_m2",)),
-    "bitfit:b_q": ("bitfit", ("b_q",)),
-    "rand_uniform": ("rand_uniform", None),
-    "rand_row_col": ("rand_row_col", None),
-}
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
 EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve")
 SIZE_CURVE = ("full", "bitfit")
+VARIANTS = (*MAIN, *ABLATION)  # method labels (methods.method_label / parse_label)
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
-
-
-def variant(label: str) -> tuple[str, tuple[str, ...] | None]:
-    if label not in VARIANTS:
-        raise unknown_choice("method variant", label, VARIANTS)
-    return VARIANTS[label]
 
 
 def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VARIANTS,
@@ -56,7 +41,7 @@ def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VA
     %param column (BERT-base) beside it."""
     rows = []
     for label in labels:
-        method, groups = variant(label)
+        method, groups = parse_label(label)
         model = load_classifier(model_name, num_labels, readout, seed=0)
         prepared = prepare(model, method, groups or "all", seed=0)
         head = sum(p.numel() for p in head_parameters(model).values())
@@ -84,12 +69,12 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     if experiment == "size_curve":
         return size_curve_configs(profile, seeds)
     if experiment == "main":
-        runs = [(variant(label), None) for label in MAIN]
+        runs = [(parse_label(label), None) for label in MAIN]
     elif experiment == "ablation":
-        runs = [(variant(label), None) for label in ABLATION]
+        runs = [(parse_label(label), None) for label in ABLATION]
     elif experiment == "lr_sweep":
         # rate by rate across the families, so that a sweep stopped early has covered each of them
-        runs = [(variant(label), rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
+        runs = [(parse_label(label), rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
                 for label, rates in LR_SWEEP.items() if i < len(rates)]
     else:
         raise unknown_choice("experiment", experiment, EXPERIMENTS)

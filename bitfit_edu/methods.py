@@ -61,10 +61,19 @@ class PreparedModel:
 
 
 def method_label(method: str, groups: Iterable[str] | None = None) -> str:
-    """Short name of a method variant: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'..."""
+    """Short name of a method variant: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'... (``parse_label`` reads it)."""
     if method != "bitfit" or groups is None or tuple(groups) in (BIAS_GROUPS, ("all",)):
         return method
     return "bitfit:" + "+".join(resolve_groups(groups))
+
+
+def parse_label(label: str) -> tuple[str, tuple[str, ...] | None]:
+    """The method and bias groups a label names: 'bitfit:b_q+b_m2' -> ('bitfit', ('b_q', 'b_m2')),
+    'full' -> ('full', None). The inverse of ``method_label``."""
+    method, _, groups = label.partition(":")
+    if method not in METHODS or (groups and method != "bitfit"):
+        raise unknown_choice("method variant", label, (*METHODS, "bitfit:GROUP+GROUP"))
+    return method, resolve_groups(groups.split("+")) if groups else None
 
 
 def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", seed: int = 0) -> PreparedModel:

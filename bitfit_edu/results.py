@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import BitFitError
 from .locations import repo_root
-from .training import SCHEMA, RunConfig
+from .runs import SCHEMA, RunConfig
 
 VERSION_1 = "bitfit_edu.run/1"
 READABLE_SCHEMAS = (VERSION_1, SCHEMA)

@@ -26,7 +26,7 @@ from bitfit_edu.analysis import (
 )
 from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
 from bitfit_edu.results import upgrade
-from bitfit_edu.training import SCHEMA
+from bitfit_edu.runs import SCHEMA
 
 
 def record(method, seed, lr, scores):

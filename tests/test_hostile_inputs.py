@@ -43,7 +43,8 @@ from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments import run_grid
 from bitfit_edu.glue import load_split
 from bitfit_edu.results import ResultStore
-from bitfit_edu.training import RunConfig, diverged, run
+from bitfit_edu.runs import RunConfig
+from bitfit_edu.training import diverged, run
 
 
 def config(**overrides) -> RunConfig:

@@ -9,7 +9,7 @@ from transformers import BertForSequenceClassification
 from bitfit_edu import precision
 from bitfit_edu.cli import main
 from bitfit_edu.profiles import get_profile
-from bitfit_edu.training import RunConfig
+from bitfit_edu.runs import RunConfig
 
 
 @pytest.fixture

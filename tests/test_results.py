@@ -18,7 +18,7 @@ from bitfit_edu.experiments import (
 )
 from bitfit_edu.profiles import get_profile
 from bitfit_edu.results import ResultStore
-from bitfit_edu.training import SCHEMA, RunConfig
+from bitfit_edu.runs import SCHEMA, RunConfig
 
 
 def fake_record(config: RunConfig) -> dict:
