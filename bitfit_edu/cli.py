@@ -156,7 +156,7 @@ def cmd_demo(args) -> None:
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
           f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
-          f"{first.number_format}, seed 0, profile {profile.name!r}.\n{locations.describe()}.\n"
+          f"{first.number_format}, seed 0, profile {profile.name!r}.\n{locations.describe(args.glue_dir)}.\n"
           f"Runs are kept in {store.root} (delete it to retrain).")
     run_grid(configs, store, glue_dir=args.glue_dir)
     table = demo_table([store.finished(c) for c in configs])

@@ -93,9 +93,9 @@ def hub_options() -> dict:
     return {"cache_dir": str(cache), "local_files_only": from_data_home or offline}
 
 
-def describe() -> str:
+def describe(explicit_glue_dir: str | Path | None = None) -> str:
     """Where data and models come from, in one line for a run's printed settings."""
-    glue, cache = glue_dir(), hub_cache()
+    glue, cache = glue_dir(explicit_glue_dir), hub_cache()
     data = f"GLUE from {glue}" if glue else "GLUE from the Hugging Face hub"
     models = f"models from {cache}" if cache else "models from the Hugging Face hub"
     return f"{data}, {models}"

@@ -3,8 +3,8 @@
 The recipe follows the paper's original code (the README's "Training recipe"): AdamW without weight
 decay, a constant learning rate (no warm-up, no schedule), gradient clipping at 1.0, max length 128,
 evaluation after every epoch on the dev set and on a fixed subsample of the training set, best epoch
-chosen on dev. Training goes
-through ``transformers.Trainer``, so ``torchrun`` or ``accelerate launch`` spread the same code over GPUs.
+chosen on dev. Training goes through ``transformers.Trainer``, so ``torchrun`` or ``accelerate launch``
+spread the same code over several processes.
 """
 
 from __future__ import annotations

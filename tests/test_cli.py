@@ -96,5 +96,5 @@ def test_demo_shows_one_bar_per_run_then_the_table(shared_glue_dir, tmp_path, ca
     assert [line.split()[0] for line in table.splitlines()[2:5]] == ["Full-FT", "BitFit", "Frozen"]
     assert "'loss'" not in captured.out + captured.err and "{'" not in captured.out + captured.err
     assert all(f"sst2 {name} seed 0: 100%" in captured.err for name in ("Full-FT", "BitFit", "Frozen"))
-    assert "GLUE from" in captured.out
+    assert f"GLUE from {shared_glue_dir.resolve()}" in captured.out  # the folder it was given
     assert main(argv) == 0 and "100%" not in capsys.readouterr().err  # the second time reuses the runs

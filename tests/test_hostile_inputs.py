@@ -33,6 +33,7 @@ The multi-process path: `test_torchrun.py`.
 
 import json
 import os
+import re
 
 import pytest
 from test_results import fake_record
@@ -71,7 +72,7 @@ def test_bad_arguments_are_one_clear_error(argv, message, capsys, tmp_path):
     assert main([*argv, *(["--results", str(tmp_path)] if argv[0] in ("run", "grid") else [])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
-    assert pytest.importorskip("re").search(message, err), err
+    assert re.search(message, err), err
 
 
 def test_duplicate_tasks_and_seeds_name_one_run_each(capsys, tmp_path):
