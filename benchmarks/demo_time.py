@@ -42,20 +42,20 @@ def main() -> None:
         subprocess.run(command, check=True, cwd=ROOT)
         wall = time.perf_counter() - started
         records = ResultStore(Path(folder) / os.environ.get("BITFIT_EDU_PROFILE", "classroom")).records()
-    number_format = records[0]["timing"]["matrix_products"]
+    number_format = records[0].timing.matrix_products
     summary = {
         "command": " ".join(["python -m bitfit_edu demo", *command[6:]]),
         "wall_seconds": round(wall, 1),
         "target_seconds": TARGET_SECONDS,
         "within_target": wall <= TARGET_SECONDS,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
-        "runs": {r["label"]: {"wall_seconds": round(r["timing"]["wall_seconds"], 1),
-                              "train_seconds": round(r["timing"]["train_seconds"], 1),
-                              "best_dev": round(100 * r["best"]["score"], 1)} for r in records},
+        "runs": {r.label: {"wall_seconds": round(r.timing.wall_seconds, 1),
+                           "train_seconds": round(r.timing.train_seconds, 1),
+                           "best_dev": round(100 * r.best.score, 1)} for r in records},
         "matrix_products": number_format,
         "device": precision.hardware_name(),
         "cpu_cores": os.cpu_count(),
-        "torch_threads": records[0]["timing"]["torch_threads"],
+        "torch_threads": records[0].timing.torch_threads,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     out = ROOT / "results" / "benchmarks" / f"demo_{'fp32' if number_format == 'fp32' else 'bf16'}.json"

@@ -2,49 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 
 from . import glue, paper
 from .biases import LAYER_GROUPS
 from .errors import BitFitError
+from .methods import METHODS, display_name
 from .metrics import glue_metrics, task_score
+from .runs import RunRecord
 
 
-def runs_frame(records: list[dict]) -> pd.DataFrame:
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     """One row per run: task, method label, seed, best and last dev score (x100), the generalization gap
     at the best epoch (training-subsample minus dev score, x100), epochs, sizes, parameters, time."""
     rows = []
     for r in records:
-        config = r["config"]
-        best = next(e for e in r["epochs"] if e["dev"] == r["best"]) if "epochs" in r else {}
+        train_at_best = r.best_evaluation.train
         rows.append({
-            "task": config["task"], "method": r["label"], "seed": config["seed"],
-            "lr": config["learning_rate"], "best": 100 * r["best"]["score"], "last": 100 * r["last"]["score"],
-            "gap": 100 * (best.get("train", {}).get("score", np.nan) - r["best"]["score"]),
-            "best_epoch": r["best_epoch"], "epochs": config["epochs"], "train_size": r["sizes"]["train"],
-            "trainable": r["params"]["trainable"], "trainable_without_head": r["params"]["trainable_without_head"],
-            "total": r["params"]["total"], "train_seconds": r["timing"]["train_seconds"],
-            "wall_seconds": r["timing"].get("wall_seconds", r["timing"]["train_seconds"]),
+            "task": r.task, "method": r.label, "seed": r.seed, "lr": r.config.learning_rate,
+            "best": 100 * r.best.score, "last": 100 * r.last.score,
+            "gap": 100 * (train_at_best.score - r.best.score) if train_at_best else np.nan,
+            "best_epoch": r.best_epoch, "epochs": r.config.epochs, "train_size": r.train_size,
+            "trainable": r.params.trainable, "trainable_without_head": r.params.trainable_without_head,
+            "total": r.params.total, "train_seconds": r.timing.train_seconds,
+            "wall_seconds": r.timing.wall_seconds, "core_seconds": r.timing.core_seconds,
         })
-        rows[-1]["core_seconds"] = rows[-1]["wall_seconds"] * _threads(r["timing"])
     return pd.DataFrame(rows)
 
 
-def _threads(timing: dict) -> int:
-    """The CPU threads a run's wall time counts for, so that core seconds (wall x threads) compare runs of
-    one 2-thread worker with runs of two 1-thread workers side by side; a GPU run counts once."""
-    return 1 if timing.get("memory_kind", "").startswith("cuda") else timing.get("torch_threads", 1)
-
-
-def sweep_report(records: list[dict], epochs: int) -> str:
+def sweep_report(records: list[RunRecord], epochs: int) -> str:
     """A learning-rate sweep as two tables: best dev score, and the epoch (of ``epochs``) it came at, per
     method family (rows) and learning rate (columns)."""
     sweep = results_summary(runs_frame(records)).reset_index()
     report = ""
     for value, label, number in (("best", "best dev score:", "{:.1f}"),
                                  ("best_epoch", f"epoch of the best dev score (of {epochs}):", "{:.0f}")):
-        table = sweep.pivot_table(index="method", columns="lr", values=value)
+        table = readable(sweep.pivot_table(index="method", columns="lr", values=value))
         report += f"{label}\n{table.to_string(float_format=number.format, na_rep='')}\n\n"
     return report
 
@@ -65,7 +62,7 @@ def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
     machine supplies two core-minutes per minute: halve a cell for its wall time there."""
     minutes = frame.pivot_table(index="method", columns="task", values="core_seconds", aggfunc="mean") / 60
     minutes["total h"] = frame.groupby("method")["core_seconds"].sum() / 3600
-    return minutes.round(1)
+    return readable(minutes.round(1))
 
 
 def flattening_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -77,7 +74,7 @@ def flattening_table(frame: pd.DataFrame) -> pd.DataFrame:
                                         mean_best_epoch=("best_epoch", "mean"),
                                         best_at_last_epoch=("best_is_last", "mean"), drop_best_to_last=("drop", "mean"))
     table["best_at_last_epoch"] = (100 * table["best_at_last_epoch"]).map("{:.0f}%".format)
-    return table.round({"mean_best_epoch": 1, "drop_best_to_last": 1})
+    return readable(table.round({"mean_best_epoch": 1, "drop_best_to_last": 1}))
 
 
 def size_curve_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,24 +96,24 @@ def crossings(means: pd.DataFrame, method: str, baseline: str) -> list[float]:
     return found
 
 
-def bias_change_ranks(records: list[dict], relative: bool = False) -> pd.DataFrame:
+def bias_change_ranks(records: list[RunRecord], relative: bool = False) -> pd.DataFrame:
     """Per run (rows: task, seed), the rank of each bias group by its change averaged over layers
     (1 = moved most): is the paper's 'b_q and b_m2 change most' stable across seeds and tasks?"""
-    ranks = {(r["config"]["task"], r["config"]["seed"]):
+    ranks = {(r.task, r.seed):
              bias_change_table([r], relative)["avg"].rank(ascending=False).astype(int) for r in records}
     table = pd.DataFrame(ranks).T.sort_index()
     table.index.names = ["task", "seed"]
     return table
 
 
-def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFrame:
+def bias_change_table(records: list[RunRecord], relative: bool = False) -> pd.DataFrame:
     """Mean |b_after - b_before| per bias group (rows, paper order) and layer (columns), averaged over
     the given runs, plus an 'avg' column: the data of the paper's Figure 1.
 
     With ``relative=True`` each term's change is divided by its pre-trained magnitude mean |b_before|
     first, so a large bias that moves a little and a small one that moves as much can be told apart.
     """
-    rows = pd.DataFrame([row for r in records for row in r["bias_change"] if row["layer"] is not None])
+    rows = pd.DataFrame([asdict(row) for r in records for row in r.bias_change if row.layer is not None])
     if rows.empty:
         raise BitFitError("no bias changes in these records (no runs, or runs without encoder layers)")
     change = rows["mean_abs_change"]
@@ -127,11 +124,13 @@ def bias_change_table(records: list[dict], relative: bool = False) -> pd.DataFra
     return table
 
 
-def main_table(frame: pd.DataFrame, value: str = "best") -> tuple[pd.DataFrame, pd.DataFrame]:
+def main_table(frame: pd.DataFrame, value: str = "best",
+               methods: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and standard deviation over seeds of ``value`` (x100) per method (rows) and task (columns),
     plus 'avg': the mean over tasks, whose spread is the std over seeds of the per-seed task averages
     (seeds that have every task). A method without runs on every task has no 'avg': an average over
-    fewer tasks would not compare with the others. ``frame`` holds one learning rate per method."""
+    fewer tasks would not compare with the others. ``frame`` holds one learning rate per method.
+    ``methods`` orders the rows (those with runs); by default they come sorted by label."""
     if frame.groupby(["method", "task", "seed"]).size().max() > 1:
         raise BitFitError("several runs per (method, task, seed): keep one learning rate per method first")
     scores = frame.pivot_table(index=["method", "seed"], columns="task", values=value)
@@ -140,25 +139,42 @@ def main_table(frame: pd.DataFrame, value: str = "best") -> tuple[pd.DataFrame, 
     per_seed_average = scores.dropna().mean(axis=1)
     means["avg"] = means.mean(axis=1, skipna=False)
     stds["avg"] = per_seed_average.groupby("method").std()
+    if methods is not None:
+        order = [method for method in methods if method in means.index]
+        means, stds = means.loc[order], stds.loc[order]
     return means, stds
 
 
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """A table as a reader sees it: method labels in its rows and columns by their display names
+    ('bitfit:b_q+b_m2' -> 'b_q + b_m2', 'rand_row_col' -> 'random rows/columns'); other names unchanged."""
+    return table.rename(index=_readable_name, columns=_readable_name)
+
+
+def _readable_name(name):
+    return display_name(name) if isinstance(name, str) and name.partition(":")[0] in METHODS else name
+
+
 def mean_std_strings(means: pd.DataFrame, stds: pd.DataFrame) -> pd.DataFrame:
-    """Cells as 'mean ± std' with one decimal ('mean' alone where there is a single seed)."""
+    """Cells as 'mean ± std' with one decimal ('mean' alone where there is a single seed), methods by
+    their display names."""
     def cell(mean: float, std: float) -> str:
         return "" if pd.isna(mean) else f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
-    return pd.DataFrame({c: [cell(m, s) for m, s in zip(means[c], stds[c], strict=True)] for c in means.columns},
-                        index=means.index)
+    cells = {c: [cell(m, s) for m, s in zip(means[c], stds[c], strict=True)] for c in means.columns}
+    return readable(pd.DataFrame(cells, index=means.index))
 
 
-def comparison_table(means: pd.DataFrame, stds: pd.DataFrame, methods: list[str],
-                     floors: dict[str, float] | None = None) -> pd.DataFrame:
-    """'mean ± std' per task for ``methods`` (in that order, those with runs), our average over tasks as
-    'avg (ours)', and beside it the paper's BERT-base GLUE dev average, labelled as the paper's.
-    ``floors`` (``majority_floors``) adds a last row, 'majority class (floor)', empty where a task has none."""
-    present = [m for m in methods if m in means.index]
-    table = mean_std_strings(means, stds).loc[present].rename(columns={"avg": "avg (ours)"})
-    table["paper: BERT-base GLUE avg"] = [f"{paper.BERT_BASE_DEV_AVERAGE[m]:.1f}" for m in present]
+def comparison_table(means: pd.DataFrame, stds: pd.DataFrame, floors: dict[str, float] | None = None,
+                     frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """'mean ± std' per task for each method of ``main_table`` (rows by display name), our average over
+    tasks as 'avg (ours)', and beside it the paper's BERT-base GLUE dev average, labelled as the paper's.
+    ``floors`` (``majority_floors``) adds a last row, 'majority class (floor)', empty where a task has none;
+    ``frame`` (``runs_frame``) adds a column of the parameters each method trained, head included."""
+    table = mean_std_strings(means, stds).rename(columns={"avg": "avg (ours)"})
+    table["paper: BERT-base GLUE avg"] = [f"{paper.BERT_BASE_DEV_AVERAGE[m]:.1f}" for m in means.index]
+    if frame is not None:
+        trained = frame.groupby("method")["trainable"].first()
+        table["trained params (ours)"] = [f"{trained[m]:,}" for m in means.index]
     if floors:
         table.loc["majority class (floor)"] = pd.Series({t: f"{v:.1f}" for t, v in floors.items()})
     return table.fillna("")
@@ -181,29 +197,29 @@ def majority_floors(tasks: list[str], glue_dir=None) -> dict[str, float]:
     return {task: majority_baseline(task, glue_dir) for task in tasks if not glue.get_task(task).is_regression}
 
 
-def record_products(record: dict) -> str:
+def record_products(record: RunRecord) -> str:
     """How a record's run computed its matrix products (``precision.matrix_products``): 'fp32', 'bf16'
-    (hardware kernels) or 'bf16, emulated in fp32' (``results.upgrade`` derives it for old records)."""
-    return record["timing"]["matrix_products"]
+    (hardware kernels) or 'bf16, emulated in fp32' (``runs.upgrade`` derives it for old records)."""
+    return record.timing.matrix_products
 
 
-def b_k_over_b_q(record: dict) -> float:
+def b_k_over_b_q(record: RunRecord) -> float:
     """mean |Δb_k| / mean |Δb_q| over layers: near 0 in fp32, where b_k's gradient vanishes, far from it
     under bf16 (notebook 5); NaN for a variant that leaves b_k frozen."""
     change = bias_change_table([record])["avg"]
     return float(change["b_k"] / change["b_q"]) if change["b_k"] > 0 else float("nan")
 
 
-def largest_epoch_gap(run: dict, reference: dict) -> float:
+def largest_epoch_gap(run: RunRecord, reference: RunRecord) -> float:
     """The largest dev-score difference (x100 points) between two runs over the epochs both ran."""
-    pairs = zip(run["epochs"], reference["epochs"], strict=False)  # the shorter run's epochs
-    return 100 * max(abs(a["dev"]["score"] - b["dev"]["score"]) for a, b in pairs)
+    pairs = zip(run.epochs, reference.epochs, strict=False)  # the shorter run's epochs
+    return 100 * max(abs(a.dev.score - b.dev.score) for a, b in pairs)
 
 
-def epoch_table(records: dict[str, dict]) -> pd.DataFrame:
+def epoch_table(records: dict[str, RunRecord]) -> pd.DataFrame:
     """Dev and training-subsample score (x100) per epoch, one column pair per labelled run record (runs
     of different lengths leave the missing epochs empty)."""
-    columns = {(label, split): pd.Series({e["epoch"]: round(100 * e[split]["score"], 1) for e in record["epochs"]})
+    columns = {(label, split): pd.Series({e.epoch: round(100 * getattr(e, split).score, 1) for e in record.epochs})
                for label, record in records.items() for split in ("dev", "train")}
     table = pd.DataFrame(columns)
     table.index.name = "epoch"

@@ -17,12 +17,13 @@ from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
 from .errors import BitFitError
-from .experiments import MAIN, experiment_configs, grid_progress, pending, run_grid, worker_runs
+from .experiments import MAIN, experiment_configs, grid_progress
 from .glue import get_task
+from .grid import pending, run_grid, worker_runs
 from .methods import display_name, parse_label
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
-from .runs import RunConfig
+from .runs import RunConfig, RunRecord
 from .training import is_main_process
 
 
@@ -84,8 +85,8 @@ def cmd_run(args) -> None:
     record = store.finished(config)
     state = "trained" if report.trained else "already finished"
     print(f"{state}: {store.path(config)}")
-    print(f"best dev {get_task(config.task).metrics} at epoch {record['best_epoch']}: "
-          + ", ".join(f"{k}={v:.4f}" for k, v in record["best"].items() if k != "loss"))
+    print(f"best dev {config.task_spec.metrics} at epoch {record.best_epoch}: "
+          + ", ".join(f"{k}={v:.4f}" for k, v in {**record.best.metrics, "score": record.best.score}.items()))
 
 
 def cmd_grid(args) -> None:
@@ -131,7 +132,7 @@ def cmd_report(args) -> None:
         print(summary.set_index(["task", "method", "lr"]).to_string())
 
 
-def demo_table(records: list[dict]) -> pd.DataFrame:
+def demo_table(records: list[RunRecord]) -> pd.DataFrame:
     """The demo's table: our runs beside the paper's BERT-base GLUE dev averages."""
     frame = runs_frame(records).set_index("method")
     paper_average = [paper.BERT_BASE_DEV_AVERAGE[m] for m in frame.index]

@@ -1,30 +1,25 @@
-"""Experiment grids and the resumable grid runner.
-
-An experiment is a list of run configurations built from a profile. ``run_grid`` skips every run whose
-record is already in the store and writes each new record the moment its run finishes, so a grid can
-be stopped at any point and resumed later, by another session, on another machine.
+"""The experiments: each a list of run configurations built from a profile (main grid, ablations,
+learning-rate sweep, checks, training-size curve). ``grid`` trains them; ``ResultStore.load`` reads
+their finished records, without the training engine.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import replace
 
 import pandas as pd
 
 from . import paper
+from .analysis import readable
 from .biases import head_parameters
 from .errors import BitFitError, unknown_choice
 from .methods import parse_label, prepare
 from .profiles import Profile
 from .readout import load_classifier
 from .results import ResultStore
-from .runs import RunConfig
-from .training import is_main_process, run
+from .runs import RunConfig, RunRecord
 
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
@@ -38,7 +33,7 @@ def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VA
                        num_labels: int = 2) -> pd.DataFrame:
     """What each method variant trains in the encoder (head excluded), counted on the real model as
     ``prepare`` leaves it (random masks drawn with seed 0), its share of the encoder, and the paper's
-    %param column (BERT-base) beside it."""
+    %param column (BERT-base) beside it; rows by display name."""
     rows = []
     for label in labels:
         method, groups = parse_label(label)
@@ -49,7 +44,7 @@ def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VA
         rows.append({"variant": label, "trained entries (excl. head)": trained,
                      "% of encoder": 100 * trained / (prepared.total_count() - head),
                      "paper: %param (BERT-base)": paper.BERT_BASE_PARAM_PERCENT[label]})
-    return pd.DataFrame(rows).set_index("variant")
+    return readable(pd.DataFrame(rows).set_index("variant"))
 
 
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,
@@ -121,88 +116,21 @@ def size_curve_configs(profile: Profile, seeds: Iterable[int] | None = None) -> 
     return configs
 
 
-@dataclass
-class GridReport:
-    """What a grid call did: runs it trained (their files) and runs it found finished."""
-
-    trained: list[Path] = field(default_factory=list)
-    skipped: int = 0
-
-
-def pending(configs: list[RunConfig], store: ResultStore) -> list[RunConfig]:
-    """The configurations without a finished record. Checks every existing file first, so a corrupt or
-    foreign file stops the grid before any time is spent training."""
-    return finished_records(configs, store)[1]
-
-
-def finished_records(configs: list[RunConfig], store: ResultStore) -> tuple[list[dict], list[RunConfig]]:
-    """The records of the finished configurations, and the configurations still to run. Tables are
-    built from exactly an experiment's configs, so other runs in the same folder (a sweep, a check
-    with other settings) never leak into them."""
-    records, missing = [], []
-    for config in configs:
-        record = store.finished(config)
-        if record is None:
-            missing.append(config)
-        else:
-            records.append(record)
-    return records, missing
-
-
-def load_grid(configs: list[RunConfig], store: ResultStore,
-              retrain: bool = False) -> tuple[list[dict], list[RunConfig]]:
-    """A grid's finished records and its missing runs, as ``finished_records``; with ``retrain`` the
-    missing runs are trained first (hours on a CPU for a whole grid)."""
-    if retrain:
-        run_grid(configs, store)
-    return finished_records(configs, store)
-
-
-def counterparts(record: dict, store: ResultStore, epochs: int) -> dict[str, dict]:
+def counterparts(record: RunRecord, store: ResultStore, epochs: int) -> dict[str, RunRecord]:
     """A re-run with emulated bf16 products beside the runs it repeats: the same configuration with bf16
     kernels for ``epochs`` (the grid's), and in fp32. Only those that have finished are returned."""
-    config = RunConfig.from_dict(record["config"])
+    config = record.config
     runs = {"bf16, emulated": record, "bf16, kernels": store.finished(replace(config, epochs=epochs)),
             "fp32": store.finished(replace(config, bf16=False))}
     return {number_format: run for number_format, run in runs.items() if run}
 
 
 def grid_progress(configs: list[RunConfig], store: ResultStore) -> pd.DataFrame:
-    """Finished runs over all runs ('2/3') per method variant (rows, in grid order) and task (columns)."""
+    """Finished runs over all runs ('2/3') per method variant (rows, in grid order, by display name) and
+    task (columns)."""
     rows = pd.DataFrame([{"method": c.label, "task": c.task, "finished": store.finished(c) is not None}
                          for c in configs])
     counts = rows.groupby(["method", "task"], sort=False)["finished"].agg(["sum", "size"])
     cells = (counts["sum"].astype(str) + "/" + counts["size"].astype(str)).unstack()
-    return cells.reindex(index=list(dict.fromkeys(rows["method"])), columns=list(dict.fromkeys(rows["task"])))
-
-
-def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[RunConfig]:
-    """Worker ``worker`` of ``workers`` (counted from 1) takes every ``workers``-th run of the grid, so that
-    several processes (one thread each on a small CPU) or machines sharing the results folder fill one grid
-    without training a run twice. On 2 cores, two 1-thread workers train about 20% more steps per
-    second than one 2-thread worker (``benchmarks/step_time.py``)."""
-    if not 1 <= worker <= workers:
-        raise BitFitError(f"worker {worker} of {workers} does not exist: K/N needs 1 <= K <= N, e.g. 1/2 and 2/2")
-    return configs[worker - 1::workers]
-
-
-def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
-             run_fn: Callable[..., dict] = run) -> GridReport:
-    """Train every pending run, writing each record as soon as it finishes. A run listed twice trains
-    once; a run another worker has claimed (``ResultStore.claim``) or finished meanwhile is skipped."""
-    configs = list(dict.fromkeys(config.with_data(glue_dir) for config in configs))
-    todo = pending(configs, store)
-    report = GridReport(skipped=len(configs) - len(todo))
-    writer = is_main_process()  # under torchrun, one process writes the records
-    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
-    if todo and writer:
-        store.check_writable()
-    for config in todo:
-        with store.claim(config) if alone else contextlib.nullcontext(True) as claimed:
-            if not claimed or store.finished(config):
-                report.skipped += 1
-                continue
-            record = run_fn(config, glue_dir=glue_dir, progress=progress)
-            if writer:
-                report.trained.append(store.write(record))
-    return report
+    cells = cells.reindex(index=list(dict.fromkeys(rows["method"])), columns=list(dict.fromkeys(rows["task"])))
+    return readable(cells)

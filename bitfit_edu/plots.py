@@ -19,6 +19,7 @@ from .biases import bias_census, head_parameters
 from .errors import BitFitError
 from .locations import repo_root
 from .methods import display_name
+from .runs import RunRecord
 
 DPI = 100
 
@@ -98,22 +99,21 @@ def parameter_kinds_figure(kinds: dict[str, int], title: str, highlight: str = "
     return fig
 
 
-def learning_curves(records: dict[str, dict], title: str) -> Figure:
-    """Dev (solid) and training-subsample (dashed) score per epoch of each run, from ``record['epochs']``.
+def learning_curves(records: dict[str, RunRecord], title: str) -> Figure:
+    """Dev (solid) and training-subsample (dashed) score per epoch of each run (``RunRecord.epochs``).
 
-    ``records`` maps a legend label to a run record of :func:`bitfit_edu.training.run`.
+    ``records`` maps a legend label to a run record.
     """
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for index, (label, record) in enumerate(records.items()):
         color = f"C{index}"
-        epochs = [e["epoch"] for e in record["epochs"]]
-        ax.plot(epochs, [100 * e["dev"]["score"] for e in record["epochs"]], "o-", color=color,
-                label=f"{label}: dev")
-        ax.plot(epochs, [100 * e["train"]["score"] for e in record["epochs"]], "s--", color=color,
+        epochs = [e.epoch for e in record.epochs]
+        ax.plot(epochs, [100 * e.dev.score for e in record.epochs], "o-", color=color, label=f"{label}: dev")
+        ax.plot(epochs, [100 * e.train.score for e in record.epochs], "s--", color=color,
                 alpha=0.7, label=f"{label}: train subsample")
     ax.set_xlabel("epoch")
     ax.set_ylabel("score (x100)")
-    ax.set_xticks(sorted({e["epoch"] for r in records.values() for e in r["epochs"]}))
+    ax.set_xticks(sorted({e.epoch for r in records.values() for e in r.epochs}))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -178,12 +178,11 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
     return fig
 
 
-def learning_curves_over_seeds(records: list[dict], title: str, split: str = "dev") -> Figure:
+def learning_curves_over_seeds(records: list[RunRecord], title: str, split: str = "dev") -> Figure:
     """One panel per task: ``split`` score (x100) per epoch of each method, mean over seeds as a line and
     ± one std as a band. Methods with more epochs simply run further to the right."""
-    rows = pd.DataFrame([{"task": r["config"]["task"], "method": r["label"], "seed": r["config"]["seed"],
-                          "epoch": e["epoch"], "score": 100 * e[split]["score"]}
-                         for r in records for e in r["epochs"]])
+    rows = pd.DataFrame([{"task": r.task, "method": r.label, "seed": r.seed, "epoch": e.epoch,
+                          "score": 100 * getattr(e, split).score} for r in records for e in r.epochs])
     tasks = list(dict.fromkeys(rows["task"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks) + 1, 3.0), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):

@@ -18,11 +18,7 @@ from pathlib import Path
 
 from .errors import BitFitError
 from .locations import repo_root
-from .runs import SCHEMA, RunConfig
-
-VERSION_1 = "bitfit_edu.run/1"
-READABLE_SCHEMAS = (VERSION_1, SCHEMA)
-REQUIRED_FIELDS = ("run_id", "config", "label", "params", "epochs", "best_epoch", "best", "last", "timing")
+from .runs import RunConfig, RunRecord
 
 
 class ResultStore:
@@ -39,11 +35,12 @@ class ResultStore:
     def path(self, config: RunConfig) -> Path:
         return self.root / config.task / f"{config.run_id}.json"
 
-    def read(self, path: str | Path) -> dict:
-        """A record from disk, validated; a clear error for a corrupt or foreign file."""
+    def read(self, path: str | Path) -> RunRecord:
+        """A record from disk, validated and read through ``RunRecord.from_json`` (every schema version);
+        a clear error for a corrupt or foreign file."""
         path = Path(path)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            stored = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise BitFitError(
                 f"corrupt results file {path}: not valid JSON ({error}). It holds no usable run: "
@@ -52,33 +49,35 @@ class ResultStore:
         except IsADirectoryError:
             raise BitFitError(f"{path} is a folder named like a run record: "
                               "move it out of the results folder") from None
-        schema = record.get("schema") if isinstance(record, dict) else None
-        if isinstance(schema, str) and schema.startswith("bitfit_edu.run/") and schema not in READABLE_SCHEMAS:
-            raise BitFitError(f"{path} is a run record of schema {schema!r}, which this version of bitfit_edu "
-                              f"cannot read (it reads {', '.join(READABLE_SCHEMAS)}): update the package")
-        if schema not in READABLE_SCHEMAS or "config" not in record:
-            raise BitFitError(
-                f"foreign file {path}: not a bitfit_edu run record (schema {SCHEMA!r}). "
-                "Move it out of the results folder; the folder must hold only run records"
-            )
-        missing = [field for field in REQUIRED_FIELDS if field not in record]
-        if missing:
-            raise BitFitError(f"incomplete run record {path}: no {', '.join(missing)}. Move it out of the results "
-                              "folder and run again to redo that run")
-        return upgrade(record)
+        if not isinstance(stored, dict):
+            stored = {}
+        return RunRecord.from_json(stored, source=str(path))
 
-    def finished(self, config: RunConfig) -> dict | None:
+    def finished(self, config: RunConfig) -> RunRecord | None:
         """The record of ``config`` if that run has finished, else None."""
         path = self.path(config)
         if not path.exists():
             return None
         record = self.read(path)
-        if RunConfig.from_dict(record["config"]) != RunConfig.from_dict(config.as_dict()):  # groups: list or tuple
+        if record.config != RunConfig.from_dict(config.as_dict()):  # as stored: groups a tuple, names normalised
             raise BitFitError(
                 f"{path} holds a different configuration than its name says (edited by hand?). "
                 "Move it out of the results folder and run again"
             )
         return record
+
+    def load(self, configs: list[RunConfig]) -> tuple[list[RunRecord], list[RunConfig]]:
+        """The records of the finished configurations, and the configurations still to run. Tables are
+        built from exactly an experiment's configs, so other runs in the same folder (a sweep, a check
+        with other settings) never leak into them."""
+        records, missing = [], []
+        for config in configs:
+            record = self.finished(config)
+            if record is None:
+                missing.append(config)
+            else:
+                records.append(record)
+        return records, missing
 
     def check_writable(self) -> None:
         """Fail before any training if records cannot be written here (a file in the way, a read-only folder)."""
@@ -90,25 +89,25 @@ class ResultStore:
             raise BitFitError(f"cannot write run records to {self.root}: {error.strerror}. Choose another "
                               "--results folder") from None
 
-    def write(self, record: dict) -> Path:
+    def write(self, record: RunRecord) -> Path:
         """Write a record atomically: readers see the old state or the whole new file, never a part. The
         file is readable by all (0644) like any other committed file, not private like a temporary one.
         If the write fails (a full disk, say), the record is kept in the system's temporary folder and the
         error says where, so a finished run is never lost."""
-        path = self.path(RunConfig.from_dict(record["config"]))
+        path = self.path(record.config)
         tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp",
                                              delete=False, encoding="utf-8") as tmp:
-                json.dump(record, tmp, indent=1)
+                json.dump(record.to_json(), tmp, indent=1)
                 tmp.flush()
                 os.fsync(tmp.fileno())
             os.chmod(tmp.name, 0o644)
             os.replace(tmp.name, path)
         except OSError as error:
             kept = Path(tempfile.gettempdir()) / path.name
-            kept.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            kept.write_text(json.dumps(record.to_json(), indent=1), encoding="utf-8")
             raise BitFitError(f"could not write {path} ({error.strerror}); the finished record is kept in {kept}: "
                               f"copy it to {path.parent}/ once there is room") from None
         finally:  # a write that failed or was interrupted leaves no partial file behind
@@ -141,7 +140,7 @@ class ResultStore:
         finally:
             lock.unlink(missing_ok=True)
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[RunRecord]:
         """Every finished record under the root (a corrupt or foreign file raises)."""
         return [self.read(path) for path in sorted(self.root.rglob("*.json"))]
 
@@ -159,19 +158,3 @@ def _process_alive(lock: Path) -> bool:
         return True
     return True
 
-
-def upgrade(record: dict) -> dict:
-    """A record of any readable version in the shape of the current one; the file is never rewritten.
-
-    Version 1 records were written before some fields existed. The run config's step budget
-    (``max_steps``, ``eval_every``) was then always unused, and is left out of every record's config while
-    unused (so ids stay the same); ``best_step`` belongs to step budgets only; and a run without
-    ``timing.matrix_products`` ran before bf16 products could be emulated, so its bf16 products came from
-    hardware kernels (PyTorch's own fallback would have taken some 30 times the time those records show).
-    """
-    if record["schema"] == VERSION_1:
-        record = {**record, "schema": SCHEMA, "schema_read_from": VERSION_1}
-        record.setdefault("best_step", None)
-        bf16 = record["config"].get("bf16", False)
-        record["timing"] = {"matrix_products": "bf16" if bf16 else "fp32", **record["timing"]}
-    return record

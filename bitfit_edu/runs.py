@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from . import glue, precision
 from .biases import resolve_groups
@@ -50,6 +50,11 @@ class RunConfig:
     def with_data(self, glue_dir=None) -> RunConfig:
         """This config for the GLUE data it will read from ``glue_dir`` (or where ``locations`` finds it)."""
         return replace(self, data=glue.data_identity(self.task, glue_dir))
+
+    @property
+    def task_spec(self) -> glue.GlueTask:
+        """The task itself: its files, columns, labels and metrics."""
+        return glue.get_task(self.task)
 
     @property
     def length(self) -> str:
@@ -137,3 +142,177 @@ class RunConfig:
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         method = self.label.replace(":", "-").replace("+", "-")
         return f"{self.task}_{method}_lr{self.learning_rate:g}_seed{self.seed}_{digest}"
+
+
+# --- What a finished run recorded -------------------------------------------------------------------------
+# A record is stored as JSON (``results``) and read back as a RunRecord: attributes, not string keys.
+# ``RunRecord.from_json`` is the one loader of every schema version; ``to_json`` gives back the stored form.
+
+VERSION_1 = "bitfit_edu.run/1"
+READABLE_SCHEMAS = (VERSION_1, SCHEMA)
+REQUIRED_FIELDS = ("run_id", "config", "label", "params", "epochs", "best_epoch", "best", "last", "timing")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One evaluation of a split: ``score`` (x1, the mean of the task's metrics, the paper's per-task
+    number), each metric by name (accuracy, f1, matthews_correlation, pearson, spearmanr) and the loss."""
+
+    score: float
+    metrics: dict[str, float]
+    loss: float | None = None
+
+    @classmethod
+    def from_json(cls, stored: dict) -> Scores:
+        metrics = {k: v for k, v in stored.items() if k not in ("score", "loss")}
+        return cls(score=stored["score"], metrics=metrics, loss=stored.get("loss"))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The state of a run at one evaluation: after ``epoch`` epochs (or ``step`` steps under a step budget)."""
+
+    epoch: float
+    dev: Scores
+    train: Scores | None  # the fixed training subsample: dev minus train is the generalization gap
+    train_loss: float | None
+    eval_seconds: float
+    step: int | None = None
+
+    @classmethod
+    def from_json(cls, stored: dict) -> Evaluation:
+        return cls(epoch=stored["epoch"], dev=Scores.from_json(stored["dev"]),
+                   train=Scores.from_json(stored["train"]) if "train" in stored else None,
+                   train_loss=stored.get("train_loss"), eval_seconds=stored.get("eval_seconds", 0.0),
+                   step=stored.get("step"))
+
+
+@dataclass(frozen=True)
+class BiasChange:
+    """Mean |b_after - b_before| and mean |b_before| of one bias term (``group``) in one layer (None: outside
+    the layers, e.g. the embeddings' LayerNorm): one cell of the paper's Figure 1."""
+
+    group: str
+    layer: int | None
+    mean_abs_change: float
+    mean_abs_init: float
+
+
+@dataclass(frozen=True)
+class Params:
+    """Parameter counts: the model's, what trained (with and without the task head), and its biases."""
+
+    total: int
+    trainable: int
+    trainable_without_head: int
+    biases: int
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What a run cost, and what it ran on."""
+
+    wall_seconds: float  # loading, tokenizing, training and evaluating
+    train_seconds: float  # training steps only
+    train_tokens_per_second: float
+    peak_memory_mb: float
+    memory_kind: str  # 'process peak RSS' on a CPU, 'cuda max allocated' on a GPU
+    device: str  # e.g. 'CPU (AVX512)': which vector instructions trained it
+    matrix_products: str  # 'fp32', 'bf16' (hardware kernels) or 'bf16, emulated in fp32' (precision)
+    torch_threads: int
+
+    @property
+    def core_seconds(self) -> float:
+        """Wall seconds x CPU threads, so that runs of one 2-thread worker and of two 1-thread workers
+        compare; a GPU run counts once."""
+        return self.wall_seconds * (1 if self.memory_kind.startswith("cuda") else self.torch_threads)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run: its config, what it trained, its evaluations, the best and last dev scores, how its
+    biases moved, and its cost. ``stored`` is the JSON it was read from (or will be written as)."""
+
+    config: RunConfig
+    run_id: str
+    label: str  # the method label (methods.method_label): 'bitfit', 'bitfit:b_q+b_m2', 'rand_row_col'
+    readout: str  # in words
+    train_size: int  # training examples used
+    evaluated: dict[str, int]  # examples scored per split: {'dev': ..., 'train': ...}
+    params: Params
+    epochs: tuple[Evaluation, ...]
+    best_epoch: float
+    best_step: int | None  # step budgets only
+    best: Scores  # dev scores at the best evaluation (the paper's protocol)
+    last: Scores  # dev scores at the last evaluation
+    bias_change: tuple[BiasChange, ...]
+    timing: Timing
+    versions: dict[str, str]
+    finished_at: str
+    stored: dict = field(repr=False, compare=False)
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def best_evaluation(self) -> Evaluation:
+        """The evaluation the best dev score came from."""
+        return next(e for e in self.epochs if e.dev == self.best)
+
+    @classmethod
+    def from_json(cls, stored: dict, source: str = "this record") -> RunRecord:
+        """The one loader of every schema version: a record of an older version gets what it lacks (see
+        ``upgrade``); one of an unknown version, or missing a field, gets a clear error naming ``source``."""
+        schema = stored.get("schema")
+        if isinstance(schema, str) and schema.startswith("bitfit_edu.run/") and schema not in READABLE_SCHEMAS:
+            raise BitFitError(f"{source} is a run record of schema {schema!r}, which this version of bitfit_edu "
+                              f"cannot read (it reads {', '.join(READABLE_SCHEMAS)}): update the package")
+        if schema not in READABLE_SCHEMAS or "config" not in stored:
+            raise BitFitError(f"foreign file {source}: not a bitfit_edu run record (schema {SCHEMA!r}). "
+                              "Move it out of the results folder; the folder must hold only run records")
+        missing = [name for name in REQUIRED_FIELDS if name not in stored]
+        if missing:
+            raise BitFitError(f"incomplete run record {source}: no {', '.join(missing)}. Move it out of the "
+                              "results folder and run again to redo that run")
+        stored = upgrade(stored)
+        return cls(
+            config=RunConfig.from_dict(stored["config"]), run_id=stored["run_id"], label=stored["label"],
+            readout=stored.get("readout", ""), train_size=stored["sizes"]["train"],
+            evaluated=stored["sizes"]["evaluated"], params=Params(**stored["params"]),
+            epochs=tuple(Evaluation.from_json(e) for e in stored["epochs"]), best_epoch=stored["best_epoch"],
+            best_step=stored["best_step"], best=Scores.from_json(stored["best"]),
+            last=Scores.from_json(stored["last"]),
+            bias_change=tuple(BiasChange(**row) for row in stored.get("bias_change", ())),
+            timing=Timing(**stored["timing"]), versions=stored.get("versions", {}),
+            finished_at=stored.get("finished_at", ""), stored=stored,
+        )
+
+    def to_json(self) -> dict:
+        """The record as stored on disk."""
+        return self.stored
+
+
+def upgrade(stored: dict) -> dict:
+    """A stored record of any readable version in the shape of the current one; the file is never rewritten.
+
+    Version 1 records were written before some fields existed. The run config's step budget
+    (``max_steps``, ``eval_every``) was then always unused, and is left out of every record's config while
+    unused (so ids stay the same); ``best_step`` belongs to step budgets only; and a run without
+    ``timing.matrix_products`` ran before bf16 products could be emulated, so its bf16 products came from
+    hardware kernels (PyTorch's own bf16 fallback would have taken many times as long as those records show).
+    """
+    if stored["schema"] == VERSION_1:
+        stored = {**stored, "schema": SCHEMA, "schema_read_from": VERSION_1}
+        stored.setdefault("best_step", None)
+        bf16 = stored["config"].get("bf16", False)
+        stored["timing"] = {"matrix_products": "bf16" if bf16 else "fp32", **stored["timing"]}
+    return stored

@@ -36,7 +36,7 @@ from .errors import BitFitError
 from .methods import PreparedModel, display_name, optimizer_groups, prepare
 from .metrics import trainer_metrics
 from .readout import READOUTS, load_classifier, load_tokenizer
-from .runs import SCHEMA, RunConfig
+from .runs import SCHEMA, RunConfig, RunRecord
 
 
 def set_progress_bars(enabled: bool) -> None:
@@ -94,7 +94,7 @@ def load_data(config: RunConfig, glue_dir=None) -> dict[str, datasets.Dataset]:
     """A run's raw splits: 'train' (subsampled), 'dev' (MNLI also 'dev_mismatched') and the training
     subsample scored every epoch. Subsamples use seed 0: every method and seed of a grid trains on the
     same examples, so differences come from the method, not the data."""
-    task = glue.get_task(config.task)
+    task = config.task_spec
     full_train = glue.load_split(task, "train", glue_dir)
     if config.train_size is not None and config.train_size > len(full_train):
         raise BitFitError(f"train_size {config.train_size:,} is more than the {len(full_train):,} training examples "
@@ -110,7 +110,7 @@ def load_data(config: RunConfig, glue_dir=None) -> dict[str, datasets.Dataset]:
 
 def prepare_data(config: RunConfig, splits: dict[str, datasets.Dataset], tokenizer) -> PreparedData:
     """Tokenize a run's splits; the evaluated ones are keyed as their metrics will be ('dev', 'train')."""
-    task = glue.get_task(config.task)
+    task = config.task_spec
     encoded = {name: glue.tokenize(split, tokenizer, task, config.max_length) for name, split in splits.items()}
     evaluation = {name: split for name, split in encoded.items() if name.startswith("dev")}
     evaluation["train"] = encoded["train_eval"]
@@ -145,7 +145,7 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
     trainer = Trainer(
         model=prepared.model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=data.train, eval_dataset=data.evaluation, processing_class=tokenizer,
-        compute_metrics=trainer_metrics(glue.get_task(config.task)),
+        compute_metrics=trainer_metrics(config.task_spec),
         optimizers=(optimizer, get_constant_schedule(optimizer)),
     )
     trainer.remove_callback(PrinterCallback)  # it would print every log dict
@@ -208,12 +208,12 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
+def run(config: RunConfig, glue_dir=None, progress: bool = True) -> RunRecord:
     """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
     config = config.validated().with_data(glue_dir)  # the record names the data it was trained on
     set_progress_bars(False)  # loading and tokenizing stay quiet: a run shows one bar, RunProgress
     started = time.perf_counter()
-    task = glue.get_task(config.task)
+    task = config.task_spec
     splits = load_data(config, glue_dir)  # missing or malformed data fails before any model loads
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, splits, tokenizer)
@@ -238,7 +238,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
     examples_seen = config.max_steps * config.batch_size if config.max_steps else len(data.train) * config.epochs
     train_tokens = sum(len(ids) for ids in data.train["input_ids"]) / len(data.train) * examples_seen
-    return {
+    return RunRecord.from_json({
         "schema": SCHEMA,
         "run_id": config.run_id,
         "config": config.as_dict(),
@@ -269,4 +269,4 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> dict:
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    })

@@ -1,8 +1,11 @@
 """Result records to tables: one row per run, then summaries over seeds and learning rates."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_records import record, stored_record
 
 from bitfit_edu.analysis import (
     b_k_over_b_q,
@@ -25,17 +28,7 @@ from bitfit_edu.analysis import (
     sweep_report,
 )
 from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
-from bitfit_edu.results import upgrade
-from bitfit_edu.runs import SCHEMA
-
-
-def record(method, seed, lr, scores):
-    epochs = [{"epoch": i + 1, "dev": {"score": s}} for i, s in enumerate(scores)]
-    best = max(range(len(scores)), key=scores.__getitem__)
-    return {"config": {"task": "rte", "seed": seed, "learning_rate": lr, "epochs": len(scores)}, "label": method,
-            "best": {"score": scores[best]}, "last": {"score": scores[-1]}, "best_epoch": best + 1,
-            "sizes": {"train": 100}, "params": {"trainable": 10, "trainable_without_head": 8, "total": 1000},
-            "timing": {"train_seconds": 1.0}, "epochs": epochs}
+from bitfit_edu.runs import SCHEMA, RunConfig, RunRecord
 
 
 def test_results_summary_over_seeds():
@@ -46,11 +39,12 @@ def test_results_summary_over_seeds():
     assert summary.loc[("rte", "full", 2e-5), "last"] == 70.0 and summary.loc[("rte", "full", 2e-5), "best_epoch"] == 1
 
 
-def change_record(changes):
+def change_record(changes, seed=0):
     """A record whose bias_change rows have the given mean |change| per (group, layer), init magnitude 2."""
     rows = [{"group": g, "layer": layer, "mean_abs_change": v, "mean_abs_init": 2.0}
             for (g, layer), v in changes.items()]
-    return {"bias_change": rows + [{"group": "b_LN_emb", "layer": None, "mean_abs_change": 9.0, "mean_abs_init": 1.0}]}
+    outside = {"group": "b_LN_emb", "layer": None, "mean_abs_change": 9.0, "mean_abs_init": 1.0}
+    return record(seed=seed, bias_change=[*rows, outside])
 
 
 def test_bias_change_table_averages_runs_in_paper_order():
@@ -69,9 +63,7 @@ def test_bias_change_heatmap_draws_every_cell():
 
 
 def task_record(task, method, seed, score):
-    r = record(method, seed, 1e-3, [score])
-    r["config"]["task"] = task
-    return r
+    return record(method, seed, 1e-3, [score], task=task)
 
 
 def test_main_table_means_spreads_and_average():
@@ -81,7 +73,7 @@ def test_main_table_means_spreads_and_average():
     assert means.loc["bitfit", "rte"] == pytest.approx(65.0) and means.loc["bitfit", "avg"] == pytest.approx(75.0)
     assert stds.loc["bitfit", "rte"] == pytest.approx(7.0711, abs=1e-3)
     assert stds.loc["bitfit", "avg"] == pytest.approx(7.0711, abs=1e-3)  # per-seed averages 70 and 80
-    assert mean_std_strings(means, stds).loc["bitfit", "avg"] == "75.0 ± 7.1"
+    assert mean_std_strings(means, stds).loc["BitFit", "avg"] == "75.0 ± 7.1"  # as a reader sees the method
 
 
 def test_main_table_has_no_average_for_a_method_missing_a_task():
@@ -89,7 +81,7 @@ def test_main_table_has_no_average_for_a_method_missing_a_task():
                         task_record("rte", "bitfit:b_q", 0, 0.5)])
     means, stds = main_table(frame)
     assert means.loc["bitfit", "avg"] == pytest.approx(70.0) and pd.isna(means.loc["bitfit:b_q", "avg"])
-    assert mean_std_strings(means, stds).loc["bitfit:b_q", "avg"] == ""
+    assert mean_std_strings(means, stds).loc["b_q", "avg"] == ""
 
 
 def test_main_table_refuses_mixed_learning_rates():
@@ -113,9 +105,7 @@ def test_majority_floors_leave_out_regression_tasks(shared_glue_dir):
 
 
 def test_epoch_table_pairs_dev_and_train_per_run():
-    runs = {name: {"epochs": [{"epoch": i + 1, "dev": {"score": d}, "train": {"score": t}}
-                              for i, (d, t) in enumerate(pairs)]}
-            for name, pairs in {"a": [(0.5, 0.6), (0.7, 0.8), (0.9, 0.9)], "b": [(0.1, 0.2), (0.3, 0.4)]}.items()}
+    runs = {"a": record(dev=(0.5, 0.7, 0.9), train=(0.6, 0.8, 0.9)), "b": record(dev=(0.1, 0.3), train=(0.2, 0.4))}
     table = epoch_table(runs)
     assert list(table.index) == [1, 2, 3]
     assert table.loc[2, ("a", "train")] == 80.0 and table.loc[1, ("b", "dev")] == 10.0
@@ -144,15 +134,12 @@ def test_flattening_table_flags_curves_still_rising():
     frame = runs_frame([record("bitfit", 0, 1e-3, [0.5, 0.6, 0.7]), record("bitfit", 1, 1e-3, [0.5, 0.8, 0.7]),
                         record("full", 0, 2e-5, [0.9, 0.7, 0.6])])
     table = flattening_table(frame)
-    assert table.loc["bitfit", "best_at_last_epoch"] == "50%" and table.loc["bitfit", "mean_best_epoch"] == 2.5
-    assert table.loc["full", "drop_best_to_last"] == 30.0 and table.loc["full", "runs"] == 1
+    assert table.loc["BitFit", "best_at_last_epoch"] == "50%" and table.loc["BitFit", "mean_best_epoch"] == 2.5
+    assert table.loc["Full-FT", "drop_best_to_last"] == 30.0 and table.loc["Full-FT", "runs"] == 1
 
 
 def test_learning_curves_over_seeds_one_panel_per_task_one_line_per_method():
     records = [record("bitfit", s, 1e-3, [0.5, 0.6, 0.7]) for s in range(2)] + [record("full", 0, 2e-5, [0.9, 0.8])]
-    for r in records:
-        for e in r["epochs"]:
-            e["train"] = e["dev"]
     fig = learning_curves_over_seeds(records, "test")
     (ax,) = fig.axes
     bitfit, full = ax.lines
@@ -162,17 +149,14 @@ def test_learning_curves_over_seeds_one_panel_per_task_one_line_per_method():
 
 
 def test_cost_table_minutes_per_run_and_total_hours():
-    records = [record("bitfit", s, 1e-3, [0.5]) for s in range(2)]
-    for seconds, threads, r in zip((60, 180), (2, 1), records, strict=True):  # one 2-thread, one 1-thread worker
-        r["timing"].update(wall_seconds=seconds, torch_threads=threads, memory_kind="process peak RSS")
+    records = [record("bitfit", seed, 1e-3, [0.5], timing={"wall_seconds": seconds, "torch_threads": threads})
+               for seed, (seconds, threads) in enumerate(((60, 2), (180, 1)))]  # one 2-thread, one 1-thread worker
     table = cost_table(runs_frame(records))
-    assert table.loc["bitfit", "rte"] == 2.5 and table.loc["bitfit", "total h"] == round(300 / 3600, 1)
+    assert table.loc["BitFit", "rte"] == 2.5 and table.loc["BitFit", "total h"] == round(300 / 3600, 1)
 
 
 def test_generalization_gap_is_train_minus_dev_at_the_best_epoch():
-    r = record("full", 0, 2e-5, [0.6, 0.8, 0.7])
-    for e, train in zip(r["epochs"], (0.7, 0.95, 0.99), strict=True):
-        e["train"] = {"score": train}
+    r = record("full", 0, 2e-5, [0.6, 0.8, 0.7], train=(0.7, 0.95, 0.99))
     assert runs_frame([r])["gap"].item() == pytest.approx(15.0)  # epoch 2: 95 - 80
 
 
@@ -180,9 +164,7 @@ def test_size_curve_and_where_the_curves_cross():
     records = []
     for size, (bitfit, full) in {100: (0.6, 0.5), 1000: (0.7, 0.7), 10000: (0.75, 0.8)}.items():
         for method, score in (("bitfit", bitfit), ("full", full)):
-            r = record(method, 0, 1e-3, [score])
-            r["sizes"]["train"] = size
-            records.append(r)
+            records.append(record(method, 0, 1e-3, [score], train_size=size))
     means, stds = size_curve_table(runs_frame(records))
     assert list(means.index) == [100, 1000, 10000] and means.loc[100, "bitfit"] == pytest.approx(60.0)
     assert crossings(means, "bitfit", "full") == [pytest.approx(1000.0)]
@@ -194,10 +176,8 @@ def test_size_curve_and_where_the_curves_cross():
 
 
 def test_bias_change_ranks_per_run():
-    first = change_record({("b_m2", 0): 1.0, ("b_q", 0): 3.0})
-    second = change_record({("b_m2", 0): 3.0, ("b_q", 0): 1.0})
-    for seed, r in enumerate((first, second)):
-        r["config"] = {"task": "rte", "seed": seed}
+    first = change_record({("b_m2", 0): 1.0, ("b_q", 0): 3.0}, seed=0)
+    second = change_record({("b_m2", 0): 3.0, ("b_q", 0): 1.0}, seed=1)
     ranks = bias_change_ranks([first, second])
     assert ranks.loc[("rte", 0), "b_q"] == 1 and ranks.loc[("rte", 1), "b_m2"] == 1
 
@@ -205,11 +185,12 @@ def test_bias_change_ranks_per_run():
 def test_comparison_table_puts_the_papers_average_beside_ours():
     scores = {("rte", 0): 0.60, ("rte", 1): 0.70}
     frame = runs_frame([task_record(t, m, s, v) for (t, s), v in scores.items() for m in ("full", "bitfit")])
-    table = comparison_table(*main_table(frame), ["full", "frozen", "bitfit"])
-    assert list(table.index) == ["full", "bitfit"]  # the requested order, methods without runs left out
-    assert table.loc["bitfit", "avg (ours)"] == "65.0 ± 7.1"
-    assert table.loc["full", "paper: BERT-base GLUE avg"] == "82.3"
-    floored = comparison_table(*main_table(frame), ["full", "bitfit"], floors={"rte": 52.7})
+    table = comparison_table(*main_table(frame, methods=["full", "frozen", "bitfit"]), frame=frame)
+    assert list(table.index) == ["Full-FT", "BitFit"]  # the requested order, methods without runs left out
+    assert table.loc["BitFit", "avg (ours)"] == "65.0 ± 7.1"
+    assert table.loc["Full-FT", "paper: BERT-base GLUE avg"] == "82.3"
+    assert table.loc["BitFit", "trained params (ours)"] == "10"
+    floored = comparison_table(*main_table(frame, methods=["full", "bitfit"]), floors={"rte": 52.7})
     assert floored.loc["majority class (floor)"].to_dict() == {
         "rte": "52.7", "avg (ours)": "", "paper: BERT-base GLUE avg": ""}
 
@@ -220,11 +201,14 @@ def test_comparison_table_puts_the_papers_average_beside_ours():
     (False, {}, "fp32"),
 ])
 def test_version_1_records_are_read_in_the_current_shape(bf16, timing, expected):
-    old = {"schema": "bitfit_edu.run/1", "config": {"bf16": bf16}, "timing": timing}
-    record = upgrade(old)
-    assert record_products(record) == expected and record["best_step"] is None
-    assert (record["schema"], record["schema_read_from"]) == (SCHEMA, "bitfit_edu.run/1")
-    assert old == {"schema": "bitfit_edu.run/1", "config": {"bf16": bf16}, "timing": timing}  # not changed
+    old = stored_record(RunConfig(model="m", task="rte", method="bitfit", bf16=bf16))
+    del old["best_step"], old["timing"]["matrix_products"]
+    old = {**old, "schema": "bitfit_edu.run/1", "timing": {**old["timing"], **timing}}
+    before = json.dumps(old)
+    read = RunRecord.from_json(old)
+    assert record_products(read) == expected and read.best_step is None
+    assert (read.stored["schema"], read.stored["schema_read_from"]) == (SCHEMA, "bitfit_edu.run/1")
+    assert json.dumps(old) == before  # what was read is not changed
 
 
 def test_largest_epoch_gap_over_the_epochs_both_ran():
@@ -234,8 +218,7 @@ def test_largest_epoch_gap_over_the_epochs_both_ran():
 
 def test_b_k_over_b_q_and_a_frozen_b_k():
     def with_changes(b_q, b_k):
-        return {"bias_change": [{"group": "b_q", "layer": 0, "mean_abs_change": b_q, "mean_abs_init": 1.0},
-                                {"group": "b_k", "layer": 0, "mean_abs_change": b_k, "mean_abs_init": 1.0}]}
+        return change_record({("b_q", 0): b_q, ("b_k", 0): b_k})
     assert b_k_over_b_q(with_changes(0.02, 0.01)) == pytest.approx(0.5)
     assert np.isnan(b_k_over_b_q(with_changes(0.02, 0.0)))
 
@@ -256,3 +239,4 @@ def test_sweep_report_tables_best_score_and_epoch_per_rate():
     report = sweep_report(records, epochs=2)
     assert report.startswith("best dev score:\n") and "epoch of the best dev score (of 2):" in report
     assert "70.0" in report and "60.0" in report and report.endswith("\n\n")
+    assert "BitFit" in report and "bitfit" not in report

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_records import record
 
 from bitfit_edu.analysis import runs_frame
 from bitfit_edu.claims import (
@@ -18,13 +19,12 @@ from bitfit_edu.claims import (
     verdict,
 )
 from bitfit_edu.errors import BitFitError
+from bitfit_edu.runs import RunRecord
 
 
-def grid(scores: dict[str, dict[str, list[float]]]) -> list[dict]:
-    """Minimal run records: method -> task -> one dev score (x100) per seed."""
-    return [{"config": {"task": task, "seed": seed, "learning_rate": 1e-3, "epochs": 1}, "label": method,
-             "best": {"score": s / 100}, "last": {"score": s / 100}, "best_epoch": 1, "sizes": {"train": 10},
-             "params": {"trainable": 1, "trainable_without_head": 0, "total": 9}, "timing": {"train_seconds": 1.0}}
+def grid(scores: dict[str, dict[str, list[float]]], train_size: int = 10) -> list[RunRecord]:
+    """Run records: method -> task -> one dev score (x100) per seed."""
+    return [record(method, seed, dev=(s / 100,), task=task, train_size=train_size)
             for method, tasks in scores.items() for task, seeds in tasks.items() for seed, s in enumerate(seeds)]
 
 
@@ -89,12 +89,8 @@ def test_missing_method_says_what_to_run():
 
 def size_grid(scores: dict[int, dict[str, list[float]]]) -> pd.DataFrame:
     """A size-curve frame: training size -> method -> one best dev score (x100) per seed."""
-    records = []
-    for size, methods in scores.items():
-        for r in grid({method: {"sst2": seeds} for method, seeds in methods.items()}):
-            r["sizes"]["train"] = size
-            records.append(r)
-    return runs_frame(records)
+    return runs_frame([r for size, methods in scores.items()
+                       for r in grid({method: {"sst2": seeds} for method, seeds in methods.items()}, size)])
 
 
 def test_size_curve_differences_say_who_is_ahead_per_size():

@@ -1,5 +1,7 @@
 """The command line: the accounting table, and bad input as one clear message with a non-zero exit."""
 
+import re
+
 import pytest
 
 from bitfit_edu.cli import main
@@ -59,7 +61,7 @@ def test_grid_dry_run_lists_pending_runs(capsys, tmp_path):
                  "--results", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "10 runs, 0 finished, 10 to run" in out
-    assert "bitfit:b_q+b_m2  0/1  0/1" in out  # finished seeds per variant and task
+    assert re.search(r"\nb_q \+ b_m2 +0/1  0/1\n", out)  # finished seeds per variant and task, by display name
     assert not any(tmp_path.rglob("*.json"))
 
 

@@ -36,13 +36,13 @@ import os
 import re
 
 import pytest
-from test_results import fake_record
+from synthetic_records import fake_record, stored_record
 
 from bitfit_edu import cli, training
 from bitfit_edu.cli import main
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments import run_grid
 from bitfit_edu.glue import load_split
+from bitfit_edu.grid import run_grid
 from bitfit_edu.results import ResultStore
 from bitfit_edu.runs import RunConfig
 from bitfit_edu.training import diverged, run
@@ -156,7 +156,7 @@ def test_a_failed_write_keeps_the_finished_record(tmp_path, monkeypatch):
 
 def test_a_record_with_missing_fields_names_its_file(tmp_path):
     store = ResultStore(tmp_path)
-    record = fake_record(config())
+    record = stored_record(config())
     del record["epochs"]
     store.path(config()).parent.mkdir(parents=True)
     store.path(config()).write_text(json.dumps(record))

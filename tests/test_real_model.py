@@ -28,6 +28,6 @@ def test_mean_readout_drops_the_pooler_and_counts_the_biases(classroom_model):
 def test_smoke_run_on_real_data(classroom_model, shared_glue_dir):
     config = RunConfig.from_profile(get_profile("smoke"), "mrpc", "bitfit", model=classroom_model)
     record = run(config, glue_dir=shared_glue_dir, progress=False)
-    assert record["sizes"]["train"] == 48 and record["sizes"]["evaluated"]["dev"] == 32
-    assert 0 <= record["best"]["accuracy"] <= 1 and 0 <= record["best"]["f1"] <= 1
-    assert record["best"]["score"] == (record["best"]["accuracy"] + record["best"]["f1"]) / 2
+    assert record.train_size == 48 and record.evaluated["dev"] == 32
+    accuracy, f1 = record.best.metrics["accuracy"], record.best.metrics["f1"]
+    assert 0 <= accuracy <= 1 and 0 <= f1 <= 1 and record.best.score == (accuracy + f1) / 2

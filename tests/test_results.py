@@ -1,30 +1,19 @@
 """The results store and the resumable grid: atomic records, clear errors, nothing lost on a crash."""
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
+from synthetic_records import fake_record, stored_record
 
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments import (
-    counterparts,
-    experiment_configs,
-    finished_records,
-    grid_progress,
-    load_grid,
-    pending,
-    run_grid,
-    variant_parameters,
-)
+from bitfit_edu.experiments import counterparts, experiment_configs, grid_progress, variant_parameters
+from bitfit_edu.grid import load_grid, pending, run_grid
 from bitfit_edu.profiles import get_profile
 from bitfit_edu.results import ResultStore
-from bitfit_edu.runs import SCHEMA, RunConfig
-
-
-def fake_record(config: RunConfig) -> dict:
-    return {"schema": SCHEMA, "run_id": config.run_id, "config": config.as_dict(), "label": config.label,
-            "best": {"score": 0.5}, "last": {"score": 0.5}, "best_epoch": 1, "epochs": [{"epoch": 1}],
-            "params": {}, "timing": {}}
+from bitfit_edu.runs import SCHEMA, RunConfig, RunRecord
 
 
 def configs(n=4):
@@ -36,7 +25,7 @@ def test_write_then_read_round_trips(tmp_path):
     config = configs(1)[0]
     path = store.write(fake_record(config))
     assert path == tmp_path / "rte" / f"{config.run_id}.json"
-    assert store.finished(config)["best"] == {"score": 0.5}
+    assert store.finished(config) == fake_record(config)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
     assert path.stat().st_mode & 0o777 == 0o644  # readable like any committed file, not 0600 like a temp file
 
@@ -63,7 +52,7 @@ def test_foreign_file_is_reported(tmp_path):
 def test_edited_record_is_not_reused(tmp_path):
     store = ResultStore(tmp_path)
     config = configs(1)[0]
-    record = fake_record(config)
+    record = stored_record(config)
     record["config"]["learning_rate"] = 0.5
     store.path(config).parent.mkdir(parents=True)
     store.path(config).write_text(json.dumps(record))
@@ -96,13 +85,13 @@ def test_grid_killed_midway_resumes_and_loses_nothing(tmp_path):
     assert len(store.records()) == 4
 
 
-def test_finished_records_hold_exactly_the_grids_runs(tmp_path):
+def test_loaded_records_hold_exactly_the_grids_runs(tmp_path):
     store = ResultStore(tmp_path)
     grid = configs(3)
     for config in (grid[0], grid[2], replace(grid[1], learning_rate=0.5)):  # the last: another experiment's run
         store.write(fake_record(config))
-    records, missing = finished_records(grid, store)
-    assert [r["config"]["seed"] for r in records] == [grid[0].seed, grid[2].seed] and missing == [grid[1]]
+    records, missing = store.load(grid)
+    assert [r.seed for r in records] == [grid[0].seed, grid[2].seed] and missing == [grid[1]]
 
 
 def test_grid_progress_counts_finished_seeds_per_method_and_task(tmp_path):
@@ -111,7 +100,7 @@ def test_grid_progress_counts_finished_seeds_per_method_and_task(tmp_path):
     for config in grid[:2]:
         store.write(fake_record(config))
     progress = grid_progress(grid, store)
-    assert progress.loc["bitfit", "rte"] == "2/3" and progress.loc["bitfit", "mrpc"] == "0/3"
+    assert progress.loc["BitFit", "rte"] == "2/3" and progress.loc["BitFit", "mrpc"] == "0/3"
     assert list(progress.columns) == ["rte", "mrpc"]
 
 
@@ -155,17 +144,17 @@ def test_experiment_grids():
 def test_variant_parameters_same_size_baselines(tiny_model_dir):
     table = variant_parameters(tiny_model_dir, "cls_pooler")
     trained = table["trained entries (excl. head)"]
-    assert trained["full"] > trained["bitfit"] > trained["bitfit:b_q+b_m2"] > trained["bitfit:b_q"] > 0
-    assert trained["frozen"] == 0
-    assert trained["rand_uniform"] == trained["rand_row_col"] == trained["bitfit"]  # same size as the biases
-    assert table.loc["bitfit", "paper: %param (BERT-base)"] == "0.09%"
+    assert trained["Full-FT"] > trained["BitFit"] > trained["b_q + b_m2"] > trained["b_q"] > 0
+    assert trained["Frozen"] == 0
+    assert trained["random entries"] == trained["random rows/columns"] == trained["BitFit"]  # as many as biases
+    assert table.loc["BitFit", "paper: %param (BERT-base)"] == "0.09%"
 
 
 def test_committed_results_still_match_the_code(classroom_results):
     """Changing RunConfig (a new field, say) must not orphan finished runs: their ids must not move."""
     profile = get_profile("classroom")
     for experiment in ("lr_sweep", "checks"):
-        _, missing = finished_records(experiment_configs(profile, experiment), classroom_results)
+        _, missing = classroom_results.load(experiment_configs(profile, experiment))
         assert missing == [], f"{experiment}: committed runs no longer match their configs"
 
 
@@ -197,11 +186,27 @@ def test_size_curve_budgets_steps_at_both_ends_and_reuses_the_grid_size():
 def test_a_record_of_an_unknown_version_is_one_clear_error(tmp_path):
     store = ResultStore(tmp_path)
     config = configs(1)[0]
-    record = {**fake_record(config), "schema": "bitfit_edu.run/9"}
+    record = {**stored_record(config), "schema": "bitfit_edu.run/9"}
     store.path(config).parent.mkdir(parents=True)
     store.path(config).write_text(json.dumps(record))
     with pytest.raises(BitFitError, match="schema 'bitfit_edu.run/9', which this version of bitfit_edu cannot read"):
         store.finished(config)
+
+
+def test_a_record_missing_a_field_is_one_clear_error():
+    stored = stored_record(configs(1)[0])
+    del stored["best"]
+    with pytest.raises(BitFitError, match="incomplete run record here: no best"):
+        RunRecord.from_json(stored, source="here")
+
+
+def test_records_round_trip_through_the_store_unchanged(tmp_path):
+    config = configs(1)[0]
+    stored = stored_record(config, dev=(0.4, 0.6), train=(0.5, 0.9))
+    ResultStore(tmp_path).write(RunRecord.from_json(stored))
+    read = ResultStore(tmp_path).finished(config)
+    assert json.loads(ResultStore(tmp_path).path(config).read_text()) == stored
+    assert (read.best_epoch, read.best.score, read.best_evaluation.train.score) == (2, 0.6, 0.9)
 
 
 def test_every_committed_record_loads_through_the_one_loader(classroom_results):
@@ -210,15 +215,15 @@ def test_every_committed_record_loads_through_the_one_loader(classroom_results):
                                    for kind in ("bf16_emulation_check", "notebook02"))]
     records = [record for store in stores for record in store.records()]
     assert len(records) > 150
-    assert {r["schema"] for r in records} == {SCHEMA}
-    assert all("matrix_products" in r["timing"] and "best_step" in r for r in records)
+    assert all(isinstance(r, RunRecord) and r.stored["schema"] == SCHEMA for r in records)
+    assert {r.timing.matrix_products for r in records} >= {"fp32", "bf16", "bf16, emulated in fp32"}
 
 
 def test_load_grid_reads_finished_runs_and_lists_the_missing(tmp_path):
     store, grid = ResultStore(tmp_path), configs(2)
     store.write(fake_record(grid[0]))
     records, missing = load_grid(grid, store)  # retrain=False: nothing trains
-    assert [r["run_id"] for r in records] == [grid[0].run_id] and missing == grid[1:]
+    assert [r.run_id for r in records] == [grid[0].run_id] and missing == grid[1:]
 
 
 def test_counterparts_find_the_same_run_with_kernels_and_in_fp32(tmp_path):
@@ -229,10 +234,21 @@ def test_counterparts_find_the_same_run_with_kernels_and_in_fp32(tmp_path):
         store.write(fake_record(config))
     runs = counterparts(fake_record(emulated), store, epochs=10)
     assert list(runs) == ["bf16, emulated", "bf16, kernels", "fp32"]
-    assert runs["fp32"]["config"]["bf16"] is False and runs["bf16, kernels"]["config"]["epochs"] == 10
+    assert runs["fp32"].config.bf16 is False and runs["bf16, kernels"].config.epochs == 10
 
 
 def test_committed_stores_live_under_results(classroom_results):
     assert ResultStore.committed("classroom").root == classroom_results.root
     notebook02 = classroom_results.root.parent / "notebook02" / "classroom"
     assert ResultStore.committed("classroom", "notebook02").root == notebook02
+
+
+def test_reading_records_does_not_import_the_training_engine(classroom_results):
+    """The store, the experiments, the analysis and the plots read records; only a grid trains."""
+    script = ("import sys; from bitfit_edu import analysis, claims, experiments, plots; "
+              "from bitfit_edu.results import ResultStore; from bitfit_edu.profiles import get_profile; "
+              f"ResultStore({str(classroom_results.root)!r}).load(experiments.experiment_configs("
+              "get_profile('classroom'), 'main')); "
+              "print(sorted(m for m in sys.modules if m in ('bitfit_edu.training', 'transformers.trainer')))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -34,8 +34,8 @@ def test_torchrun_trains_each_run_once_and_matches_one_process(tmp_path):
     files = sorted(p.name for p in two.root.rglob("*") if p.is_file())
     assert files == sorted(p.name for p in one.root.rglob("*.json")) and len(files) == 3  # no locks, no .tmp
     for record in one.records():
-        twin = two.read(two.root / record["config"]["task"] / f"{record['run_id']}.json")
-        assert twin["sizes"] == record["sizes"]
-        for ours, theirs in zip(twin["epochs"], record["epochs"], strict=True):
-            assert abs(ours["dev"]["score"] - theirs["dev"]["score"]) <= TOLERANCE["dev score"]
-            assert abs(ours["train_loss"] - theirs["train_loss"]) <= TOLERANCE["training loss"]
+        twin = two.read(two.root / record.task / f"{record.run_id}.json")
+        assert (twin.train_size, twin.evaluated) == (record.train_size, record.evaluated)
+        for ours, theirs in zip(twin.epochs, record.epochs, strict=True):
+            assert abs(ours.dev.score - theirs.dev.score) <= TOLERANCE["dev score"]
+            assert abs(ours.train_loss - theirs.train_loss) <= TOLERANCE["training loss"]

@@ -17,32 +17,32 @@ def tiny_run(model_dir, glue_dir, method, task="rte", **overrides):
 
 def test_bitfit_record(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit")
-    assert record["sizes"] == {"train": 24, "evaluated": {"dev": 24, "train": 8}}
-    assert [e["epoch"] for e in record["epochs"]] == [1, 2]
-    for epoch in record["epochs"]:
-        assert set(epoch["dev"]) >= {"accuracy", "score", "loss"} and "accuracy" in epoch["train"]
-        assert epoch["train_loss"] > 0
-    assert record["best"] == record["epochs"][record["best_epoch"] - 1]["dev"]
-    assert record["params"]["trainable_without_head"] == record["params"]["biases"]
-    assert len(record["bias_change"]) == 2 * 8 + 2
+    assert (record.train_size, record.evaluated) == (24, {"dev": 24, "train": 8})
+    assert [e.epoch for e in record.epochs] == [1, 2]
+    for epoch in record.epochs:
+        assert set(epoch.dev.metrics) == {"accuracy"} and epoch.dev.loss > 0 and "accuracy" in epoch.train.metrics
+        assert epoch.train_loss > 0
+    assert record.best == record.epochs[record.best_epoch - 1].dev == record.best_evaluation.dev
+    assert record.params.trainable_without_head == record.params.biases
+    assert len(record.bias_change) == 2 * 8 + 2
     # every bias moves, except that b_k need not (its gradient is zero in exact arithmetic)
-    assert all(row["mean_abs_change"] > 0 for row in record["bias_change"] if row["group"] != "b_k")
-    timing = record["timing"]
-    assert timing["train_seconds"] > 0 and timing["train_tokens_per_second"] > 0 and timing["peak_memory_mb"] > 0
-    assert timing["device"] == precision.hardware_name()  # e.g. 'CPU (AVX2)': says whether bf16 had kernels
+    assert all(row.mean_abs_change > 0 for row in record.bias_change if row.group != "b_k")
+    timing = record.timing
+    assert timing.train_seconds > 0 and timing.train_tokens_per_second > 0 and timing.peak_memory_mb > 0
+    assert timing.device == precision.hardware_name()  # e.g. 'CPU (AVX2)': says whether bf16 had kernels
 
 
 def test_frozen_leaves_every_bias_unchanged(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "frozen")
-    assert all(row["mean_abs_change"] == 0 for row in record["bias_change"])
-    assert record["params"]["trainable_without_head"] == 0
+    assert all(row.mean_abs_change == 0 for row in record.bias_change)
+    assert record.params.trainable_without_head == 0
 
 
 def test_regression_task_and_bitfit_subset(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", task="stsb", groups=("b_q", "b_m2"))
-    assert record["label"] == "bitfit:b_q+b_m2"
-    assert set(record["best"]) >= {"pearson", "spearmanr", "score"}
-    moved = {row["group"] for row in record["bias_change"] if row["mean_abs_change"] > 0}
+    assert record.label == "bitfit:b_q+b_m2"
+    assert set(record.best.metrics) == {"pearson", "spearmanr"}
+    moved = {row.group for row in record.bias_change if row.mean_abs_change > 0}
     assert moved == {"b_q", "b_m2"}
 
 
@@ -50,16 +50,16 @@ def test_regression_task_and_bitfit_subset(tiny_model_dir, glue_dir):
 def test_bf16_autocast_runs_with_or_without_kernels(kernels, products, tiny_model_dir, glue_dir, monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda: kernels)  # a tiny model is quick either way
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", bf16=True)
-    assert record["config"]["bf16"] and len(record["epochs"]) == 2
-    assert record["timing"]["matrix_products"] == products
-    assert all(0 <= e["dev"]["accuracy"] <= 1 for e in record["epochs"])
+    assert record.config.bf16 and len(record.epochs) == 2
+    assert record.timing.matrix_products == products
+    assert all(0 <= e.dev.metrics["accuracy"] <= 1 for e in record.epochs)
 
 
 def test_step_budget_evaluates_every_k_steps(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", max_steps=6, eval_every=2)  # 24 examples, batch 8
-    assert [e["step"] for e in record["epochs"]] == [2, 4, 6]
-    assert [e["epoch"] for e in record["epochs"]] == [0.67, 1.33, 2.0]
-    assert record["best_step"] in (2, 4, 6) and record["config"]["max_steps"] == 6
+    assert [e.step for e in record.epochs] == [2, 4, 6]
+    assert [e.epoch for e in record.epochs] == [0.67, 1.33, 2.0]
+    assert record.best_step in (2, 4, 6) and record.config.max_steps == 6
 
 
 @pytest.mark.parametrize("budget,message", [
@@ -74,8 +74,8 @@ def test_bad_step_budget_is_rejected(budget, message):
 
 def test_mean_readout_runs(tiny_model_dir, glue_dir):
     record = tiny_run(tiny_model_dir, glue_dir, "bitfit", task="sst2", readout="mean")
-    assert "b_pooler" not in {row["group"] for row in record["bias_change"]}  # mean pooling drops the pooler
-    assert record["readout"].startswith("mean")
+    assert "b_pooler" not in {row.group for row in record.bias_change}  # mean pooling drops the pooler
+    assert record.readout.startswith("mean")
 
 
 @pytest.mark.parametrize("field,value,message", [
