@@ -95,6 +95,8 @@ def cmd_grid(args) -> None:
                                  None if args.tasks is None else _csv(args.tasks, "--tasks"),
                                  None if args.seeds is None else _ints(args.seeds, "--seeds"))
     configs = list(dict.fromkeys(c.with_data(args.glue_dir) for c in configs))  # 'rte,RTE': one run once
+    if args.methods is not None:
+        configs = only_methods(configs, _csv(args.methods, "--methods"))
     if not configs:
         raise BitFitError(f"experiment {args.experiment!r} has no runs in profile {profile.name!r} "
                           "(it sets no sizes for it): choose another profile, e.g. --profile classroom")
@@ -117,6 +119,16 @@ def cmd_grid(args) -> None:
         return
     report = run_grid(mine, store, glue_dir=args.glue_dir)
     print(f"trained {len(report.trained)} runs")
+
+
+def only_methods(configs: list[RunConfig], labels: list[str]) -> list[RunConfig]:
+    """The configs of the given method labels; a label the experiment does not have is an error."""
+    known = list(dict.fromkeys(config.label for config in configs))
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise BitFitError(f"--methods {','.join(unknown)}: not in this experiment, "
+                          f"whose methods are {', '.join(known)}")
+    return [config for config in configs if config.label in labels]
 
 
 def cmd_report(args) -> None:
@@ -210,6 +222,8 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep, checks or size_curve")
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
+    grid.add_argument("--methods", help="comma separated method labels to keep, e.g. bitfit:b_q+b_m2 "
+                                        "(default: every method of the experiment)")
     grid.add_argument("--results", default="results")
     bf16_option(grid, "every run")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")

@@ -7,6 +7,7 @@ from synthetic_records import record
 
 from bitfit_edu.analysis import runs_frame
 from bitfit_edu.claims import (
+    ABLATION_CLAIMS,
     FAILS,
     HOLDS,
     MAIN_CLAIMS,
@@ -55,7 +56,7 @@ def test_a_partly_run_task_does_not_hold_back_the_finished_ones():
     ("worse", np.nan, np.nan, UNRESOLVED),
 ])
 def test_verdict_reads_the_interval(kind, low, high, expected):
-    assert verdict(kind, low, high, tolerance=1.5) == expected
+    assert verdict(kind, low, high, margin=1.5) == expected
 
 
 def test_check_claims_table():
@@ -119,3 +120,10 @@ def test_size_curve_without_runs_of_a_method_says_what_to_run():
     for frame in (size_grid({}), size_grid({100: {"bitfit": [60, 61]}})):
         with pytest.raises(BitFitError, match="no finished runs of .* run its grid first"):
             size_curve_differences(frame)
+
+
+def test_every_similar_claim_has_a_margin_fixed_from_the_paper():
+    similar = [c for c in (*MAIN_CLAIMS, *ABLATION_CLAIMS) if c.kind == "similar"]
+    assert {c.statement: c.margin for c in similar} == {"BitFit matches Full-FT": 1.0,
+                                                        "b_q + b_m2 come close to all biases": 1.5}
+    assert all(c.margin is None for c in (*MAIN_CLAIMS, *ABLATION_CLAIMS) if c.kind == "worse")

@@ -100,3 +100,12 @@ def test_demo_shows_one_bar_per_run_then_the_table(shared_glue_dir, tmp_path, ca
     assert all(f"sst2 {name} seed 0: 100%" in captured.err for name in ("Full-FT", "BitFit", "Frozen"))
     assert f"GLUE from {shared_glue_dir.resolve()}" in captured.out  # the folder it was given
     assert main(argv) == 0 and "100%" not in capsys.readouterr().err  # the second time reuses the runs
+
+
+def test_grid_methods_keeps_the_named_variants(capsys, tmp_path):
+    grid = ["grid", "--profile", "smoke", "--experiment", "ablation", "--tasks", "rte", "--results", str(tmp_path),
+            "--dry-run"]
+    assert main([*grid, "--methods", "bitfit:b_q+b_m2,bitfit:b_q"]) == 0
+    assert "2 runs, 0 finished, 2 to run" in capsys.readouterr().out
+    assert main([*grid, "--methods", "b_q"]) == 2
+    assert "--methods b_q: not in this experiment, whose methods are bitfit:b_q+b_m2" in capsys.readouterr().err
