@@ -16,14 +16,16 @@ from . import locations, paper, precision
 from .accounting import accounting_table, load_config
 from .analysis import results_summary, runs_frame
 from .biases import census_table
+from .deltas import DELTA_METHODS
 from .errors import BitFitError
 from .experiments import MAIN, experiment_configs, grid_progress
 from .glue import get_task
-from .grid import pending, run_grid, worker_runs
+from .grid import delta_path, pending, run_grid, worker_runs
 from .methods import display_name, parse_label
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
+from .serving import PAIR_SEPARATOR, predict, serve
 from .training import is_main_process
 
 
@@ -80,11 +82,16 @@ def cmd_run(args) -> None:
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
                                     learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
                                     bf16=args.bf16).with_data(args.glue_dir)
+    if args.deltas and config.method not in DELTA_METHODS:
+        raise BitFitError(f"{config.label} trains more than biases and a head, so it has no delta: drop --deltas "
+                          "(deltas are for bitfit, its variants, and frozen)")
     store = ResultStore(Path(args.results) / profile.name)
-    report = run_grid([config], store, glue_dir=args.glue_dir)
+    report = run_grid([config], store, glue_dir=args.glue_dir, deltas=args.deltas)
     record = store.finished(config)
     state = "trained" if report.trained else "already finished"
     print(f"{state}: {store.path(config)}")
+    if args.deltas:
+        print(f"delta: {delta_path(config, args.deltas)}")
     print(f"best dev {config.task_spec.metrics} at epoch {record.best_epoch}: "
           + ", ".join(f"{k}={v:.4f}" for k, v in {**record.best.metrics, "score": record.best.score}.items()))
 
@@ -171,12 +178,34 @@ def cmd_demo(args) -> None:
           f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
           f"{first.number_format}, seed 0, profile {profile.name!r}.\n{locations.describe(args.glue_dir)}.\n"
           f"Runs are kept in {store.root} (delete it to retrain).")
-    run_grid(configs, store, glue_dir=args.glue_dir)
+    run_grid(configs, store, glue_dir=args.glue_dir, deltas=args.deltas)
     table = demo_table([store.finished(c) for c in configs])
     print(f"\nDev {' / '.join(task.metrics)} (x100; the mean of both where there are two):")
     print(table.to_string())
     print(f"\nThe last column is the paper's, not ours: {paper.CITATION}, BERT-base, "
           "the average over the 8 GLUE tasks, not this task alone.")
+
+
+def cmd_predict(args) -> None:
+    texts = list(args.text)
+    if args.tsv:
+        texts += _tsv_texts(args.tsv)
+    if not texts:
+        raise BitFitError("nothing to predict: give sentences (a pair as 'first ||| second') or --tsv FILE")
+    server = serve(args.delta)
+    answers = predict(server, texts)
+    answers["value"] = answers["value"].map("{:.3f}".format)
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+        print(answers.to_string(index=False))
+
+
+def _tsv_texts(path: str) -> list[str]:
+    """Texts from a TSV file: one sentence per line, or a pair in two tab-separated columns."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BitFitError(f"cannot read --tsv {path}: {error}") from None
+    return [PAIR_SEPARATOR.join(line.split("\t")) for line in lines if line.strip()]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -215,6 +244,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--train-size", type=int)
     bf16_option(run, "this run")
     run.add_argument("--results", default="results")
+    run.add_argument("--deltas", metavar="DIR",
+                     help="also save the trained biases and head as DIR/<run id>.safetensors (bitfit and frozen; "
+                          "a finished run without one trains again)")
     run.set_defaults(func=cmd_run)
 
     grid = sub.add_parser("grid", help="run an experiment grid, skipping finished runs (resumable)")
@@ -243,7 +275,16 @@ def parser() -> argparse.ArgumentParser:
                       help="bf16 autocast on or off (default: the profile's where this machine has bfloat16 "
                            "kernels, fp32 elsewhere)")
     demo.add_argument("--results", default="runs/demo")
+    demo.add_argument("--deltas", metavar="DIR", help="also save the BitFit and Frozen runs' deltas in DIR")
     demo.set_defaults(func=cmd_demo)
+
+    predict_parser = sub.add_parser("predict", help="answer sentences with saved task deltas on one backbone")
+    predict_parser.add_argument("--delta", action="append", required=True, metavar="FILE",
+                                help="a delta file (repeat for several tasks on one backbone)")
+    predict_parser.add_argument("--tsv", help="a file of sentences, one per line, or pairs in two tab-separated "
+                                              "columns")
+    predict_parser.add_argument("text", nargs="*", help="sentences; a pair written 'first ||| second'")
+    predict_parser.set_defaults(func=cmd_predict)
     return main
 
 

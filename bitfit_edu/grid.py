@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .deltas import DELTA_METHODS
 from .errors import BitFitError
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
@@ -53,11 +54,13 @@ def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[Run
 
 
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
-             run_fn: Callable[..., RunRecord] = run) -> GridReport:
+             run_fn: Callable[..., RunRecord] = run, deltas: str | Path | None = None) -> GridReport:
     """Train every pending run, writing each record as soon as it finishes. A run listed twice trains
-    once; a run another worker has claimed (``ResultStore.claim``) or finished meanwhile is skipped."""
+    once; a run another worker has claimed (``ResultStore.claim``) or finished meanwhile is skipped.
+    With ``deltas`` (a folder), each BitFit or Frozen run also saves its delta there (``delta_path``), and
+    a finished run whose delta is missing trains again (a record holds no weights)."""
     configs = list(dict.fromkeys(config.with_data(glue_dir) for config in configs))
-    todo = pending(configs, store)
+    todo = [config for config in configs if store.finished(config) is None or _delta_missing(config, deltas)]
     report = GridReport(skipped=len(configs) - len(todo))
     writer = is_main_process()  # under torchrun, one process writes the records
     alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
@@ -65,10 +68,24 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
         store.check_writable()
     for config in todo:
         with store.claim(config) if alone else contextlib.nullcontext(True) as claimed:
-            if not claimed or store.finished(config):
+            if not claimed or (store.finished(config) and not _delta_missing(config, deltas)):
                 report.skipped += 1
                 continue
-            record = run_fn(config, glue_dir=glue_dir, progress=progress)
+            delta = {"delta": delta_path(config, deltas)} if delta_path(config, deltas) else {}
+            record = run_fn(config, glue_dir=glue_dir, progress=progress, **delta)
             if writer:
                 report.trained.append(store.write(record))
     return report
+
+
+def delta_path(config: RunConfig, deltas: str | Path | None) -> Path | None:
+    """Where a run saves its delta in the folder ``deltas``: ``<run id>.safetensors``; None for a run
+    that has no delta (Full-FT, the random baselines) or without a folder."""
+    if deltas is None or config.method not in DELTA_METHODS:
+        return None
+    return Path(deltas) / f"{config.run_id}.safetensors"
+
+
+def _delta_missing(config: RunConfig, deltas: str | Path | None) -> bool:
+    path = delta_path(config, deltas)
+    return path is not None and not path.exists()

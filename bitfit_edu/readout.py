@@ -55,9 +55,7 @@ class MeanPoolingClassifier(nn.Module):
                 labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(mean_pool(hidden, attention_mask)))
         loss = None
         if labels is not None:
             if self.num_labels == 1:
@@ -65,6 +63,12 @@ class MeanPoolingClassifier(nn.Module):
             else:
                 loss = nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """mean_t(h_t) over each row's real tokens (padding masked out): (batch, tokens, H) -> (batch, H)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _cannot_load(model_name: str, error: Exception) -> BitFitError:

@@ -16,10 +16,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import datasets
 import torch
 import transformers
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
@@ -32,6 +34,7 @@ from transformers import (
 
 from . import glue, precision
 from .biases import bias_census, snapshot_biases
+from .deltas import DeltaManifest, backbone_digest, package_version, reference_for, save_delta
 from .errors import BitFitError
 from .methods import PreparedModel, display_name, optimizer_groups, prepare
 from .metrics import trainer_metrics
@@ -202,14 +205,29 @@ def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
     ]
 
 
+def save_run_delta(model: nn.Module, config: RunConfig, data: PreparedData, tokenizer, path: str | Path,
+                   reference_rows: int = 4) -> Path:
+    """Save a trained run's delta, with the logits it gives its first dev examples as the reference."""
+    dev = data.evaluation["dev"].select(range(min(reference_rows, len(data.evaluation["dev"]))))
+    batch = DataCollatorWithPadding(tokenizer)([{k: row[k] for k in tokenizer.model_input_names if k in row}
+                                                for row in dev])
+    task = config.task_spec
+    manifest = DeltaManifest(
+        model=config.model, backbone_sha256=backbone_digest(model), readout=config.readout, task=task.name,
+        label_names=task.label_names or (), num_labels=task.num_labels, label=config.label, tensors={},
+        package_version=package_version(), reference=reference_for(model, dict(batch)))
+    return save_delta(model, path, manifest)
+
+
 def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run(config: RunConfig, glue_dir=None, progress: bool = True) -> RunRecord:
-    """Train and evaluate one configuration; returns its result record (see ``results`` for storage)."""
+def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Path | None = None) -> RunRecord:
+    """Train and evaluate one configuration; returns its result record (see ``results`` for storage).
+    With ``delta``, a bias-only run also saves what it trained there (``deltas.save_delta``)."""
     config = config.validated().with_data(glue_dir)  # the record names the data it was trained on
     set_progress_bars(False)  # loading and tokenizing stay quiet: a run shows one bar, RunProgress
     started = time.perf_counter()
@@ -234,6 +252,8 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True) -> RunRecord:
     if where:
         raise BitFitError(f"run {config.run_id} diverged ({where} not a finite number): no record was written. "
                           "Lower the learning rate, or check the data for non-finite labels")
+    if delta is not None and is_main_process():
+        save_run_delta(prepared.model, config, data, tokenizer, delta)
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
     examples_seen = config.max_steps * config.batch_size if config.max_steps else len(data.train) * config.epochs

@@ -109,3 +109,26 @@ def test_grid_methods_keeps_the_named_variants(capsys, tmp_path):
     assert "2 runs, 0 finished, 2 to run" in capsys.readouterr().out
     assert main([*grid, "--methods", "b_q"]) == 2
     assert "--methods b_q: not in this experiment, whose methods are bitfit:b_q+b_m2" in capsys.readouterr().err
+
+
+def test_run_saves_a_delta_and_predict_answers_with_it(shared_glue_dir, tmp_path, capsys):
+    deltas = tmp_path / "deltas"
+    run = ["run", "--profile", "smoke", "--task", "mrpc", "--method", "bitfit", "--glue-dir", str(shared_glue_dir),
+           "--results", str(tmp_path / "results"), "--deltas", str(deltas)]
+    assert main(run) == 0
+    (delta,) = deltas.glob("*.safetensors")
+    assert f"delta: {delta}" in capsys.readouterr().out
+    assert main(["predict", "--delta", str(delta), "He said hello. ||| He greeted us."]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"He said hello\. \|\|\| He greeted us\.\s+mrpc\s+(not_)?equivalent\s+0\.\d{3}", out)
+    assert main(["predict", "--delta", str(delta), "one sentence alone"]) == 2
+    assert "MRPC reads a sentence pair, written 'first ||| second'" in capsys.readouterr().err
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("A cat sat.\tA cat was sitting.\nIt rained.\tThe sun shone.\n")
+    assert main(["predict", "--delta", str(delta), "--tsv", str(tsv)]) == 0
+    assert capsys.readouterr().out.count("mrpc") == 2
+
+
+def test_full_fine_tuning_has_no_delta_to_save(tmp_path, capsys):
+    assert main(["run", "--profile", "smoke", "--task", "rte", "--method", "full", "--deltas", str(tmp_path)]) == 2
+    assert "full trains more than biases and a head, so it has no delta" in capsys.readouterr().err

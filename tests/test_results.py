@@ -252,3 +252,19 @@ def test_reading_records_does_not_import_the_training_engine(classroom_results):
               "print(sorted(m for m in sys.modules if m in ('bitfit_edu.training', 'transformers.trainer')))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_finished_run_without_its_delta_trains_again(tmp_path):
+    store, (config,) = ResultStore(tmp_path / "results"), configs(1)
+    store.write(fake_record(config))
+    trained = []
+
+    def saving_run(config, glue_dir=None, progress=False, delta=None):
+        trained.append(config)
+        delta.parent.mkdir(parents=True, exist_ok=True)
+        delta.write_bytes(b"delta")
+        return fake_record(config)
+
+    run_grid([config], store, run_fn=saving_run, progress=False, deltas=tmp_path / "deltas")
+    run_grid([config], store, run_fn=saving_run, progress=False, deltas=tmp_path / "deltas")
+    assert trained == [config] and (tmp_path / "deltas" / f"{config.run_id}.safetensors").exists()

@@ -1,0 +1,199 @@
+"""A task as a file: the biases BitFit trained and the task head, kept apart from the frozen backbone.
+
+BitFit leaves every weight matrix and LayerNorm gain of the pre-trained encoder untouched, so what a task
+adds is a few kilobytes: the trained bias vectors (b_q, b_m2, ...) and the head (W_c, b_c). A delta file
+holds exactly those tensors, as safetensors, named as in the model (``bert.encoder.layer.0.attention.self.
+query.bias``, ``classifier.weight``...). Its header carries a JSON manifest: the model and a hash of the
+backbone it was trained on, the readout, the task and its labels, the method and its bias groups, every
+tensor's name and shape, the package version, and a few reference inputs with the logits the fine-tuned
+model gave them, so that anyone who loads the delta can check they get the same model back.
+
+``load_delta`` checks everything before it changes anything: a delta made for another backbone, a
+missing or extra tensor, a wrong shape or a corrupt file each get one clear error, and the backbone is
+left as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .biases import bias_census, head_parameters
+from .errors import BitFitError
+
+FORMAT = "bitfit_edu.delta/1"
+DELTA_METHODS = ("bitfit", "frozen")  # the methods whose runs change only biases and the head
+MANIFEST_KEY = "bitfit_edu.delta"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A few tokenized inputs and the logits the fine-tuned model gave them (fp32, eval mode)."""
+
+    inputs: dict[str, list[list[int]]]  # input_ids, attention_mask (and token_type_ids), padded
+    logits: list[list[float]]
+
+
+@dataclass(frozen=True)
+class DeltaManifest:
+    """What a delta file says about itself."""
+
+    model: str  # the backbone's name on the hub, e.g. 'sentence-transformers/all-MiniLM-L6-v2'
+    backbone_sha256: str  # ``backbone_digest`` of the backbone it was trained on
+    readout: str
+    task: str
+    label_names: tuple[str, ...]  # () for a regression task
+    num_labels: int
+    label: str  # the method label: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'
+    tensors: dict[str, list[int]]  # name -> shape
+    package_version: str
+    reference: Reference | None = None
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> DeltaManifest:
+        try:
+            stored = json.loads(text)
+            if stored.get("format") != FORMAT:
+                raise BitFitError(f"{source} is a delta of format {stored.get('format')!r}; this version of "
+                                  f"bitfit_edu reads {FORMAT!r}: update the package")
+            reference = stored.pop("reference", None)
+            return cls(**{**stored, "label_names": tuple(stored["label_names"]),
+                          "reference": Reference(**reference) if reference else None})
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
+            raise BitFitError(f"corrupt delta file {source}: its manifest cannot be read ({error}). "
+                              "Save the delta again from its run") from None
+
+
+def backbone_digest(model: nn.Module) -> str:
+    """SHA-256 of everything a delta does not replace: every encoder parameter but the bias terms (names,
+    shapes and fp32 values, in name order). Equal digests: the same pre-trained backbone."""
+    head = head_parameters(model)
+    biases = {term.name for term in bias_census(model)}
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters()):
+        if name in head or name in biases:
+            continue
+        digest.update(f"{name}:{tuple(parameter.shape)};".encode())
+        digest.update(parameter.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def delta_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a task trained into ``model`` (``methods.prepare`` marks it): its bias terms and its head.
+    Only a bias-only method (BitFit and its subsets, or Frozen: the head alone) has a delta."""
+    biases = {term.name for term in bias_census(model)}
+    head = head_parameters(model)
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    other = sorted(set(trained) - biases - set(head))
+    if other:
+        raise BitFitError(f"this model trained more than biases and its head ({other[0]}, and "
+                          f"{len(other) - 1} more): only BitFit and Frozen runs have a bias delta")
+    return {name: p.detach().to(torch.float32).cpu().contiguous() for name, p in trained.items()}
+
+
+def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest) -> Path:
+    """Write the delta of ``model`` to ``path`` (``.safetensors``); ``manifest.tensors`` is filled in here."""
+    tensors = delta_tensors(model)
+    manifest = DeltaManifest(**{**asdict(manifest), "label_names": manifest.label_names,
+                                "reference": manifest.reference,
+                                "tensors": {name: list(t.shape) for name, t in tensors.items()}})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path, metadata={MANIFEST_KEY: manifest.to_json()})
+    return path
+
+
+def read_delta(path: str | Path) -> tuple[DeltaManifest, dict[str, torch.Tensor]]:
+    """A delta's manifest and tensors, or one clear error for a file that is not a readable delta."""
+    path = Path(path)
+    if not path.is_file():
+        raise BitFitError(f"no delta file at {path}: give the path of a .safetensors file saved by "
+                          "'python -m bitfit_edu run ... --save-delta'")
+    try:
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise BitFitError(f"corrupt delta file {path}: not a readable safetensors file ({error}). "
+                          "Save the delta again from its run") from None
+    if MANIFEST_KEY not in metadata:
+        raise BitFitError(f"{path} is a safetensors file but not a bitfit_edu delta (no manifest): "
+                          "save deltas with 'python -m bitfit_edu run ... --save-delta'")
+    manifest = DeltaManifest.from_json(metadata[MANIFEST_KEY], str(path))
+    listed, present = set(manifest.tensors), set(tensors)
+    if listed != present:
+        raise BitFitError(f"corrupt delta file {path}: its manifest lists {sorted(listed - present) or 'no'} "
+                          f"tensors it lacks and it holds {sorted(present - listed) or 'no'} tensors it does not list")
+    return manifest, tensors
+
+
+def check_fits(model: nn.Module, manifest: DeltaManifest, tensors: dict[str, torch.Tensor], source: str,
+               digest: str | None = None) -> None:
+    """One clear error unless the delta fits ``model``: same backbone, and a parameter of the same shape
+    for every tensor. ``digest``: the model's ``backbone_digest``, if already known."""
+    digest = digest or backbone_digest(model)
+    if manifest.backbone_sha256 != digest:
+        raise BitFitError(f"{source} was trained on another backbone: {manifest.model} with weights "
+                          f"{manifest.backbone_sha256[:12]}..., and this model's weights are {digest[:12]}...: "
+                          f"load it onto {manifest.model}")
+    parameters = dict(model.named_parameters())
+    missing = [name for name in tensors if name not in parameters]
+    if missing:
+        raise BitFitError(f"{source} holds {missing[0]}, which this model does not have"
+                          f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}: was it saved "
+                          f"from a model with the {manifest.readout} readout?")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(parameters[name].shape):
+            raise BitFitError(f"{source}: {name} has shape {tuple(tensor.shape)}, the model's has "
+                              f"{tuple(parameters[name].shape)}: a head for {manifest.num_labels} labels "
+                              f"({manifest.task}) needs a model built with num_labels={manifest.num_labels}")
+
+
+def load_delta(model: nn.Module, path: str | Path) -> DeltaManifest:
+    """Apply the delta at ``path`` to ``model`` (its backbone's pre-trained weights, a head of the task's
+    size). Everything is checked first: on any error the model is left untouched."""
+    manifest, tensors = read_delta(path)
+    check_fits(model, manifest, tensors, str(path))
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            parameters[name].copy_(tensor)
+    return manifest
+
+
+@torch.no_grad()
+def reference_for(model: nn.Module, batch: dict[str, torch.Tensor]) -> Reference:
+    """``model``'s fp32 logits, in eval mode, for a tokenized ``batch``: stored in a delta's manifest."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+    model.train(was_training)
+    return Reference({k: v.tolist() for k, v in batch.items()}, logits.tolist())
+
+
+@torch.no_grad()
+def reference_gap(model: nn.Module, reference: Reference) -> float:
+    """Largest |logit difference| between ``model`` and a delta's reference logits: 0 for the same model."""
+    batch = {k: torch.tensor(v) for k, v in reference.inputs.items()}
+    logits = model.eval()(**batch).logits.float()
+    return float((logits - torch.tensor(reference.logits)).abs().max())
+
+
+def package_version() -> str:
+    try:
+        return version("bitfit_edu")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"

@@ -1,0 +1,92 @@
+"""One backbone, many tasks: switching gives each fine-tuned model's logits, and a mixed-task batch answered
+in one forward pass gives each row what its own task's model gives it."""
+
+import pytest
+import torch
+from conftest import write_synthetic_glue
+
+from bitfit_edu.deltas import read_delta, reference_gap
+from bitfit_edu.errors import BitFitError
+from bitfit_edu.readout import load_classifier, load_tokenizer
+from bitfit_edu.runs import RunConfig
+from bitfit_edu.serving import MultiTask
+from bitfit_edu.training import run
+
+TASKS = {"rte": ("bitfit", None), "stsb": ("bitfit", ("b_q", "b_m2")), "sst2": ("frozen", None)}
+
+
+@pytest.fixture(scope="module", params=["mean", "cls_pooler"])
+def deltas(request, tiny_model_dir, tmp_path_factory):
+    """Three tiny real runs of one readout: two labels (BitFit), a regression (b_q + b_m2), a head alone."""
+    folder = tmp_path_factory.mktemp(f"serving-{request.param}")
+    glue_dir = write_synthetic_glue(folder / "glue")
+    paths = {}
+    for task, (method, groups) in TASKS.items():
+        config = RunConfig(model=tiny_model_dir, task=task, method=method, groups=groups, epochs=2, batch_size=8,
+                           train_eval_size=8, learning_rate=1e-2, readout=request.param)
+        paths[task] = folder / f"{task}.safetensors"
+        run(config, glue_dir=glue_dir, progress=False, delta=paths[task])
+    return request.param, paths
+
+
+def served(tiny_model_dir, readout, paths):
+    server = MultiTask(load_classifier(tiny_model_dir, 2, readout, seed=7))
+    for path in paths.values():
+        server.add(path)
+    return server
+
+
+def test_switching_gives_each_fine_tuned_models_logits(deltas, tiny_model_dir):
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, paths)
+    for task in [*TASKS, *reversed(TASKS)]:  # there and back: a switch leaves nothing of the previous task
+        server.switch(task)
+        assert reference_gap(server.model, read_delta(paths[task])[0].reference) <= 1e-6
+
+
+def mixed_batch(tiny_model_dir):
+    tokenizer = load_tokenizer(tiny_model_dir)
+    pairs = [("the cat sat", "a dog ran"), ("big red film", "bad plot"), ("the mat", "a very good film is"),
+             ("not good", "very bad"), ("cat", "dog sat on the mat"), ("a", "the")]
+    return tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")
+
+
+def test_a_mixed_batch_matches_the_per_task_forwards(deltas, tiny_model_dir):
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, paths)
+    batch = mixed_batch(tiny_model_dir)
+    tasks = ["rte", "stsb", "sst2", "stsb", "rte", "sst2"]
+    mixed = server.mixed_logits(batch, tasks)
+    for task in TASKS:
+        server.switch(task)
+        alone = server.logits(batch)
+        for row, row_task in enumerate(tasks):
+            if row_task == task:
+                assert mixed[row].shape == alone[row].shape
+                assert (mixed[row] - alone[row]).abs().max() <= 1e-5
+    assert [len(logits) for logits in mixed] == [2, 1, 2, 1, 2, 2]  # STS-B is a regression
+
+
+def test_a_mixed_batch_copies_no_weight_matrix_and_restores_the_backbone(deltas, tiny_model_dir):
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, paths)
+    modules_before = dict(server.model.named_modules())
+    weights = {n: p.data_ptr() for n, p in server.model.named_parameters() if not n.endswith(".bias")}
+    server.mixed_logits(mixed_batch(tiny_model_dir), ["rte"] * 3 + ["stsb"] * 3)
+    assert dict(server.model.named_modules()) == modules_before
+    assert {n: p.data_ptr() for n, p in server.model.named_parameters() if not n.endswith(".bias")} == weights
+
+
+def test_serving_mistakes_get_clear_errors(deltas, tiny_model_dir):
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, paths)
+    with pytest.raises(BitFitError, match="a task named 'rte' is loaded already"):
+        server.add(paths["rte"])
+    with pytest.raises(BitFitError, match="no task 'cola' loaded; loaded: rte, stsb, sst2"):
+        server.switch("cola")
+    with pytest.raises(BitFitError, match="2 task names for a batch of 6 rows"):
+        server.mixed_logits(mixed_batch(tiny_model_dir), ["rte", "stsb"])
+    fresh = MultiTask(load_classifier(tiny_model_dir, 2, readout))
+    with pytest.raises(BitFitError, match="no task is switched in"):
+        fresh.logits(mixed_batch(tiny_model_dir))
+    assert torch.is_tensor(server.mixed_logits(mixed_batch(tiny_model_dir), ["rte"] * 6)[0])
