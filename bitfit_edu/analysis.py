@@ -224,3 +224,14 @@ def epoch_table(records: dict[str, RunRecord]) -> pd.DataFrame:
     table = pd.DataFrame(columns)
     table.index.name = "epoch"
     return table
+
+
+def deployment_benchmark(stored: dict) -> dict[str, pd.DataFrame]:
+    """The tables of ``benchmarks/deployment.py``'s JSON: 'training' (per method and batch: seconds per
+    step, tokens per second, process peak and training memory in MB), 'padding' and 'targets'."""
+    training = pd.DataFrame(stored["training"]).assign(method=lambda f: f["method"].map(display_name))
+    training = training.set_index(["batch", "method"])[
+        ["seconds_per_step", "tokens_per_second", "peak_rss_mb", "training_memory_mb"]]
+    padding = pd.DataFrame(stored["padding"]).set_index("padding")
+    targets = pd.DataFrame(stored["targets"]).T
+    return {"training": training, "padding": padding, "targets": targets}

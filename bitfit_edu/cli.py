@@ -20,7 +20,7 @@ from .deltas import DELTA_METHODS
 from .errors import BitFitError
 from .experiments import MAIN, experiment_configs, grid_progress
 from .glue import get_task
-from .grid import delta_path, pending, run_grid, worker_runs
+from .grid import delta_path, run_grid, to_train, worker_runs
 from .methods import display_name, parse_label
 from .profiles import PROFILES, get_profile
 from .results import ResultStore
@@ -111,7 +111,7 @@ def cmd_grid(args) -> None:
         configs = [replace(config, bf16=args.bf16) for config in configs]
     store = ResultStore(Path(args.results) / profile.name)
     mine = worker_runs(configs, *_worker(args.worker)) if args.worker is not None else configs
-    todo = pending(mine, store)
+    todo = to_train(mine, store, args.deltas)
     worker = f", worker {args.worker}: {len(mine)} of them" if args.worker else ""
     print(f"{args.experiment} on profile {profile.name}: {len(configs)} runs{worker}, "
           f"{len(mine) - len(todo)} finished, {len(todo)} to run, results in {store.root}")
@@ -124,7 +124,7 @@ def cmd_grid(args) -> None:
             print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length}, "
                   f"{config.number_format})")
         return
-    report = run_grid(mine, store, glue_dir=args.glue_dir)
+    report = run_grid(mine, store, glue_dir=args.glue_dir, deltas=args.deltas)
     print(f"trained {len(report.trained)} runs")
 
 
@@ -251,13 +251,14 @@ def parser() -> argparse.ArgumentParser:
 
     grid = sub.add_parser("grid", help="run an experiment grid, skipping finished runs (resumable)")
     data_and_profile(grid)
-    grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep, checks or size_curve")
+    grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep, checks, size_curve or deployment")
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--methods", help="comma separated method labels to keep, e.g. bitfit:b_q+b_m2 "
                                         "(default: every method of the experiment)")
     grid.add_argument("--results", default="results")
     bf16_option(grid, "every run")
+    grid.add_argument("--deltas", metavar="DIR", help="also save each BitFit and Frozen run's delta in DIR")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
     grid.add_argument("--worker", metavar="K/N", help="be worker K of N: train every N-th run, starting at the K-th "
                       "(start N workers, e.g. with OMP_NUM_THREADS=1 each, to fill one grid together)")

@@ -23,7 +23,7 @@ from .runs import RunConfig, RunRecord
 
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
-EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve")
+EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment")
 SIZE_CURVE = ("full", "bitfit")
 VARIANTS = (*MAIN, *ABLATION)  # method labels (methods.method_label / parse_label)
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
@@ -54,9 +54,11 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     'main': Full-FT, BitFit, Frozen on the profile's tasks. 'ablation': the bias subsets and random
     baselines on the profile's ablation tasks. 'lr_sweep': every method family at several rates on the
     profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
-    paper, too, searched rates minimally). 'checks' and 'size_curve': see :func:`check_configs` and
-    :func:`size_curve_configs`.
+    paper, too, searched rates minimally). 'checks', 'size_curve' and 'deployment': see
+    :func:`check_configs`, :func:`size_curve_configs` and :func:`deployment_configs`.
     """
+    if experiment == "deployment":
+        return deployment_configs(profile, tasks)
     if experiment in ("checks", "size_curve") and tasks:
         raise BitFitError(f"experiment {experiment!r} runs on the profile's own task: drop the task list")
     if experiment == "checks":
@@ -80,6 +82,12 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     overrides = profile.sweep_settings if sweep else {}
     return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr, **overrides)
             for seed in seeds for task in tasks for (method, groups), lr in runs]
+
+
+def deployment_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[RunConfig]:
+    """One BitFit run per task at the demo's sizes, seed 0, in the profile's number format: the task deltas
+    that notebook 6 serves on one backbone (train them with ``--deltas``)."""
+    return [RunConfig.for_demo(profile, task, "bitfit", bf16=profile.bf16) for task in tasks or profile.tasks]
 
 
 def check_configs(profile: Profile) -> list[RunConfig]:

@@ -202,6 +202,13 @@ def load_split(task: str | GlueTask, split: str, glue_dir: str | Path | None = N
     return read_tsv(task, path)
 
 
+def example_texts(task: str | GlueTask, index: int = 0, glue_dir: str | Path | None = None) -> tuple[str, ...]:
+    """The text fields of dev example ``index`` of a task: one sentence, or a pair."""
+    task = get_task(task) if isinstance(task, str) else task
+    example = load_split(task, task.dev_split, glue_dir)[index]
+    return tuple(example[field] for field in task.text_fields)
+
+
 def _load_from_hub(task: GlueTask, split: str) -> datasets.Dataset:
     try:
         return datasets.load_dataset("nyu-mll/glue", task.name, split=split)

@@ -28,12 +28,6 @@ class GridReport:
     skipped: int = 0
 
 
-def pending(configs: list[RunConfig], store: ResultStore) -> list[RunConfig]:
-    """The configurations without a finished record. Checks every existing file first, so a corrupt or
-    foreign file stops the grid before any time is spent training."""
-    return store.load(configs)[1]
-
-
 def load_grid(configs: list[RunConfig], store: ResultStore,
               retrain: bool = False) -> tuple[list[RunRecord], list[RunConfig]]:
     """A grid's finished records and its missing runs, as ``ResultStore.load``; with ``retrain`` the
@@ -60,7 +54,7 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     With ``deltas`` (a folder), each BitFit or Frozen run also saves its delta there (``delta_path``), and
     a finished run whose delta is missing trains again (a record holds no weights)."""
     configs = list(dict.fromkeys(config.with_data(glue_dir) for config in configs))
-    todo = [config for config in configs if store.finished(config) is None or _delta_missing(config, deltas)]
+    todo = to_train(configs, store, deltas)
     report = GridReport(skipped=len(configs) - len(todo))
     writer = is_main_process()  # under torchrun, one process writes the records
     alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
@@ -76,6 +70,12 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
             if writer:
                 report.trained.append(store.write(record))
     return report
+
+
+def to_train(configs: list[RunConfig], store: ResultStore, deltas: str | Path | None = None) -> list[RunConfig]:
+    """The runs ``run_grid`` trains: those without a finished record, and with ``deltas`` those whose
+    delta is missing. Reads every existing record first: a corrupt one stops the grid before training."""
+    return [config for config in configs if store.finished(config) is None or _delta_missing(config, deltas)]
 
 
 def delta_path(config: RunConfig, deltas: str | Path | None) -> Path | None:

@@ -18,6 +18,9 @@ module named ``classifier`` reading one vector per sentence: mean pooling, or BE
 from __future__ import annotations
 
 import copy
+import math
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +29,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from .biases import bias_census, encoder_of, head_parameters
-from .deltas import DeltaManifest, backbone_digest, check_fits, read_delta
+from .deltas import DeltaManifest, backbone_digest, check_fits, read_delta, reference_gap
 from .errors import BitFitError
 from .glue import GlueTask, get_task
+from .methods import display_name
 from .readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
 
 
@@ -106,7 +111,7 @@ class MultiTask:
 
     def switch(self, task: str) -> None:
         """Make ``task`` the model's: its bias vectors copied in place, its head set."""
-        delta = self._task(task)
+        delta = self.delta(task)
         parameters = dict(self.model.named_parameters())
         with torch.no_grad():
             for name in self.bias_names:
@@ -129,7 +134,7 @@ class MultiTask:
             raise BitFitError(f"{len(tasks)} task names for a batch of {len(batch['input_ids'])} rows: "
                               "give one per row")
         names = list(dict.fromkeys(tasks))
-        deltas = [self._task(name) for name in names]
+        deltas = [self.delta(name) for name in names]
         index = torch.tensor([names.index(task) for task in tasks])
         with self._row_biases(deltas, index):
             features = sentence_vectors(self.model, batch)
@@ -160,7 +165,8 @@ class MultiTask:
             for parent, attribute, module in replaced:
                 setattr(parent, attribute, module)
 
-    def _task(self, task: str) -> TaskDelta:
+    def delta(self, task: str) -> TaskDelta:
+        """The loaded delta of ``task``, or a clear error naming those loaded."""
         if task not in self.tasks:
             raise BitFitError(f"no task {task!r} loaded; loaded: {', '.join(self.tasks) or 'none'}")
         return self.tasks[task]
@@ -177,6 +183,40 @@ def sentence_vectors(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.
         raise BitFitError(f"{type(model).__name__} has no pooled sentence vector: mixed-task batches need the "
                           "mean readout or BERT's [CLS] + pooler")
     return output.pooler_output
+
+
+def delta_table(server: MultiTask) -> pd.DataFrame:
+    """Per loaded task: its method, how many tensors and numbers its delta holds, their share of the
+    backbone's parameters, and the largest |logit difference| between backbone + delta and the fine-tuned
+    model on the reference inputs its delta carries (the task is switched in to measure it)."""
+    backbone = sum(p.numel() for n, p in server.model.named_parameters() if not n.startswith("classifier."))
+    rows = []
+    for task, delta in server.tasks.items():
+        numbers = sum(math.prod(shape) for shape in delta.manifest.tensors.values())
+        server.switch(task)
+        rows.append({"task": task, "method": display_name(delta.manifest.label),
+                     "tensors": len(delta.manifest.tensors), "numbers": numbers,
+                     "% of backbone": 100 * numbers / backbone,
+                     "max |Δ logit| vs fine-tuned": reference_gap(server.model, delta.manifest.reference)})
+    return pd.DataFrame(rows).set_index("task")
+
+
+def switch_milliseconds(server: MultiTask, repeats: int = 1000) -> float:
+    """Mean time of one task switch, cycling through the loaded tasks."""
+    tasks = list(server.tasks)
+    started = time.perf_counter()
+    for index in range(repeats):
+        server.switch(tasks[index % len(tasks)])
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
+def examples_per_second(answer: Callable[[], list | torch.Tensor], examples: int, repeats: int = 10) -> float:
+    """Throughput of ``answer`` (a call answering ``examples`` rows), after one call of warm-up."""
+    answer()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        answer()
+    return examples * repeats / (time.perf_counter() - started)
 
 
 PAIR_SEPARATOR = " ||| "  # how a sentence pair is written on the command line: 'first ||| second'
@@ -197,14 +237,15 @@ def serve(paths: list[str | Path]) -> MultiTask:
     return server
 
 
-def predict(server: MultiTask, texts: list[str]) -> pd.DataFrame:
-    """Every loaded task's answer for each text (a sentence, or a pair written 'first ||| second'): the
-    label and its probability, or the score of a regression task (STS-B: 0 to 5)."""
+def predict(server: MultiTask, texts: list[str], tasks: list[str] | None = None) -> pd.DataFrame:
+    """The answer of every loaded task (or of ``tasks``) for each text (a sentence, or a pair written
+    'first ||| second'): the label and its probability, or the score of a regression task (STS-B: 0 to 5)."""
     if not server.tasks:
         raise BitFitError("no task loaded: give at least one --delta")
     tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
     rows = []
-    for task, delta in server.tasks.items():
+    for task in tasks or list(server.tasks):
+        delta = server.delta(task)
         spec = get_task(delta.manifest.task)
         pairs = [_split_pair(text, spec) for text in texts]
         columns = [list(column) for column in zip(*pairs, strict=True)]
@@ -220,6 +261,23 @@ def predict(server: MultiTask, texts: list[str]) -> pd.DataFrame:
                 rows.append({"text": text, "task": task, "answer": delta.manifest.label_names[best],
                              "value": float(probability[best])})
     return pd.DataFrame(rows)
+
+
+def encode_rows(tokenizer: PreTrainedTokenizerBase, rows: list[tuple[str, ...]]) -> dict[str, torch.Tensor]:
+    """One padded batch of rows that may mix single sentences and sentence pairs (tasks of both kinds)."""
+    return dict(DataCollatorWithPadding(tokenizer)([tokenizer(*row) for row in rows]))
+
+
+def mixed_batch_gap(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str]) -> float:
+    """Largest |logit difference| between a mixed batch answered in one pass and each row answered by its
+    own task switched in (the whole batch forwarded once per task)."""
+    mixed = server.mixed_logits(batch, tasks)
+    gap = 0.0
+    for task in dict.fromkeys(tasks):
+        server.switch(task)
+        alone = server.logits(batch)
+        gap = max(gap, *(float((mixed[row] - alone[row]).abs().max()) for row, t in enumerate(tasks) if t == task))
+    return gap
 
 
 def _split_pair(text: str, spec: GlueTask) -> tuple[str, ...]:

@@ -138,3 +138,10 @@ def test_qqp_and_qnli(tmp_path):
               [["0", "Where?", "Here.", "not_entailment"]])
     qnli = load_split("qnli", "train", tmp_path)
     assert qnli.column_names == ["question", "sentence", "label", "idx"] and qnli["label"] == [1]
+
+
+def test_example_texts_gives_one_sentence_or_a_pair(glue_dir):
+    from bitfit_edu.glue import example_texts
+
+    assert len(example_texts("sst2", 0, glue_dir)) == 1 and len(example_texts("mrpc", 3, glue_dir)) == 2
+    assert all(isinstance(text, str) and text for text in example_texts("rte", 1, glue_dir))

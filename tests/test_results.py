@@ -10,7 +10,7 @@ from synthetic_records import fake_record, stored_record
 
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments import counterparts, experiment_configs, grid_progress, variant_parameters
-from bitfit_edu.grid import load_grid, pending, run_grid
+from bitfit_edu.grid import load_grid, run_grid, to_train
 from bitfit_edu.profiles import get_profile
 from bitfit_edu.results import ResultStore
 from bitfit_edu.runs import SCHEMA, RunConfig, RunRecord
@@ -73,7 +73,7 @@ def test_grid_killed_midway_resumes_and_loses_nothing(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_grid(grid, store, run_fn=crashing_run, progress=False)
-    assert len(store.records()) == 2 and len(pending(grid, store)) == 2
+    assert len(store.records()) == 2 and len(to_train(grid, store)) == 2
 
     def counting_run(config, glue_dir=None, progress=False):
         calls.append(config)
@@ -268,3 +268,11 @@ def test_a_finished_run_without_its_delta_trains_again(tmp_path):
     run_grid([config], store, run_fn=saving_run, progress=False, deltas=tmp_path / "deltas")
     run_grid([config], store, run_fn=saving_run, progress=False, deltas=tmp_path / "deltas")
     assert trained == [config] and (tmp_path / "deltas" / f"{config.run_id}.safetensors").exists()
+
+
+def test_the_deployment_experiment_is_bitfit_per_task_at_demo_sizes():
+    profile = get_profile("classroom")
+    configs = experiment_configs(profile, "deployment")
+    assert [c.task for c in configs] == list(profile.tasks) and {c.label for c in configs} == {"bitfit"}
+    assert {(c.train_size, c.epochs, c.bf16) for c in configs} == {(profile.demo_train_size, profile.demo_epochs,
+                                                                      profile.bf16)}

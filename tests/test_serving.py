@@ -9,7 +9,14 @@ from bitfit_edu.deltas import read_delta, reference_gap
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.readout import load_classifier, load_tokenizer
 from bitfit_edu.runs import RunConfig
-from bitfit_edu.serving import MultiTask
+from bitfit_edu.serving import (
+    MultiTask,
+    delta_table,
+    encode_rows,
+    mixed_batch_gap,
+    predict,
+    switch_milliseconds,
+)
 from bitfit_edu.training import run
 
 TASKS = {"rte": ("bitfit", None), "stsb": ("bitfit", ("b_q", "b_m2")), "sst2": ("frozen", None)}
@@ -90,3 +97,19 @@ def test_serving_mistakes_get_clear_errors(deltas, tiny_model_dir):
     with pytest.raises(BitFitError, match="no task is switched in"):
         fresh.logits(mixed_batch(tiny_model_dir))
     assert torch.is_tensor(server.mixed_logits(mixed_batch(tiny_model_dir), ["rte"] * 6)[0])
+
+
+def test_the_deployment_helpers_report_each_task_and_a_mixed_batch(deltas, tiny_model_dir):
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, paths)
+    table = delta_table(server)
+    assert list(table.index) == list(TASKS) and table.loc["sst2", "method"] == "Frozen"
+    assert table.loc["stsb", "numbers"] < table.loc["rte", "numbers"]  # b_q + b_m2 against every bias
+    assert (table["max |Δ logit| vs fine-tuned"] <= 1e-6).all()
+    rows = [("the cat sat",), ("a dog ran", "the mat"), ("big film", "bad plot"), ("very good",)]
+    batch = encode_rows(load_tokenizer(tiny_model_dir), rows)  # single sentences and pairs in one batch
+    assert batch["input_ids"].shape[0] == 4
+    assert mixed_batch_gap(server, batch, ["sst2", "rte", "stsb", "sst2"]) <= 1e-5
+    answers = predict(server, ["the cat sat ||| a dog ran"], tasks=["rte", "stsb"])
+    assert list(answers["task"]) == ["rte", "stsb"] and answers["answer"].iloc[1] == "score"
+    assert switch_milliseconds(server, repeats=10) > 0
