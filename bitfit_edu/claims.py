@@ -6,9 +6,10 @@ BERT-base GLUE dev averages on eight tasks. Our evidence is the difference of th
 over tasks, one average per seed, with a 95% Welch t-interval over seeds. The verdict reads that
 interval, never the point estimate alone:
 
-- "similar" claims (A ≈ B) hold when the whole interval lies within ± the claim's equivalence margin
-  (``Claim.margin``, fixed in advance from the paper: see ``MARGINS``), do not hold when it lies wholly
-  outside, and are not resolved otherwise;
+- "similar" claims (A ≈ B) hold when two one-sided tests (TOST, each at 5%) show the gap within ± the
+  claim's equivalence margin (``Claim.margin``, fixed in advance from the paper: see ``MARGINS``), that
+  is, when the 90% interval lies within it; they do not hold when the 95% interval lies wholly outside
+  the margin, and are not resolved otherwise;
 - "worse" claims (A < B) hold when the whole interval is below zero, do not hold when it is wholly
   above, and are not resolved when it straddles zero.
 
@@ -109,22 +110,43 @@ def _require_runs(frame: pd.DataFrame, *methods: str) -> None:
 
 
 def welch_interval(ours: pd.Series, theirs: pd.Series) -> dict:
-    """Mean of ``ours`` minus mean of ``theirs`` with its 95% Welch t-interval (NaN bounds with fewer
-    than two values on either side)."""
-    low = high = np.nan
+    """Mean of ``ours`` minus mean of ``theirs`` with its 95% and 90% Welch t-intervals, its standard
+    error, degrees of freedom and two-sided p-value (NaN with fewer than two values on either side)."""
+    found = {"difference": float(ours.mean() - theirs.mean()), "low": np.nan, "high": np.nan, "low90": np.nan,
+             "high90": np.nan, "se": np.nan, "df": np.nan, "p": np.nan}
     if len(ours) > 1 and len(theirs) > 1:
-        interval = stats.ttest_ind(ours, theirs, equal_var=False).confidence_interval(0.95)
-        low, high = float(interval.low), float(interval.high)
-    return {"difference": float(ours.mean() - theirs.mean()), "low": low, "high": high}
+        test = stats.ttest_ind(ours, theirs, equal_var=False)
+        (low, high), (low90, high90) = (test.confidence_interval(level) for level in (0.95, 0.90))
+        variances = ours.var() / len(ours) + theirs.var() / len(theirs)
+        found.update(low=float(low), high=float(high), low90=float(low90), high90=float(high90),
+                     se=float(np.sqrt(variances)), df=float(test.df), p=float(test.pvalue))
+    return found
 
 
-def verdict(kind: str, low: float, high: float, margin: float | None = None) -> str:
-    """Holds / does not hold / not resolved, from a difference's interval (see the module docstring);
-    a 'similar' claim needs its equivalence ``margin``."""
+def equivalence_p(found: dict, margin: float) -> float:
+    """p-value of two one-sided Welch tests (TOST) that the gap lies within ±``margin``: the larger of
+    the p-values of 'gap <= -margin' and 'gap >= +margin'. Below 0.05: equivalent within the margin."""
+    if np.isnan(found["se"]) or found["se"] == 0:
+        return np.nan
+    above_lower = stats.t.sf((found["difference"] + margin) / found["se"], found["df"])
+    below_upper = stats.t.cdf((found["difference"] - margin) / found["se"], found["df"])
+    return float(max(above_lower, below_upper))
+
+
+def signed(points: float) -> str:
+    """A gap in points with its sign always readable: '+1.25', '-0.04', '-3e-03' (never '-0.00')."""
+    text = f"{points:+.2f}"
+    return f"{points:+.0e}" if float(text) == 0 and points != 0 else text
+
+
+def verdict(kind: str, low: float, high: float, margin: float | None = None,
+            equivalence: float = np.nan) -> str:
+    """Holds / does not hold / not resolved, from a difference's 95% interval (see the module docstring);
+    a 'similar' claim needs its equivalence ``margin`` and its TOST p-value (``equivalence_p``)."""
     if np.isnan(low) or np.isnan(high):
         return UNRESOLVED
     if kind == "similar":
-        if -margin <= low and high <= margin:
+        if equivalence < 0.05:
             return HOLDS
         return FAILS if low > margin or high < -margin else UNRESOLVED
     if kind == "worse":
@@ -133,8 +155,9 @@ def verdict(kind: str, low: float, high: float, margin: float | None = None) -> 
 
 
 def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = "best") -> pd.DataFrame:
-    """One row per claim: the paper's gap, ours with its 95% interval, the seeds behind it, the verdict
-    (a claim whose methods have no finished runs says so instead)."""
+    """One row per claim: the paper's gap, ours with its 95% interval and the p-value of a difference,
+    for a 'similar' claim its margin and the TOST p-value of equivalence within it, the seeds behind it,
+    and the verdict (a claim whose methods have no finished runs says so instead)."""
     rows = []
     for claim in claims:
         paper_gap = "figure only" if claim.paper_gap is None else f"{claim.paper_gap:+.1f}"
@@ -142,16 +165,43 @@ def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = "b
             rows.append({"claim": claim.statement, "paper: gap": paper_gap, "verdict": NOT_RUN})
             continue
         found = difference(frame, claim.method, claim.baseline, value)
+        equivalence = equivalence_p(found, claim.margin) if claim.margin else np.nan
         rows.append({
             "claim": claim.statement,
             "paper: gap": paper_gap,
-            "ours: gap": f"{found['difference']:+.1f}",
-            "ours: 95% interval": "n/a" if np.isnan(found["low"]) else f"[{found['low']:+.1f}, {found['high']:+.1f}]",
+            "ours: gap": signed(found["difference"]),
+            "ours: 95% interval": _interval(found),
+            "p (gap = 0)": _p_value(found["p"]),
+            "margin": f"±{claim.margin:.1f}" if claim.margin else "",
+            "p (|gap| >= margin)": _p_value(equivalence) if claim.margin else "",
             "seeds": "{} vs {}".format(*found["seeds"]),
             "tasks": len(found["tasks"]),
-            "verdict": verdict(claim.kind, found["low"], found["high"], claim.margin),
+            "verdict": verdict(claim.kind, found["low"], found["high"], claim.margin, equivalence),
         })
     return pd.DataFrame(rows).set_index("claim").fillna("")
+
+
+def _interval(found: dict) -> str:
+    return "n/a" if np.isnan(found["low"]) else f"[{signed(found['low'])}, {signed(found['high'])}]"
+
+
+def _p_value(p: float) -> str:
+    return "n/a" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+PROTOCOLS = {"best": "best epoch (the paper's)", "last": "last epoch",
+             "best_of_5": "best of 5 evaluations for every method"}
+
+
+def protocol_table(frame: pd.DataFrame, claims: tuple[Claim, ...]) -> pd.DataFrame:
+    """Each claim's gap, 95% interval and verdict under each selection protocol (``PROTOCOLS``), and
+    whether the verdict depends on the protocol."""
+    verdicts = {label: check_claims(frame, claims, value) for value, label in PROTOCOLS.items()}
+    table = pd.DataFrame({label: found["ours: gap"] + " " + found["ours: 95% interval"] + ": " + found["verdict"]
+                          for label, found in verdicts.items()})
+    table["depends on the protocol"] = np.where(
+        pd.DataFrame({label: found["verdict"] for label, found in verdicts.items()}).nunique(axis=1) > 1, "yes", "no")
+    return table
 
 
 SIZE_CLAIM = "BitFit beats Full-FT when data is small; Full-FT wins with lots of data"

@@ -23,6 +23,7 @@ from bitfit_edu.analysis import (
     mean_std_strings,
     record_products,
     results_summary,
+    rising_tasks,
     runs_frame,
     size_curve_table,
     sweep_report,
@@ -240,3 +241,19 @@ def test_sweep_report_tables_best_score_and_epoch_per_rate():
     assert report.startswith("best dev score:\n") and "epoch of the best dev score (of 2):" in report
     assert "70.0" in report and "60.0" in report and report.endswith("\n\n")
     assert "BitFit" in report and "bitfit" not in report
+
+
+def test_best_of_five_evaluations_gives_every_method_the_same_chances():
+    ten = record(dev=(0.50, 0.60, 0.55, 0.61, 0.58, 0.62, 0.57, 0.63, 0.90, 0.64))  # a lucky 9th epoch
+    five = record(dev=(0.50, 0.70, 0.60, 0.65, 0.66))
+    frame = runs_frame([ten, five])
+    assert list(frame["best"]) == [pytest.approx(90.0), pytest.approx(70.0)]
+    assert list(frame["best_of_5"]) == [pytest.approx(64.0), pytest.approx(70.0)]  # epochs 2, 4, ..., 10 of ten
+
+
+def test_rising_tasks_are_those_whose_best_epoch_is_mostly_the_last():
+    frame = runs_frame([record("frozen", s, dev=(0.1, 0.2, 0.3), task="stsb") for s in range(3)]
+                       + [record("frozen", s, dev=(0.5, 0.6, 0.55), task="rte") for s in range(3)]
+                       + [record("bitfit", 0, dev=(0.5, 0.7), task="cola"), record("bitfit", 1, dev=(0.7, 0.5),
+                                                                                   task="cola")])
+    assert rising_tasks(frame) == {"frozen": ["stsb"]}  # CoLA: one of two BitFit runs is not more than half

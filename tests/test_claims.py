@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from synthetic_records import record
 
 from bitfit_edu.analysis import runs_frame
@@ -12,12 +13,17 @@ from bitfit_edu.claims import (
     HOLDS,
     MAIN_CLAIMS,
     NOT_RUN,
+    PROTOCOLS,
     UNRESOLVED,
     check_claims,
     difference,
+    equivalence_p,
+    protocol_table,
+    signed,
     size_claim_verdict,
     size_curve_differences,
     verdict,
+    welch_interval,
 )
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.runs import RunRecord
@@ -46,17 +52,44 @@ def test_a_partly_run_task_does_not_hold_back_the_finished_ones():
     assert found["difference"] == pytest.approx(2.0) and found["low"] < 2.0 < found["high"]
 
 
-@pytest.mark.parametrize("kind,low,high,expected", [
-    ("similar", -1.0, 1.2, HOLDS),
-    ("similar", -3.0, 1.0, UNRESOLVED),
-    ("similar", 2.0, 5.0, FAILS),
-    ("worse", -9.0, -0.5, HOLDS),
-    ("worse", -2.0, 1.0, UNRESOLVED),
-    ("worse", 0.5, 3.0, FAILS),
-    ("worse", np.nan, np.nan, UNRESOLVED),
+@pytest.mark.parametrize("kind,low,high,equivalence,expected", [
+    ("similar", -1.0, 1.2, 0.01, HOLDS),  # equivalent by TOST
+    ("similar", -1.0, 1.2, 0.20, UNRESOLVED),
+    ("similar", -3.0, 1.0, 0.40, UNRESOLVED),
+    ("similar", 2.0, 5.0, 0.90, FAILS),  # the whole 95% interval beyond the margin
+    ("worse", -9.0, -0.5, np.nan, HOLDS),
+    ("worse", -2.0, 1.0, np.nan, UNRESOLVED),
+    ("worse", 0.5, 3.0, np.nan, FAILS),
+    ("worse", np.nan, np.nan, np.nan, UNRESOLVED),
 ])
-def test_verdict_reads_the_interval(kind, low, high, expected):
-    assert verdict(kind, low, high, margin=1.5) == expected
+def test_verdict_reads_the_interval(kind, low, high, equivalence, expected):
+    assert verdict(kind, low, high, margin=1.5, equivalence=equivalence) == expected
+
+
+def test_tost_agrees_with_the_90_percent_interval():
+    ours, theirs = pd.Series([70.0, 70.5, 71.0, 70.2, 70.7]), pd.Series([70.4, 70.1, 70.9, 70.6, 70.3])
+    found = welch_interval(ours, theirs)
+    assert found["low"] < found["low90"] < found["difference"] < found["high90"] < found["high"]
+    for margin in (0.2, 0.5, 1.0, 2.0):
+        inside = -margin < found["low90"] and found["high90"] < margin
+        assert (equivalence_p(found, margin) < 0.05) == inside
+    assert found["p"] == pytest.approx(stats.ttest_ind(ours, theirs, equal_var=False).pvalue)
+
+
+@pytest.mark.parametrize("points,text", [(1.254, "+1.25"), (-0.041, "-0.04"), (-0.003, "-3e-03"), (0.0, "+0.00")])
+def test_signed_gaps_never_hide_their_sign(points, text):
+    assert signed(points) == text
+
+
+def test_protocol_table_says_which_verdicts_depend_on_the_selection():
+    frame = runs_frame([record(method, seed, dev=curve) for seed in range(3) for method, curve in (
+        ("full", (0.70, 0.71, 0.70 + seed / 1000, 0.69, 0.70)),
+        ("bitfit", (0.50, 0.55, 0.60, 0.65, 0.66, 0.67, 0.68, 0.69, 0.70 + seed / 1000, 0.60)),
+        ("frozen", (0.5, 0.5, 0.5, 0.5, 0.5)))])
+    table = protocol_table(frame, MAIN_CLAIMS)
+    assert list(table.columns) == [*PROTOCOLS.values(), "depends on the protocol"]
+    assert table.loc["BitFit matches Full-FT", "depends on the protocol"] == "yes"  # its last epoch falls
+    assert table.loc["BitFit matches Full-FT", "last epoch"].endswith(FAILS)
 
 
 def test_check_claims_table():
