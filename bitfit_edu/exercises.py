@@ -1,0 +1,227 @@
+"""Exercises for the notebooks, with answers that check themselves.
+
+Every notebook ends with a few exercises. A student writes an answer in a cell and runs
+``exercises.check(key, answer)``; with ``answer=None`` it prints the question. The right answer is
+never typed here: a number comes from the package (a parameter count from a model's config, a score
+from the committed runs), and a choice is checked against its letter, with the reason printed either way.
+``exercises.answer(key)`` prints the answer and why (the notebooks keep that cell collapsed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import accounting, analysis, biases, claims, experiments
+from .errors import BitFitError, unknown_choice
+from .methods import display_name
+from .profiles import get_profile
+from .results import ResultStore
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A question with a computed answer: a letter of ``choices``, or a number within ``tolerance``
+    (relative) of ``answer()``."""
+
+    question: str
+    answer: Callable[[], str | float]
+    why: Callable[[], str]
+    choices: dict[str, str] = field(default_factory=dict)
+    tolerance: float = 0.02
+
+    def is_right(self, given: str | float) -> bool:
+        expected = self.answer()
+        if self.choices:
+            return str(given).strip().lower().strip("()") == expected
+        return math.isclose(float(given), expected, rel_tol=self.tolerance)
+
+
+def _bert_base_layer_biases() -> int:
+    return int(biases.census_table(accounting.meta_encoder("bert-base-cased")).loc["total", 0])
+
+
+def _bert_base_bias_percent() -> float:
+    return float(accounting.accounting_table(["bert-base-cased"]).loc["bert-base-cased", "bias %"])
+
+
+def _classroom_frame(experiment: str):
+    profile = get_profile("classroom")
+    configs = experiments.experiment_configs(profile, experiment)
+    if experiment == "ablation":
+        configs += experiments.experiment_configs(profile, "main", tasks=profile.ablation_tasks)
+    records, _ = ResultStore.committed(profile.name).load(configs)
+    return analysis.runs_frame(records)
+
+
+def _closer_random_baseline() -> str:
+    means, _ = analysis.main_table(_classroom_frame("ablation"))
+    return "b" if means.loc["rand_row_col", "avg"] > means.loc["rand_uniform", "avg"] else "a"
+
+
+def _random_baselines_why() -> str:
+    means, _ = analysis.main_table(_classroom_frame("ablation"))
+    methods = ("rand_uniform", "rand_row_col", "bitfit")
+    averages = ", ".join(f"{display_name(m)} {means.loc[m, 'avg']:.1f}" for m in methods)
+    return (f"Average dev scores of the committed ablation grid: {averages}. One reading: a whole row of a "
+            "weight matrix feeds one output unit, so changing it moves that unit for every input, somewhat as "
+            "its bias does; entries scattered uniformly change single weights everywhere, each too small to "
+            "move a unit. The biases themselves still do best: each shifts a unit directly.")
+
+
+TERM_PAIRS = {"a": "b_q + b_m2", "b": "b_k + b_v", "c": "b_LN1 + b_LN2", "d": "b_m1 + b_m3", "e": "another pair"}
+
+
+def _top_two_groups() -> str:
+    records, _ = ResultStore.committed("classroom").load(
+        [c for c in experiments.experiment_configs(get_profile("classroom"), "main") if c.label == "bitfit"])
+    change = analysis.bias_change_table(records)["avg"].sort_values(ascending=False)
+    return " + ".join(change.index[:2])
+
+
+def _top_two_letter() -> str:
+    top = set(_top_two_groups().split(" + "))
+    return next((letter for letter, pair in TERM_PAIRS.items() if set(pair.split(" + ")) == top), "e")
+
+
+def _classroom_bq_bm2_entries() -> int:
+    table = biases.census_table(accounting.meta_encoder(get_profile("classroom").model))
+    return int(table.loc[["b_q", "b_m2"], 0].sum())
+
+
+SMALL_DATA = {"a": "BitFit", "b": "Full-FT", "c": "neither: the seeds' spread cannot tell them apart"}
+
+
+def _ahead_at_smallest_size() -> tuple[str, int]:
+    """Who is ahead on the size curve's smallest training set: a letter of SMALL_DATA, and that size."""
+    frame = _classroom_frame("size_curve")
+    differences = claims.size_curve_differences(frame)
+    ahead = differences["ahead"].iloc[0]
+    return {"bitfit": "a", "full": "b"}.get(ahead, "c"), int(differences.index[0])
+
+
+def _mrpc_floor() -> float:
+    return analysis.majority_baseline("mrpc")
+
+
+def _frozen_stsb_why() -> str:
+    frame = _classroom_frame("main")
+    stsb = frame[(frame["method"] == "frozen") & (frame["task"] == "stsb")]
+    at_last = int((stsb["best_epoch"] == stsb["epochs"]).sum())
+    return (f"In {at_last} of {len(stsb)} committed Frozen runs on STS-B the best epoch is the last: the dev "
+            "score is still climbing when training stops. A regression head starts at zero and, with the encoder "
+            "frozen, must learn a 0-5 score from features never trained for it, at the rate chosen for classifiers. "
+            "Given more steps it would rise further; the verdict 'Frozen is far below' partly measures this.")
+
+
+def _thousand_tasks_mib() -> float:
+    folder = ResultStore.committed("classroom", "deployment").root / "deltas"
+    sizes = [path.stat().st_size for path in folder.glob("*.safetensors")]
+    if not sizes:
+        raise BitFitError("no committed deltas under results/deployment/classroom/deltas")
+    return 1000 * sum(sizes) / len(sizes) / 2**20
+
+
+EXERCISES: dict[str, Exercise] = {
+    "01.b_k": Exercise(
+        "Why can b_k not change what a layer computes?",
+        answer=lambda: "b",
+        choices={"a": "it is initialised to zero", "b": "it shifts all of a query's attention scores by the same "
+                 "amount, and softmax ignores a constant shift", "c": "the key projection is frozen by BitFit"},
+        why=lambda: "q·(W_k x_j + b_k) = q·W_k x_j + q·b_k: the second term is the same for every key j, and "
+                    "softmax(s + c) = softmax(s). So b_k's gradient is exactly zero in exact arithmetic."),
+    "01.layer_biases": Exercise(
+        "How many bias parameters does one BERT-base encoder layer hold (H = 768)?",
+        answer=_bert_base_layer_biases,
+        why=lambda: f"Seven biases of width H (b_q, b_k, b_v, b_m1, b_LN1, b_m3, b_LN2) and b_m2 of width 4H: "
+                    f"11H = {_bert_base_layer_biases():,}.", tolerance=0.0),
+    "02.bias_percent": Exercise(
+        "What percentage of BERT-base's parameters are biases (head excluded)? Give it to two decimals.",
+        answer=_bert_base_bias_percent,
+        why=lambda: f"{_bert_base_bias_percent():.3f}% from the config's exact counts; the paper prints 0.09% "
+                    "(notebook 2 shows which rounding).", tolerance=0.06),
+    "02.learning_rate": Exercise(
+        "Why does BitFit with Full-FT's learning rate (2e-5) barely learn?",
+        answer=lambda: "c",
+        choices={"a": "biases have no gradient", "b": "AdamW ignores small parameters",
+                 "c": "a bias moves a whole unit's activation by at most the learning rate per step, and biases "
+                      "need to move far from their pre-trained values: 10-100x larger steps"},
+        why=lambda: "AdamW's step on a parameter is about the learning rate, whatever its gradient's scale. Full-FT "
+                    "changes millions of weights a little; BitFit must change a few thousand biases a lot."),
+    "03.mrpc_floor": Exercise(
+        "What dev score (x100, the mean of accuracy and F1) does always answering 'equivalent' get on MRPC?",
+        answer=_mrpc_floor,
+        why=lambda: f"{_mrpc_floor():.1f}: most MRPC dev pairs are paraphrases, and F1 of the positive class is high "
+                    "when every pair is called one. A classifier has to beat this floor, not 50."),
+    "03.frozen_stsb": Exercise(
+        "Why is Frozen so far below on STS-B?",
+        answer=lambda: "a",
+        choices={"a": "it is still learning: its dev score rises until the last epoch",
+                 "b": "STS-B is a regression task, which a frozen encoder cannot do",
+                 "c": "its learning rate made it diverge"},
+        why=_frozen_stsb_why),
+    "04.random_baseline": Exercise(
+        "Which random baseline comes closer to all biases?",
+        answer=_closer_random_baseline,
+        choices={"a": "random entries (uniform)", "b": "random rows/columns"},
+        why=_random_baselines_why),
+    "04.bq_bm2_entries": Exercise(
+        "How many bias entries do b_q and b_m2 hold together in one layer of the classroom model (H = 384)?",
+        answer=_classroom_bq_bm2_entries, tolerance=0.0,
+        why=lambda: f"b_q has H entries and b_m2 has 4H (the feed-forward layer is 4H wide): 5H = "
+                    f"{_classroom_bq_bm2_entries():,}, a little under half of a layer's 11H."),
+    "05.small_data": Exercise(
+        "On the smallest training set of the SST-2 size curve, who is ahead?",
+        answer=lambda: _ahead_at_smallest_size()[0], choices=SMALL_DATA,
+        why=lambda: f"With {_ahead_at_smallest_size()[1]:,} examples: {SMALL_DATA[_ahead_at_smallest_size()[0]]}, "
+                    "read from the 95% interval over seeds of the difference (notebook 5's table). The paper finds "
+                    "BitFit ahead when data is small."),
+    "05.top_two": Exercise(
+        "Which two bias terms change most in our BitFit runs, mean |Δb| averaged over layers, tasks and seeds?",
+        answer=_top_two_letter, choices=TERM_PAIRS,
+        why=lambda: f"{_top_two_groups()} moved most (the heatmaps of notebook 5 show them layer by layer). The "
+                    "paper's Figure 1 names b_q and b_m2."),
+    "06.thousand_tasks": Exercise(
+        "How many MiB would 1,000 tasks take as BitFit deltas of the classroom model?",
+        answer=_thousand_tasks_mib,
+        why=lambda: f"About {_thousand_tasks_mib():.0f} MiB: a thousand times the mean size of the committed deltas. "
+                    "A thousand full copies of the model would take a thousand times its checkpoint.", tolerance=0.1),
+    "06.shared_head": Exercise(
+        "In a mixed-task batch every row shares the weight matrices. Why can rows not share the head as well?",
+        answer=lambda: "b",
+        choices={"a": "the head is not pre-trained", "b": "each task's head is a different matrix, with as many "
+                 "outputs as that task has labels; only biases are cheap to gather per row"},
+        why=lambda: "A bias per row is a gather of one vector; a head per row would be a matrix per row. The "
+                    "server groups the rows by task and applies each task's head to its rows."),
+}
+
+
+def _exercise(key: str) -> Exercise:
+    if key not in EXERCISES:
+        raise unknown_choice("exercise", key, EXERCISES)
+    return EXERCISES[key]
+
+
+def check(key: str, answer: str | float | None = None) -> None:
+    """Check a student's answer to exercise ``key``, printing whether it is right and why; with no answer,
+    print the question (and its choices)."""
+    exercise = _exercise(key)
+    if answer is None:
+        print(exercise.question)
+        for letter, text in exercise.choices.items():
+            print(f"  ({letter}) {text}")
+        print("Replace None with your answer and run the cell again.")
+        return
+    print(("Right. " if exercise.is_right(answer) else "Not quite. ") + exercise.why())
+
+
+def answer(key: str) -> None:
+    """Print the answer to exercise ``key`` and why."""
+    exercise = _exercise(key)
+    expected = exercise.answer()
+    if exercise.choices:
+        shown = f"({expected}) {exercise.choices[expected]}"
+    else:
+        shown = f"{expected:,}" if isinstance(expected, int) else f"{expected:,.3g}"
+    print(f"Answer: {shown}\n{exercise.why()}")

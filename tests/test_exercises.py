@@ -1,0 +1,36 @@
+"""Exercises check themselves: every answer is computed, a right answer passes, a wrong one does not."""
+
+import pytest
+
+from bitfit_edu import exercises
+from bitfit_edu.errors import BitFitError
+
+
+def wrong(exercise):
+    expected = exercise.answer()
+    if exercise.choices:
+        return next(letter for letter in exercise.choices if letter != expected)
+    return expected * 1.5 + 1
+
+
+@pytest.mark.parametrize("key", sorted(exercises.EXERCISES))
+def test_each_exercise_accepts_its_answer_and_refuses_another(key, capsys, shared_glue_dir, classroom_model):
+    exercise = exercises.EXERCISES[key]
+    expected = exercise.answer()
+    exercises.check(key, expected.upper() if isinstance(expected, str) else expected)
+    assert capsys.readouterr().out.startswith("Right. ")
+    exercises.check(key, wrong(exercise))
+    assert capsys.readouterr().out.startswith("Not quite. ")
+    exercises.answer(key)
+    assert capsys.readouterr().out.startswith("Answer: ")
+
+
+def test_no_answer_prints_the_question_and_choices(capsys):
+    exercises.check("01.b_k")
+    out = capsys.readouterr().out
+    assert out.startswith("Why can b_k not change") and "  (b) it shifts all" in out and "Replace None" in out
+
+
+def test_an_unknown_exercise_is_a_clear_error():
+    with pytest.raises(BitFitError, match="unknown exercise '99.x'"):
+        exercises.check("99.x", "a")
