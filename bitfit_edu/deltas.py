@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -112,6 +113,7 @@ def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest) -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata={MANIFEST_KEY: manifest.to_json()})
+    os.chmod(path, 0o644)  # readable by all, like any other file a run leaves
     return path
 
 

@@ -253,7 +253,9 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
         raise BitFitError(f"run {config.run_id} diverged ({where} not a finite number): no record was written. "
                           "Lower the learning rate, or check the data for non-finite labels")
     if delta is not None and is_main_process():
-        save_run_delta(prepared.model, config, data, tokenizer, delta)
+        # without the autocast wrapper that bf16 training put around forward: the reference logits are fp32
+        model = trainer.accelerator.unwrap_model(trainer.model_wrapped, keep_fp32_wrapper=False)
+        save_run_delta(model, config, data, tokenizer, delta)
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
     examples_seen = config.max_steps * config.batch_size if config.max_steps else len(data.train) * config.epochs

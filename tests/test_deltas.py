@@ -142,3 +142,15 @@ def test_full_fine_tuning_has_no_bias_delta(tiny_model_dir, tmp_path):
     prepare(model, "full")
     with pytest.raises(BitFitError, match="only BitFit and Frozen runs have a bias delta"):
         save_delta(model, tmp_path / "full.safetensors", None)
+
+
+def test_a_bf16_run_saves_fp32_reference_logits(tiny_model_dir, tmp_path, monkeypatch):
+    """bf16 training wraps the model's forward in autocast; the reference must be the fp32 model's."""
+    glue_dir = write_synthetic_glue(tmp_path / "glue")
+    config = RunConfig(model=tiny_model_dir, task="rte", method="bitfit", epochs=1, batch_size=8,
+                       train_eval_size=8, learning_rate=1e-2, readout="mean", bf16=True)
+    run(config, glue_dir=glue_dir, progress=False, delta=tmp_path / "rte.safetensors")
+    manifest, _ = read_delta(tmp_path / "rte.safetensors")
+    model = backbone(tiny_model_dir, manifest)
+    load_delta(model, tmp_path / "rte.safetensors")
+    assert reference_gap(model, manifest.reference) <= 1e-6
