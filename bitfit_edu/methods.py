@@ -15,6 +15,7 @@ optimizer's moments at zero, so the update of an untouched entry is exactly zero
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -60,24 +61,35 @@ class PreparedModel:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def method_label(method: str, groups: Iterable[str] | None = None) -> str:
-    """Short name of a method variant: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'... (``parse_label`` reads it)."""
+def method_label(method: str, groups: Iterable[str] | None = None, layers: tuple[int, int] | None = None) -> str:
+    """Short name of a method variant: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'..., and with a range of
+    layers (first, last) 'bitfit:b_q+b_m2@0-2' (``parse_label`` and ``label_layers`` read it)."""
+    within = "" if layers is None else f"@{layers[0]}-{layers[1]}"
     if method != "bitfit" or groups is None or tuple(groups) in (BIAS_GROUPS, ("all",)):
-        return method
-    return "bitfit:" + "+".join(resolve_groups(groups))
+        return method + within
+    return "bitfit:" + "+".join(resolve_groups(groups)) + within
 
 
 def parse_label(label: str) -> tuple[str, tuple[str, ...] | None]:
     """The method and bias groups a label names: 'bitfit:b_q+b_m2' -> ('bitfit', ('b_q', 'b_m2')),
-    'full' -> ('full', None). The inverse of ``method_label``."""
-    method, _, groups = label.partition(":")
+    'full' -> ('full', None). With ``label_layers``, the inverse of ``method_label``."""
+    variant, _, _ = label.partition("@")
+    method, _, groups = variant.partition(":")
     if method not in METHODS or (groups and method != "bitfit"):
         raise unknown_choice("method variant", label, (*METHODS, "bitfit:GROUP+GROUP"))
     return method, resolve_groups(groups.split("+")) if groups else None
 
 
-def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", seed: int = 0) -> PreparedModel:
-    """Freeze ``model`` for ``method``; the task head always trains. Returns what trains."""
+def label_layers(label: str) -> tuple[int, int] | None:
+    """The range of layers a label names: 'bitfit@0-2' -> (0, 2); None for every layer."""
+    _, _, layers = label.partition("@")
+    return tuple(int(k) for k in layers.split("-")) if layers else None
+
+
+def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", seed: int = 0,
+            layers: tuple[int, int] | None = None) -> PreparedModel:
+    """Freeze ``model`` for ``method``; the task head always trains. Returns what trains. BitFit trains
+    the chosen groups' biases in layers ``layers`` (first, last; None: all), and those outside the layers."""
     if method not in METHODS:
         raise unknown_choice("method", method, METHODS)
     selected = resolve_groups(groups) if method == "bitfit" else None
@@ -88,8 +100,10 @@ def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", 
         p.requires_grad_(True)
     prepared = PreparedModel(model, method, selected)
     if method == "bitfit":
-        for p in bias_parameters(model, selected).values():
-            p.requires_grad_(True)
+        first, last = layers or (0, math.inf)
+        inside = {t.name for t in census if t.layer is None or first <= t.layer <= last}
+        for name, p in bias_parameters(model, selected).items():
+            p.requires_grad_(name in inside)
     elif method in ("rand_uniform", "rand_row_col"):
         budget = sum(t.numel for t in census)
         matrices = weight_matrices(model)
@@ -176,6 +190,9 @@ def optimizer_groups(prepared: PreparedModel, weight_decay: float) -> list[dict]
 
 
 def display_name(label: str) -> str:
-    """A method label as a reader sees it: 'bitfit' -> 'BitFit', 'bitfit:b_q+b_m2' -> 'b_q + b_m2'."""
-    method, _, groups = label.partition(":")
-    return " + ".join(groups.split("+")) if groups else DISPLAY_NAMES.get(method, label)
+    """A method label as a reader sees it: 'bitfit' -> 'BitFit', 'bitfit:b_q+b_m2' -> 'b_q + b_m2',
+    'bitfit@0-2' -> 'BitFit, layers 0-2'."""
+    variant, _, layers = label.partition("@")
+    method, _, groups = variant.partition(":")
+    name = " + ".join(groups.split("+")) if groups else DISPLAY_NAMES.get(method, variant)
+    return f"{name}, layers {layers}" if layers else name

@@ -20,7 +20,7 @@ from .profiles import Profile
 from .readout import READOUTS
 
 SCHEMA = "bitfit_edu.run/2"  # version 1 lacked fields that later runs record; results.upgrade fills them in
-_LATER_FIELDS = ("max_steps", "eval_every", "data")  # see RunConfig.as_dict
+_LATER_FIELDS = ("max_steps", "eval_every", "data", "layers")  # see RunConfig.as_dict
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class RunConfig:
     max_steps: int | None = None  # a step budget instead of epochs (training-size curves)
     eval_every: int | None = None  # with max_steps: steps between evaluations
     data: str | None = None  # None: the official GLUE data; else a digest of the files read (glue.data_identity)
+    layers: tuple[int, int] | None = None  # bitfit only: the first and last layer whose biases train; None: all
 
     def with_data(self, glue_dir=None) -> RunConfig:
         """This config for the GLUE data it will read from ``glue_dir`` (or where ``locations`` finds it)."""
@@ -89,8 +90,9 @@ class RunConfig:
     @classmethod
     def from_dict(cls, settings: dict) -> RunConfig:
         """A config as a record stores it (JSON: groups as a list, later fields left out at their default)."""
-        groups = settings.get("groups")
-        return cls(**{**settings, "groups": None if groups is None else tuple(groups)})
+        groups, layers = settings.get("groups"), settings.get("layers")
+        return cls(**{**settings, "groups": None if groups is None else tuple(groups),
+                      "layers": None if layers is None else tuple(layers)})
 
     @classmethod
     def for_demo(cls, profile: Profile, task: str, method: str, **overrides) -> RunConfig:
@@ -113,6 +115,9 @@ class RunConfig:
             groups = None if method_label("bitfit", groups) == "bitfit" else groups
         elif self.groups is not None and self.method != "bitfit":
             raise BitFitError(f"bias groups apply to method 'bitfit' only, not {self.method!r}")
+        if self.layers is not None and (self.method != "bitfit" or not 0 <= self.layers[0] <= self.layers[1]):
+            raise BitFitError(f"layers {self.layers}: a range of layers (first, last, 0 <= first <= last) applies to "
+                              "method 'bitfit' only")
         for name in ("learning_rate", "epochs", "batch_size", "max_length", "train_eval_size"):
             if not getattr(self, name) > 0:
                 raise BitFitError(f"{name} must be positive, got {getattr(self, name)}")
@@ -134,13 +139,13 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        return method_label(self.method, self.groups)
+        return method_label(self.method, self.groups, self.layers)
 
     @property
     def run_id(self) -> str:
         """A readable, unique file name stem: task, method, learning rate, seed, hash of the whole config."""
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
-        method = self.label.replace(":", "-").replace("+", "-")
+        method = self.label.replace(":", "-").replace("+", "-").replace("@", "-layers")
         return f"{self.task}_{method}_lr{self.learning_rate:g}_seed{self.seed}_{digest}"
 
 

@@ -96,3 +96,24 @@ def test_unknown_method_names_the_choices():
                                         ("rand_uniform", "random entries"), ("rand_row_col", "random rows/columns")])
 def test_display_names_are_what_a_reader_sees(label, name):
     assert display_name(label) == name
+
+
+def test_a_range_of_layers_trains_only_their_biases(tiny_model_dir):
+    from bitfit_edu.methods import label_layers, method_label, parse_label
+    from bitfit_edu.readout import load_classifier
+    from bitfit_edu.runs import RunConfig
+
+    model = load_classifier(tiny_model_dir, 2, "cls_pooler")
+    prepared = prepare(model, "bitfit", ("b_q", "b_m2", "b_pooler"), layers=(1, 1))
+    trained = {n for n in prepared.trainable() if n.endswith(".bias") and not n.startswith("classifier")}
+    assert trained == {"bert.encoder.layer.1.attention.self.query.bias", "bert.encoder.layer.1.intermediate.dense.bias",
+                       "bert.pooler.dense.bias"}  # the pooler sits outside the layers
+    label = method_label("bitfit", ("b_q", "b_m2"), (0, 2))
+    assert label == "bitfit:b_q+b_m2@0-2" and parse_label(label) == ("bitfit", ("b_q", "b_m2"))
+    assert label_layers(label) == (0, 2) and label_layers("bitfit") is None
+    assert display_name(label) == "b_q + b_m2, layers 0-2" and display_name("bitfit@3-5") == "BitFit, layers 3-5"
+    config = RunConfig(model="m", task="rte", method="bitfit", layers=(0, 2)).validated()
+    assert "@" not in config.run_id and "layers0-2" in config.run_id
+    assert "layers" not in RunConfig(model="m", task="rte", method="bitfit").as_dict()  # old ids stay
+    with pytest.raises(BitFitError, match="applies to method 'bitfit' only"):
+        RunConfig(model="m", task="rte", method="full", layers=(0, 2)).validated()
