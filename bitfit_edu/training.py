@@ -13,7 +13,9 @@ import math
 import os
 import resource
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +76,18 @@ class RunProgress(TrainerCallback):
         self.bar.close()
 
 
+class StopWhenAsked(TrainerCallback):
+    """Ends training cleanly after the current step once ``event`` is set (a Stop button): that step is
+    evaluated and logged first, so the record keeps everything measured until then."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.event.is_set():
+            control.should_training_stop = control.should_evaluate = control.should_log = True
+
+
 def is_main_process() -> bool:
     """False in every process but the first under torchrun: those train too, but write and print nothing."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -121,7 +135,7 @@ def prepare_data(config: RunConfig, splits: dict[str, datasets.Dataset], tokeniz
 
 
 def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData, tokenizer,
-                  output_dir: str, progress: bool) -> Trainer:
+                  output_dir: str, progress: bool, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
     """A Trainer with the original recipe: AdamW, constant LR, clipping, evaluation after every epoch
     (or every ``eval_every`` steps of a step budget)."""
     if config.max_steps is None:
@@ -154,6 +168,8 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
     trainer.remove_callback(PrinterCallback)  # it would print every log dict
     if progress and is_main_process():
         trainer.add_callback(RunProgress(f"{config.task} {display_name(config.label)} seed {config.seed}"))
+    for callback in callbacks:
+        trainer.add_callback(callback)
     return trainer
 
 
@@ -225,9 +241,11 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Path | None = None) -> RunRecord:
+def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Path | None = None,
+        callbacks: Sequence[TrainerCallback] = ()) -> RunRecord:
     """Train and evaluate one configuration; returns its result record (see ``results`` for storage).
-    With ``delta``, a bias-only run also saves what it trained there (``deltas.save_delta``)."""
+    With ``delta``, a bias-only run also saves what it trained there (``deltas.save_delta``). ``callbacks``
+    join the Trainer's (live plots, ``StopWhenAsked``); a run stopped early records what it measured."""
     config = config.validated().with_data(glue_dir)  # the record names the data it was trained on
     set_progress_bars(False)  # loading and tokenizing stay quiet: a run shows one bar, RunProgress
     started = time.perf_counter()
@@ -244,7 +262,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as output_dir:
-        trainer = build_trainer(config, prepared, data, tokenizer, output_dir, progress)
+        trainer = build_trainer(config, prepared, data, tokenizer, output_dir, progress, callbacks)
         with precision.bf16_products(config.bf16):
             train_output = trainer.train()
     epochs = epoch_records(trainer.state.log_history, list(data.evaluation), by_step=config.max_steps is not None)
@@ -258,7 +276,9 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
         save_run_delta(model, config, data, tokenizer, delta)
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
-    examples_seen = config.max_steps * config.batch_size if config.max_steps else len(data.train) * config.epochs
+    stopped = trainer.state.global_step < trainer.state.max_steps
+    examples_seen = (len(data.train) * config.epochs if config.max_steps is None and not stopped
+                     else trainer.state.global_step * config.batch_size)
     train_tokens = sum(len(ids) for ids in data.train["input_ids"]) / len(data.train) * examples_seen
     return RunRecord.from_json({
         "schema": SCHEMA,

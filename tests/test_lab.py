@@ -1,5 +1,7 @@
 """The lab's choice of what trains, driven as a student would: boxes ticked, the slider moved, counts read."""
 
+import time
+
 import pytest
 
 from bitfit_edu.lab import ModelShape, WhatTrains, log_bar, scaled_layers
@@ -45,3 +47,46 @@ def test_the_pooler_box_counts_for_bert_base_only(picker):
 def test_the_log_bar_places_a_count_between_its_powers_of_ten():
     bar = log_bar(10**4, 10**8, width=400)
     assert "width:200px" in bar and bar.count("border-left") == 8
+
+
+@pytest.fixture
+def lab(shared_glue_dir, classroom_model, classroom_results):
+    from bitfit_edu import analysis, experiments
+    from bitfit_edu.lab import Lab
+    from bitfit_edu.profiles import get_profile
+
+    records, _ = classroom_results.load(experiments.experiment_configs(get_profile("classroom"), "main"))
+    return Lab(get_profile("smoke"), grid=analysis.runs_frame(records))
+
+
+def test_train_runs_the_chosen_biases_live_and_tables_the_run(lab):
+    choose(lab.picker, {"b_q", "b_m2"}, layers=(3, 5))
+    lab.method.value, lab.steps.value = "chosen", 20
+    lab.train(wait=True)
+    (record, stopped), = lab.finished
+    assert record.label == "bitfit:b_q+b_m2@3-5" and not stopped and record.epochs[-1].step == 20
+    assert lab.progress.value == 20 and bytes(lab.curves.value).startswith(b"\x89PNG")
+    assert record.params.trainable_without_head == 3 * 5 * 384
+    assert "lab #1" in lab.table.value and "Finished after 20 steps" in lab.status.value
+    assert lab.train_button.disabled is False and lab.stop_button.disabled is True
+
+
+def test_stop_ends_the_run_after_the_current_step_and_keeps_what_was_measured(lab):
+    lab.method.value, lab.steps.value, lab.task.value = "bitfit", 300, "sst2"
+    lab.train()
+    deadline = time.monotonic() + 120
+    while lab.progress.value < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lab.stop()
+    lab.wait(timeout=120)
+    (record, stopped), = lab.finished
+    assert stopped and 3 <= record.epochs[-1].step < 300  # evaluated at the step it stopped
+    assert "Stopped after" in lab.status.value
+    assert "committed grid" in lab.table.value  # BitFit on SST-2 is in the main grid
+
+
+def test_a_choice_that_cannot_train_says_why(lab):
+    choose(lab.picker, set(), head=True)
+    lab.method.value = "chosen"
+    lab.train()
+    assert "no bias group is ticked" in lab.status.value and not lab.finished
