@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import accounting, analysis, biases, claims, experiments
+from .biases import BIAS_GROUPS
 from .errors import BitFitError, unknown_choice
+from .lab import ModelShape
 from .methods import display_name
 from .profiles import get_profile
 from .results import ResultStore
@@ -194,7 +196,26 @@ EXERCISES: dict[str, Exercise] = {
                  "outputs as that task has labels; only biases are cheap to gather per row"},
         why=lambda: "A bias per row is a gather of one vector; a head per row would be a matrix per row. The "
                     "server groups the rows by task and applies each task's head to its rows."),
+    "07.b_m2_share": Exercise(
+        "Tick b_m2 alone, in every layer, head off: what percentage of the classroom model trains?",
+        answer=lambda: _classroom_share({"b_m2"}), tolerance=0.05,
+        why=lambda: f"{_classroom_share({'b_m2'}):.3f}%: b_m2 is 4H wide in each of the classroom model's layers, "
+                    "the widest bias of a layer, and still a tiny share of the model."),
+    "07.which_more": Exercise(
+        "Which trains more: b_m2 alone in every layer, or every bias in the first half of the layers?",
+        answer=lambda: "a" if _classroom_share({"b_m2"}) > _classroom_share(BIAS_GROUPS, first_half=True) else "b",
+        choices={"a": "b_m2 alone in every layer", "b": "every bias in the first half of the layers"},
+        why=lambda: f"b_m2 everywhere: {_classroom_share({'b_m2'}):.3f}%; every bias in the first half: "
+                    f"{_classroom_share(BIAS_GROUPS, first_half=True):.3f}% (a layer's biases are 11H, of which b_m2 "
+                    "is 4H; the embeddings' LayerNorm, outside the layers, counts too)."),
 }
+
+
+def _classroom_share(groups, first_half: bool = False) -> float:
+    profile = get_profile("classroom")
+    shape = ModelShape.from_config(profile.model, profile.readout)
+    layers = (0, shape.depth // 2 - 1) if first_half else (0, shape.depth - 1)
+    return 100 * shape.trainable(set(groups), layers, head=False) / shape.total
 
 
 def _exercise(key: str) -> Exercise:

@@ -21,11 +21,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from transformers import TrainerCallback
 
+from . import experiments
 from .accounting import load_config, meta_encoder
+from .analysis import runs_frame
 from .biases import BIAS_GROUPS, BiasTerm, bias_census
 from .errors import BitFitError
 from .methods import display_name
 from .profiles import Profile
+from .results import ResultStore
 from .runs import RunConfig, RunRecord
 from .training import StopWhenAsked, run
 
@@ -288,3 +291,10 @@ def comparison(finished: list[tuple[RunRecord, bool]], grid: pd.DataFrame | None
                          "trains": f"{same['trainable'].iloc[0]:,}",
                          "best dev (x100)": f"{same['best'].mean():.1f} ± {same['best'].std():.1f}"})
     return pd.DataFrame(rows).set_index("run")
+
+
+def committed_grid(profile: Profile) -> pd.DataFrame:
+    """The committed main and ablation runs of ``profile`` (``runs_frame``), for the lab's comparisons."""
+    configs = experiments.experiment_configs(profile, "main") + experiments.experiment_configs(profile, "ablation")
+    records, _ = ResultStore.committed(profile.name).load(configs)
+    return runs_frame(records)
