@@ -61,10 +61,10 @@ def use_the_lab(page, timeout: float) -> dict:
         if label not in KEEP and box.locator("input").is_checked():
             box.locator("input").uncheck()
             unticked.append(label)
-    page.get_by_role("button", name="the chosen biases", exact=True).click()
+    page.locator("button.jupyter-button", has_text="the chosen biases").click()
     counts = page.locator(".widget-html table").first.inner_text()
     started = time.monotonic()
-    page.get_by_role("button", name="Train", exact=True).click()
+    page.locator("button.jupyter-button", has_text="Train").click()
     binder.wait_for(lambda: "lab #2" in page.locator(".widget-html").all_inner_texts()[-1], timeout,
                     "the run from the Train button to finish")
     seconds = time.monotonic() - started
