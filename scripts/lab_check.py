@@ -100,7 +100,12 @@ def main() -> int:
             started = time.monotonic()
             progress = run_all(page, args.timeout)
             notebook_seconds = time.monotonic() - started
-            used = use_the_lab(page, args.timeout)
+            try:
+                used = use_the_lab(page, args.timeout)
+            except Exception:
+                page.screenshot(path=str(OUTPUT_DIR / "lab_failed.png"), full_page=True)
+                print("the lab's texts when it failed:", page.locator(".widget-html").all_inner_texts())
+                raise
             sampler.sample()
             kernel_hwm, children_hwm = sampler.high_water_marks_kb()
         page.locator(".jp-OutputArea-output .widget-vbox").first.screenshot(path=str(OUTPUT_DIR / "lab.png"))
