@@ -278,9 +278,9 @@ def comparison(finished: list[tuple[RunRecord, bool]], grid: pd.DataFrame | None
     """This lab's runs, each beside the committed grid's runs of the same task and method (mean ± std of
     the best dev score over seeds, with their sizes), where the grid has them."""
     rows = []
-    for record, stopped in finished:
+    for number, (record, stopped) in enumerate(finished, start=1):
         steps = record.epochs[-1].step
-        rows.append({"run": f"lab #{len(rows) + 1}", "task": record.task, "method": display_name(record.label),
+        rows.append({"run": f"lab #{number}", "task": record.task, "method": display_name(record.label),
                      "training": f"{record.train_size:,} examples, {steps} steps{' (stopped)' if stopped else ''}",
                      "trains": f"{record.params.trainable:,}", "best dev (x100)": f"{100 * record.best.score:.1f}"})
         same = None if grid is None else grid[(grid["task"] == record.task) & (grid["method"] == record.label)]

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bitfit_edu.lab import ModelShape, WhatTrains, log_bar, scaled_layers
+from bitfit_edu.lab import ModelShape, WhatTrains, comparison, log_bar, scaled_layers
 from bitfit_edu.profiles import CLASSROOM_MODEL
 
 
@@ -83,6 +83,8 @@ def test_stop_ends_the_run_after_the_current_step_and_keeps_what_was_measured(la
     assert stopped and 3 <= record.epochs[-1].step < 300  # evaluated at the step it stopped
     assert "Stopped after" in lab.status.value
     assert "committed grid" in lab.table.value  # BitFit on SST-2 is in the main grid
+    lab.finished.append(lab.finished[0])
+    assert list(comparison(lab.finished, lab.grid).index) == ["lab #1", "committed grid", "lab #2", "committed grid"]
 
 
 def test_a_choice_that_cannot_train_says_why(lab):
