@@ -186,7 +186,7 @@ def verdicts(training: pd.DataFrame, padding: pd.DataFrame, serving: dict) -> di
             padding["real_tokens_per_second"].iloc[1] / padding["real_tokens_per_second"].iloc[0],
     }
     met = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b}
-    return {name: {"measured": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}",
+    return {name: {"measured": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]}", "limit": TARGETS[name][1],
                    "met": bool(met[TARGETS[name][0]](value, TARGETS[name][1]))} for name, value in measured.items()}
 
 
