@@ -81,10 +81,11 @@ def test_signed_gaps_never_hide_their_sign(points, text):
     assert signed(points) == text
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # some made-up seeds agree exactly
 def test_protocol_table_says_which_verdicts_depend_on_the_selection():
     frame = runs_frame([record(method, seed, dev=curve) for seed in range(3) for method, curve in (
-        ("full", (0.70, 0.71, 0.70 + seed / 1000, 0.69, 0.70)),
-        ("bitfit", (0.50, 0.55, 0.60, 0.65, 0.66, 0.67, 0.68, 0.69, 0.70 + seed / 1000, 0.60)),
+        ("full", (0.70, 0.71, 0.70 + seed / 100, 0.69, 0.70 + seed / 200)),
+        ("bitfit", (0.50, 0.55, 0.60, 0.65, 0.66, 0.67, 0.68, 0.69, 0.70 + seed / 100, 0.60 + seed / 100)),
         ("frozen", (0.5, 0.5, 0.5, 0.5, 0.5 + seed / 100)))])
     table = protocol_table(frame, MAIN_CLAIMS)
     assert list(table.columns) == [*PROTOCOLS.values(), "depends on the protocol"]
