@@ -141,6 +141,14 @@ def bias_change_table(records: list[RunRecord], relative: bool = False) -> pd.Da
     return table
 
 
+def pretrained_bias_sizes(records: list[RunRecord]) -> pd.Series:
+    """Mean |b_before| of each bias group (paper order), over layers and runs: the pre-trained sizes that
+    the relative view of Figure 1 divides by."""
+    rows = pd.DataFrame([asdict(row) for r in records for row in r.bias_change if row.layer is not None])
+    sizes = rows.groupby("group")["mean_abs_init"].mean()
+    return sizes.reindex([g for g in LAYER_GROUPS if g in sizes.index])
+
+
 def main_table(frame: pd.DataFrame, value: str = "best",
                methods: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and standard deviation over seeds of ``value`` (x100) per method (rows) and task (columns),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch
 from matplotlib.ticker import MaxNLocator
@@ -121,18 +122,22 @@ def learning_curves(records: dict[str, RunRecord], title: str) -> Figure:
     return fig
 
 
-def bias_change_heatmap(table: pd.DataFrame, title: str, value_label: str = "mean |Δb|") -> Figure:
+def bias_change_heatmap(table: pd.DataFrame, title: str, value_label: str = "mean |Δb|",
+                        log_scale: bool = False) -> Figure:
     """A bias group x layer heatmap (rows: b_q ... b_LN2, columns: layers and 'avg'), as in the paper's
-    Figure 1, with each cell's value written in it."""
+    Figure 1, with each cell's value written in it. ``log_scale`` colours by the logarithm, so that one
+    row many times larger than the rest does not wash the others out."""
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 0.5 + 0.42 * table.shape[0]))
-    image = ax.imshow(table.to_numpy(dtype=float), cmap="Reds", aspect="auto")
+    values = table.to_numpy(dtype=float)
+    norm = LogNorm(vmin=values[values > 0].min(), vmax=values.max()) if log_scale else None
+    image = ax.imshow(values, cmap="Reds", aspect="auto", norm=norm)
     ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
     ax.set_yticks(range(table.shape[0]), table.index)
     ax.set_xlabel("layer")
-    peak = float(table.to_numpy(dtype=float).max())
-    for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
+    shade = norm or (lambda value: value / values.max())  # 0 (light) to 1 (dark)
+    for (i, j), value in np.ndenumerate(values):
         ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
-                color="white" if value > 0.6 * peak else "black")
+                color="white" if value > 0 and shade(value) > 0.6 else "black")
     ax.axvline(table.shape[1] - 1.5, color="white", linewidth=3)  # set the average column apart
     fig.colorbar(image, ax=ax, label=value_label)
     ax.set_title(title)
