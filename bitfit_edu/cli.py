@@ -302,4 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: every run that finished is kept; run the same command again to resume "
               "(finished runs are skipped)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0

@@ -1,6 +1,8 @@
 """The command line: the accounting table, and bad input as one clear message with a non-zero exit."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -132,3 +134,10 @@ def test_run_saves_a_delta_and_predict_answers_with_it(shared_glue_dir, tmp_path
 def test_full_fine_tuning_has_no_delta_to_save(tmp_path, capsys):
     assert main(["run", "--profile", "smoke", "--task", "rte", "--method", "full", "--deltas", str(tmp_path)]) == 2
     assert "full trains more than biases and a head, so it has no delta" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    command = (f"{sys.executable} -m bitfit_edu grid --profile smoke --experiment ablation --results {tmp_path} "
+               "--dry-run | head -n 1")
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("ablation on profile smoke") and "Traceback" not in done.stderr
