@@ -127,8 +127,8 @@ class WhatTrains:
         cell = "<td style='text-align:right'>{}</td>"
         rows = "".join(f"<tr><td>{name}</td>{cell.format(f'{count:,}')}{cell.format(f'{100 * count / total:.3f}%')}"
                        f"<td>{log_bar(count, total)}</td></tr>" for name, (count, total) in self.counts().items())
-        self.summary.value = ("<table style='border-spacing: 14px 2px'><tr><th>model</th><th>trains</th><th>of the model</th>"
-                              "<th>on a log scale, 1 to all parameters</th></tr>" + rows + "</table>")
+        header = "<tr><th>model</th><th>trains</th><th>of the model</th><th>on a log scale, 1 to all parameters</th></tr>"
+        self.summary.value = f"<table style='border-spacing: 14px 2px'>{header}{rows}</table>"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
