@@ -127,8 +127,9 @@ class WhatTrains:
         cell = "<td style='text-align:right'>{}</td>"
         rows = "".join(f"<tr><td>{name}</td>{cell.format(f'{count:,}')}{cell.format(f'{100 * count / total:.3f}%')}"
                        f"<td>{log_bar(count, total)}</td></tr>" for name, (count, total) in self.counts().items())
-        header = "<tr><th>model</th><th>trains</th><th>of the model</th><th>on a log scale, 1 to all parameters</th></tr>"
-        self.summary.value = f"<table style='border-spacing: 14px 2px'>{header}{rows}</table>"
+        header = "".join(f"<th>{title}</th>" for title in ("model", "trains", "of the model",
+                                                             "on a log scale, 1 to all parameters"))
+        self.summary.value = f"<table style='border-spacing: 14px 2px'><tr>{header}</tr>{rows}</table>"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
