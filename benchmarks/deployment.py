@@ -164,8 +164,8 @@ def serving_costs(repeats: int) -> dict:
     batch = dict(tokenizer(sentences, padding=True, return_tensors="pt"))
     mixed_tasks = [tasks[i % 4] for i in range(32)]
     server.switch(tasks[0])
-    one_task = examples_per_second(lambda: server.logits(batch), 32, repeats // 100)
-    mixed = examples_per_second(lambda: server.mixed_logits(batch, mixed_tasks), 32, repeats // 100)
+    one_task = examples_per_second(server, batch, repeats=repeats // 100)
+    mixed = examples_per_second(server, batch, mixed_tasks, repeats=repeats // 100)
     return {"tasks": tasks, "checkpoint_bytes": checkpoint_bytes, "delta_bytes": delta_bytes,
             "switch_ms": switch_ms, "one_task_examples_per_second": one_task,
             "mixed_examples_per_second": mixed, "batch": 32, "mixed_tasks": 4}

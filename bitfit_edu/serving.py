@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,13 +209,20 @@ def switch_milliseconds(server: MultiTask, repeats: int = 1000) -> float:
     return 1000 * (time.perf_counter() - started) / repeats
 
 
-def examples_per_second(answer: Callable[[], list | torch.Tensor], examples: int, repeats: int = 10) -> float:
-    """Throughput of ``answer`` (a call answering ``examples`` rows), after one call of warm-up."""
+def examples_per_second(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str] | None = None,
+                        repeats: int = 10) -> float:
+    """Rows answered per second, after one call of warm-up: the current task's forward of ``batch``, or with
+    ``tasks`` (one per row) the mixed-task forward."""
+    def answer() -> None:
+        if tasks:
+            server.mixed_logits(batch, tasks)
+        else:
+            server.logits(batch)
     answer()
     started = time.perf_counter()
     for _ in range(repeats):
         answer()
-    return examples * repeats / (time.perf_counter() - started)
+    return len(batch["input_ids"]) * repeats / (time.perf_counter() - started)
 
 
 PAIR_SEPARATOR = " ||| "  # how a sentence pair is written on the command line: 'first ||| second'

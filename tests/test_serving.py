@@ -13,6 +13,7 @@ from bitfit_edu.serving import (
     MultiTask,
     delta_table,
     encode_rows,
+    examples_per_second,
     mixed_batch_gap,
     predict,
     switch_milliseconds,
@@ -113,3 +114,5 @@ def test_the_deployment_helpers_report_each_task_and_a_mixed_batch(deltas, tiny_
     answers = predict(server, ["the cat sat ||| a dog ran"], tasks=["rte", "stsb"])
     assert list(answers["task"]) == ["rte", "stsb"] and answers["answer"].iloc[1] == "score"
     assert switch_milliseconds(server, repeats=10) > 0
+    assert examples_per_second(server, batch, repeats=2) > 0
+    assert examples_per_second(server, batch, ["sst2", "rte", "stsb", "sst2"], repeats=2) > 0
