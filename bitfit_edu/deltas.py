@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -107,9 +107,7 @@ def delta_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest) -> Path:
     """Write the delta of ``model`` to ``path`` (``.safetensors``); ``manifest.tensors`` is filled in here."""
     tensors = delta_tensors(model)
-    manifest = DeltaManifest(**{**asdict(manifest), "label_names": manifest.label_names,
-                                "reference": manifest.reference,
-                                "tensors": {name: list(t.shape) for name, t in tensors.items()}})
+    manifest = replace(manifest, tensors={name: list(t.shape) for name, t in tensors.items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata={MANIFEST_KEY: manifest.to_json()})

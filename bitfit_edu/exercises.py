@@ -37,7 +37,10 @@ class Exercise:
         expected = self.answer()
         if self.choices:
             return str(given).strip().lower().strip("()") == expected
-        return math.isclose(float(given), expected, rel_tol=self.tolerance)
+        try:
+            return math.isclose(float(given), expected, rel_tol=self.tolerance)
+        except (TypeError, ValueError):
+            raise BitFitError(f"this exercise wants a number, not {given!r}") from None
 
 
 def _bert_base_layer_biases() -> int:

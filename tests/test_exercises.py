@@ -34,3 +34,8 @@ def test_no_answer_prints_the_question_and_choices(capsys):
 def test_an_unknown_exercise_is_a_clear_error():
     with pytest.raises(BitFitError, match="unknown exercise '99.x'"):
         exercises.check("99.x", "a")
+
+
+def test_a_word_where_a_number_is_wanted_is_a_clear_error():
+    with pytest.raises(BitFitError, match="this exercise wants a number, not 'b'"):
+        exercises.check("01.layer_biases", "b")
