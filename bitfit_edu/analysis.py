@@ -63,6 +63,13 @@ def sweep_report(records: list[RunRecord], epochs: int) -> str:
     return report
 
 
+def best_rates(records: list[RunRecord]) -> dict[str, float]:
+    """Each method's learning rate with the highest best-epoch dev score in a sweep (one task, one seed):
+    the rate its grid runs then use (``profiles``)."""
+    frame = runs_frame(records)
+    return {method: float(runs.loc[runs["best"].idxmax(), "lr"]) for method, runs in frame.groupby("method")}
+
+
 def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Every (task, method, learning rate) of a results folder: best and last dev score (x100) as mean
     and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""

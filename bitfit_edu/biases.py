@@ -134,7 +134,8 @@ def bias_census(model: nn.Module) -> list[BiasTerm]:
         raise unknown_choice("model type (no bias taxonomy for it)", model_type, FAMILIES)
     terms = []
     for name, p in biases:
-        group, layer = classify_bias(name[len(prefix):], model_type)
+        # peft moves a wrapped layer's own parameters to '<layer>.base_layer' (adapters.inject)
+        group, layer = classify_bias(name[len(prefix):].replace("base_layer.", ""), model_type)
         terms.append(BiasTerm(name, group, layer, p.numel()))
     return terms
 

@@ -18,7 +18,7 @@ from .analysis import results_summary, runs_frame
 from .biases import census_table
 from .deltas import DELTA_METHODS
 from .errors import BitFitError
-from .experiments import MAIN, experiment_configs, grid_progress
+from .experiments import EXPERIMENTS, MAIN, experiment_configs, grid_progress
 from .glue import get_task
 from .grid import delta_path, run_grid, to_train, worker_runs
 from .methods import display_name, parse_label
@@ -251,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
 
     grid = sub.add_parser("grid", help="run an experiment grid, skipping finished runs (resumable)")
     data_and_profile(grid)
-    grid.add_argument("--experiment", required=True, help="main, ablation, lr_sweep, checks, size_curve or deployment")
+    grid.add_argument("--experiment", required=True, help=", ".join(EXPERIMENTS))
     grid.add_argument("--tasks", help="comma separated (default: the profile's)")
     grid.add_argument("--seeds", help="comma separated (default: the profile's)")
     grid.add_argument("--methods", help="comma separated method labels to keep, e.g. bitfit:b_q+b_m2 "

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from . import paper
+from . import adapters, paper
 from .analysis import readable
 from .biases import head_parameters
 from .errors import BitFitError, unknown_choice
@@ -23,10 +23,16 @@ from .runs import RunConfig, RunRecord
 
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
-EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment")
+EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft")
 SIZE_CURVE = ("full", "bitfit")
 VARIANTS = (*MAIN, *ABLATION)  # method labels (methods.method_label / parse_label)
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
+# LoRA, IA3 and BEFT (adapters): four rates each around what their papers used (LoRA on RoBERTa-base 4e-4
+# to 5e-4, IA3 3e-3), swept like LR_SWEEP; the profile's rate for each is the sweep's best (test_adapters)
+PEFT = tuple(adapters.PEFT_METHODS)
+PEFT_SWEEP = {"lora_r8": (1e-4, 3e-4, 1e-3, 3e-3), "lora_r3": (1e-4, 3e-4, 1e-3, 3e-3),
+              "ia3": (1e-3, 3e-3, 1e-2, 3e-2), "beft": (3e-4, 1e-3, 3e-3, 1e-2), "beft_all": (3e-4, 1e-3, 3e-3, 1e-2)}
+PEFT_SEEDS = 3  # the comparison's seeds: the profile's first three
 
 
 def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VARIANTS,
@@ -54,7 +60,9 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     'main': Full-FT, BitFit, Frozen on the profile's tasks. 'ablation': the bias subsets and random
     baselines on the profile's ablation tasks. 'lr_sweep': every method family at several rates on the
     profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
-    paper, too, searched rates minimally). 'checks', 'size_curve' and 'deployment': see
+    paper, too, searched rates minimally). 'peft_sweep' and 'peft': the same for LoRA, IA3 and BEFT
+    (``adapters``), then each at its rate on the profile's tasks, first ``PEFT_SEEDS`` seeds, with the main
+    grid's sizes and bias-only epochs. 'checks', 'size_curve' and 'deployment': see
     :func:`check_configs`, :func:`size_curve_configs` and :func:`deployment_configs`.
     """
     if experiment == "deployment":
@@ -69,16 +77,22 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
         runs = [(parse_label(label), None) for label in MAIN]
     elif experiment == "ablation":
         runs = [(parse_label(label), None) for label in ABLATION]
-    elif experiment == "lr_sweep":
+    elif experiment == "peft":
+        runs = [(parse_label(label), None) for label in PEFT]
+    elif experiment in ("lr_sweep", "peft_sweep"):
         # rate by rate across the families, so that a sweep stopped early has covered each of them
-        runs = [(parse_label(label), rates[i]) for i in range(max(map(len, LR_SWEEP.values())))
-                for label, rates in LR_SWEEP.items() if i < len(rates)]
+        rates_of = LR_SWEEP if experiment == "lr_sweep" else PEFT_SWEEP
+        runs = [(parse_label(label), rates[i]) for i in range(max(map(len, rates_of.values())))
+                for label, rates in rates_of.items() if i < len(rates)]
     else:
         raise unknown_choice("experiment", experiment, EXPERIMENTS)
-    sweep = experiment == "lr_sweep"
-    default_tasks = {"lr_sweep": (profile.sweep_task,), "ablation": profile.ablation_tasks or profile.tasks}
+    sweep = experiment in ("lr_sweep", "peft_sweep")
+    default_tasks = {"lr_sweep": (profile.sweep_task,), "peft_sweep": (profile.sweep_task,),
+                     "ablation": profile.ablation_tasks or profile.tasks}
     tasks = tuple(tasks or default_tasks.get(experiment, profile.tasks))
-    seeds = tuple(seeds if seeds is not None else (profile.seeds[:1] if sweep else profile.seeds))
+    default_seeds = {"peft": profile.seeds[:PEFT_SEEDS]}
+    seeds = tuple(seeds if seeds is not None else (profile.seeds[:1] if sweep
+                                                   else default_seeds.get(experiment, profile.seeds)))
     overrides = profile.sweep_settings if sweep else {}
     return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr, **overrides)
             for seed in seeds for task in tasks for (method, groups), lr in runs]

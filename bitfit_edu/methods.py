@@ -6,6 +6,7 @@
 ``frozen``      the task head only
 ``rand_uniform`` N random entries of the encoder layers' weight matrices, N = the bias count
 ``rand_row_col`` whole random rows or columns of those matrices, N entries in all
+``lora_r8`` ... LoRA, IA3 and BEFT through peft (``adapters.PEFT_METHODS``)
 =============== ==========================================================================
 
 The random baselines train a masked subset of a weight matrix: a gradient hook zeroes the gradient
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import adapters
 from .biases import BIAS_GROUPS, bias_census, bias_parameters, head_parameters, resolve_groups
 from .errors import BitFitError, unknown_choice
 
@@ -32,9 +34,10 @@ METHODS = {
     "frozen": "Frozen encoder: the head only",
     "rand_uniform": "random entries of the weight matrices, as many as the biases, and the head",
     "rand_row_col": "random rows/columns of the weight matrices, as many entries as the biases, and the head",
+    **adapters.PEFT_METHODS,
 }
 DISPLAY_NAMES = {"full": "Full-FT", "bitfit": "BitFit", "frozen": "Frozen", "rand_uniform": "random entries",
-                 "rand_row_col": "random rows/columns"}
+                 "rand_row_col": "random rows/columns", **adapters.DISPLAY_NAMES}
 # Bias groups whose weight matrix W sits beside them (W x + b): where the random baselines draw from.
 MATRIX_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_m2", "b_m3")
 
@@ -96,6 +99,8 @@ def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", 
     census = bias_census(model)  # fails early and clearly for models without bias terms
     for p in model.parameters():
         p.requires_grad_(method == "full")
+    if method in adapters.PEFT_METHODS:
+        adapters.inject(model, method)  # its new parameters train; peft freezes every other
     for p in head_parameters(model).values():
         p.requires_grad_(True)
     prepared = PreparedModel(model, method, selected)
