@@ -82,3 +82,14 @@ def trainable_kinds(model: nn.Module) -> dict[str, int]:
         if p.requires_grad:
             counts[parameter_kind(name, head)] += p.numel()
     return counts
+
+
+def peft_count(model: nn.Module, method: str, head: str = "classifier") -> int:
+    """peft's own count of what ``method`` trains in ``model`` (which it changes), the head module ``head``
+    trained beside it (peft's ``modules_to_save``): the check on ``trainable_kinds``."""
+    import peft
+
+    config = peft_config(method)
+    config.modules_to_save = [head]
+    trainable, _ = peft.PeftModel(model, config).get_nb_trainable_parameters()
+    return trainable

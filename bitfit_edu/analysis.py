@@ -177,6 +177,52 @@ def main_table(frame: pd.DataFrame, value: str = "best",
     return means, stds
 
 
+def efficiency_table(frame: pd.DataFrame, methods: Iterable[str]) -> pd.DataFrame:
+    """Per method (rows, in the order given): what it trains outside the head, that as a % of the model,
+    and its best dev score (x100) per task and averaged, as 'mean ± std' over seeds (``main_table``)."""
+    means, stds = main_table(frame, "best", methods)
+    trained = frame.groupby("method")[["trainable_without_head", "total"]].first().loc[means.index]
+    counts = pd.DataFrame({"trained (excl. head)": trained["trainable_without_head"].map("{:,}".format),
+                           "% of the model": (100 * trained["trainable_without_head"] / trained["total"]).map(
+                               "{:.3g}%".format)}, index=means.index)
+    return readable(counts).join(mean_std_strings(means, stds))
+
+
+def seed_spread(frame: pd.DataFrame, methods: Iterable[str]) -> pd.DataFrame:
+    """Per method and seed: the GLUE average of its best dev scores (x100, seeds with every task) and what
+    it trains outside the head (``plots.score_against_parameters`` draws it)."""
+    scores = frame.pivot_table(index=["method", "seed"], columns="task", values="best").dropna()
+    trained = frame.groupby("method")["trainable_without_head"].first()
+    spread = scores.mean(axis=1).rename("average").reset_index()
+    spread["trained"] = spread["method"].map(trained)
+    order = {method: rank for rank, method in enumerate(methods)}
+    spread = spread[spread["method"].isin(order)]
+    return spread.sort_values("method", key=lambda labels: labels.map(order), kind="stable").reset_index(drop=True)
+
+
+def rerun_differences(reruns: list[RunRecord], store) -> pd.DataFrame:
+    """Each re-run of a configuration on another machine (rows: task, method, seed) beside the committed
+    run of the same configuration in ``store``: both best dev scores (x100), the difference, and each side's
+    device. Configurations without a committed run are left out."""
+    rows = []
+    for rerun in reruns:
+        committed = store.finished(rerun.config)
+        if committed is not None:
+            rows.append({"task": rerun.task, "method": rerun.label, "seed": rerun.seed,
+                         "re-run": 100 * rerun.best.score, "committed": 100 * committed.best.score,
+                         "difference": 100 * (rerun.best.score - committed.best.score),
+                         "re-run on": rerun.timing.device, "committed on": committed.timing.device})
+    return readable(pd.DataFrame(rows).set_index(["task", "method", "seed"]).sort_index())
+
+
+def seed_gap(frame: pd.DataFrame, methods: Iterable[str], seeds: tuple[int, int] = (0, 1)) -> float:
+    """The mean |best dev score of one seed minus another's| (x100) of the same method and task on one
+    machine: how far apart two runs land when only the seed changes (``rerun_differences`` compares)."""
+    runs = frame[frame["method"].isin(list(methods))].pivot_table(index=["method", "task"], columns="seed",
+                                                                  values="best")
+    return float((runs[seeds[0]] - runs[seeds[1]]).abs().mean())
+
+
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """A table as a reader sees it: method labels in its rows and columns by their display names
     ('bitfit:b_q+b_m2' -> 'b_q + b_m2', 'rand_row_col' -> 'random rows/columns'); other names unchanged."""

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import accounting, analysis, biases, claims, experiments
+from . import accounting, adapters, analysis, biases, claims, experiments
 from .biases import BIAS_GROUPS
 from .errors import BitFitError, unknown_choice
 from .lab import ModelShape
@@ -211,7 +211,38 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: f"b_m2 everywhere: {_classroom_share({'b_m2'}):.3f}%; every bias in the first half: "
                     f"{_classroom_share(BIAS_GROUPS, first_half=True):.3f}% (a layer's biases are 11H, of which b_m2 "
                     "is 4H; the embeddings' LayerNorm, outside the layers, counts too)."),
+    "08.lora_bert_base": Exercise(
+        "LoRA's GLUE setting puts rank r = 8 on W_q and W_v of every layer. How many entries does it train in "
+        "BERT-base (12 layers, H = 768), head excluded?",
+        answer=lambda: _bert_base_counts()["LoRA matrices"],
+        why=lambda: "W_q and W_v each get A (r x H) and B (H x r): 2 x 12 x 8 x (768 + 768) = "
+                    f"{_bert_base_counts()['LoRA matrices']:,}, the LoRA paper's '0.3M'. BitFit trains "
+                    f"{_bert_base_counts()['biases']:,} biases in the same model."),
+    "08.no_counterpart": Exercise(
+        "BEFT on every linear layer adds a new bias beside each W. Which of BitFit's biases has no BEFT "
+        "counterpart?",
+        answer=lambda: "c",
+        choices={"a": "b_q", "b": "b_m2", "c": "the LayerNorm biases (b_LN1, b_LN2 and the embeddings')",
+                 "d": "none: BEFT can reach every bias BitFit trains"},
+        why=lambda: "BEFT wraps linear layers only; LayerNorm is not one. In the classroom model BitFit trains "
+                    f"{_classroom_biases_beyond_beft():,} more entries than BEFT on every linear layer, exactly the "
+                    "LayerNorm biases: 2 per layer and 1 in the embeddings, H = 384 each."),
 }
+
+
+def _bert_base_counts() -> dict[str, int]:
+    """BERT-base's LoRA r=8 entries on W_q and W_v, and its bias entries, counted on the meta device."""
+    encoder = accounting.meta_encoder("bert-base-cased")
+    bias_total = sum(t.numel for t in biases.bias_census(encoder))
+    adapters.inject(encoder, "lora_r8")
+    lora = sum(p.numel() for name, p in encoder.named_parameters() if ".lora_" in name)
+    return {"LoRA matrices": lora, "biases": bias_total}
+
+
+def _classroom_biases_beyond_beft() -> int:
+    profile = get_profile("classroom")
+    table = experiments.method_parameters(profile.model, profile.readout, ("bitfit", "beft_all"))
+    return int(table.loc["BitFit", "existing biases"] - table.loc["BEFT (every linear)", "new biases"])
 
 
 def _classroom_share(groups, first_half: bool = False) -> float:

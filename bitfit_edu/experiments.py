@@ -53,6 +53,25 @@ def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VA
     return readable(pd.DataFrame(rows).set_index("variant"))
 
 
+def method_parameters(model_name: str, readout: str, labels: Iterable[str], num_labels: int = 2) -> pd.DataFrame:
+    """What each method trains, by kind (``adapters.KINDS``: existing biases, new biases, LoRA matrices, IA3
+    scales, head...), counted on the real model as ``prepare`` leaves it; for LoRA, IA3 and BEFT beside
+    peft's own count of the same model's trainable parameters (``PeftModel.get_nb_trainable_parameters``,
+    the head kept trainable as peft's ``modules_to_save``). Rows by display name; kinds no method trains
+    are left out."""
+    rows = []
+    for label in labels:
+        method, groups = parse_label(label)
+        model = load_classifier(model_name, num_labels, readout, seed=0)
+        kinds = adapters.trainable_kinds(prepare(model, method, groups or "all", seed=0).model)
+        rows.append({"method": label, **kinds, "total": sum(kinds.values()),
+                     "peft's count": adapters.peft_count(load_classifier(model_name, num_labels, readout), method)
+                     if method in adapters.PEFT_METHODS else None})
+    table = pd.DataFrame(rows).set_index("method")
+    table = table.loc[:, (table != 0).any()].astype("Int64")
+    return readable(table)
+
+
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,
                        seeds: Iterable[int] | None = None) -> list[RunConfig]:
     """The runs of a named experiment, seed by seed (a grid stopped early holds whole seeds first).

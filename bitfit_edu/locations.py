@@ -93,6 +93,14 @@ def hub_options() -> dict:
     return {"cache_dir": str(cache), "local_files_only": from_data_home or offline}
 
 
+def model_options() -> dict:
+    """``hub_options`` for a model's ``from_pretrained``. With peft installed, transformers also looks for an
+    adapter beside the model, and (5.24) without the cache or ``local_files_only`` it was given: offline,
+    every load would wait on a minute of retries. They are handed to that look-up too."""
+    options = hub_options()
+    return {**options, "adapter_kwargs": dict(options)} if options else {}
+
+
 def describe(explicit_glue_dir: str | Path | None = None) -> str:
     """Where data and models come from, in one line for a run's printed settings."""
     glue, cache = glue_dir(explicit_glue_dir), hub_cache()

@@ -229,3 +229,24 @@ def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def score_against_parameters(spread: pd.DataFrame, title: str) -> Figure:
+    """GLUE average against trainable parameters (head excluded, log scale): each seed a small dot, each
+    method's mean a larger marker with its std over seeds (``analysis.seed_spread``). A method that trains
+    nothing outside the head (Frozen) has no place on a log axis and is left out."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    markers = "osD^vP*X"
+    for index, (method, runs) in enumerate(spread[spread["trained"] > 0].groupby("method", sort=False)):
+        color, marker, trained = f"C{index}", markers[index % len(markers)], runs["trained"].iloc[0]
+        ax.scatter(runs["trained"], runs["average"], s=14, color=color, marker=marker, alpha=0.45)
+        ax.errorbar(trained, runs["average"].mean(), yerr=runs["average"].std(), fmt=marker, color=color, capsize=3,
+                    markersize=8, label=display_name(method))
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters outside the head (log scale)")
+    ax.set_ylabel("GLUE average, best dev score (x100)")
+    ax.set_title(f"{title}\nsmall dots: seeds; markers: mean ± std over seeds", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

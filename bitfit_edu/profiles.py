@@ -58,6 +58,8 @@ class Profile:
 
 
 _BIAS_RATE = 1e-3  # BitFit needs a rate 10-100x higher than Full-FT (paper: 1e-4 to 1e-3)
+# LoRA, IA3 and BEFT: each the best rate of its sweep (experiment 'peft_sweep', results/classroom; test_adapters)
+_PEFT_RATES = {"lora_r8": 3e-3, "lora_r3": 3e-3, "ia3": 1e-2, "beft": 3e-3, "beft_all": 3e-3}
 PROFILES = {p.name: p for p in (
     Profile(
         name="smoke",
@@ -71,7 +73,7 @@ PROFILES = {p.name: p for p in (
         description="a 2-core CPU: all-MiniLM-L6-v2 (22.7M parameters), up to 2,000 training examples",
         model=CLASSROOM_MODEL, readout="mean", tasks=("rte", "mrpc", "stsb", "cola", "sst2"),
         train_size=2000, train_eval_size=500, dev_size=None, epochs={"full": 5, "bitfit": 10}, seeds=(0, 1, 2),
-        batch_size=32, max_length=128, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE},
+        batch_size=32, max_length=128, learning_rates={"full": 5e-5, "bitfit": _BIAS_RATE, **_PEFT_RATES},
         bf16=True, demo_train_size=1000, demo_epochs=3, demo_train_eval_size=100,
         ablation_tasks=("rte", "mrpc", "stsb", "cola"),
         sweep_settings={"epochs": 5, "bf16": False},  # how results/classroom's sweep ran

@@ -90,7 +90,7 @@ def load_tokenizer(model_name: str) -> PreTrainedTokenizerBase:
 def load_encoder(model_name: str) -> nn.Module:
     """The pre-trained encoder alone (no head), or one clear error saying how to make it loadable."""
     try:
-        return AutoModel.from_pretrained(model_name, **locations.hub_options())
+        return AutoModel.from_pretrained(model_name, **locations.model_options())
     except OSError as error:
         raise _cannot_load(model_name, error) from None
 
@@ -108,7 +108,7 @@ def load_classifier(model_name: str, num_labels: int, readout: str, seed: int = 
             # a checkpoint that already carries a head of another size gets a new one
             return AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=num_labels,
                                                                       ignore_mismatched_sizes=True,
-                                                                      **locations.hub_options())
+                                                                      **locations.model_options())
         encoder = load_encoder(model_name)
     except OSError as error:
         raise _cannot_load(model_name, error) from None

@@ -10,7 +10,8 @@ deadline: a run cut off leaves no record and trains again next time. Stages:
   draw Figure 1 in exact arithmetic (notebook 5);
 * ``second``: LoRA, IA3 and BEFT on every task and seed (``--experiment peft``), each at the rate the sweep
   chose (``analysis.best_rates``), and then Full-FT and BitFit as in the main grid, seeds 0-2, into
-  ``<results>_h200`` beside the CPU records of the same configurations (the hardware check of notebook 8).
+  ``results/h200_check/<profile>``, beside the CPU records of the same configurations (notebook 8's
+  hardware check).
 
 The classroom profile holds the chosen rates once they are committed; until then this script reads them
 from the sweep's records, so that one GPU session runs both stages.
@@ -58,7 +59,8 @@ def main() -> None:
     run_grid(experiment_configs(chosen, "peft"), store, progress=False)
     baselines = [c for c in experiment_configs(profile, "main", seeds=profile.seeds[:PEFT_SEEDS])
                  if c.method in ("full", "bitfit")]
-    run_grid(baselines, ResultStore(Path(args.results).with_name(Path(args.results).name + "_h200")), progress=False)
+    results = Path(args.results)
+    run_grid(baselines, ResultStore(results.parent / "h200_check" / results.name), progress=False)
 
 
 def share(args: argparse.Namespace) -> None:
