@@ -23,7 +23,7 @@ from .runs import RunConfig, RunRecord
 
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
-EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft")
+EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1")
 SIZE_CURVE = ("full", "bitfit")
 VARIANTS = (*MAIN, *ABLATION)  # method labels (methods.method_label / parse_label)
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
@@ -81,13 +81,15 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
     paper, too, searched rates minimally). 'peft_sweep' and 'peft': the same for LoRA, IA3 and BEFT
     (``adapters``), then each at its rate on the profile's tasks, first ``PEFT_SEEDS`` seeds, with the main
-    grid's sizes and bias-only epochs. 'checks', 'size_curve' and 'deployment': see
-    :func:`check_configs`, :func:`size_curve_configs` and :func:`deployment_configs`.
+    grid's sizes and bias-only epochs. 'checks', 'size_curve', 'deployment' and 'figure_1': see
+    :func:`check_configs`, :func:`size_curve_configs`, :func:`deployment_configs` and :func:`figure_1_configs`.
     """
     if experiment == "deployment":
         return deployment_configs(profile, tasks)
-    if experiment in ("checks", "size_curve") and tasks:
+    if experiment in ("checks", "size_curve", "figure_1") and tasks:
         raise BitFitError(f"experiment {experiment!r} runs on the profile's own task: drop the task list")
+    if experiment == "figure_1":
+        return figure_1_configs(profile, seeds)
     if experiment == "checks":
         return check_configs(profile)
     if experiment == "size_curve":
@@ -115,6 +117,14 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     overrides = profile.sweep_settings if sweep else {}
     return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr, **overrides)
             for seed in seeds for task in tasks for (method, groups), lr in runs]
+
+
+def figure_1_configs(profile: Profile, seeds: Iterable[int] | None = None) -> list[RunConfig]:
+    """The main grid's BitFit runs on RTE in fp32, first three seeds: the paper's Figure 1 in exact arithmetic,
+    where b_k's gradient vanishes (under bf16 autocast rounding moves it; notebook 5)."""
+    seeds = tuple(seeds if seeds is not None else profile.seeds[:3])
+    return [replace(config, bf16=False) for config in experiment_configs(profile, "main", tasks=["rte"], seeds=seeds)
+            if config.method == "bitfit"]
 
 
 def deployment_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[RunConfig]:

@@ -7,7 +7,7 @@ them from training a run twice; a GPU has room for many such small runs at once)
 deadline: a run cut off leaves no record and trains again next time. Stages:
 
 * ``first``: the peft learning-rate sweep (``--experiment peft_sweep``) and the fp32 BitFit runs on RTE that
-  draw Figure 1 in exact arithmetic (notebook 5);
+  draw Figure 1 in exact arithmetic (``--experiment figure_1``, notebook 5);
 * ``second``: LoRA, IA3 and BEFT on every task and seed (``--experiment peft``), each at the rate the sweep
   chose (``analysis.best_rates``), and then Full-FT and BitFit as in the main grid, seeds 0-2, into
   ``results/h200_check/<profile>``, beside the CPU records of the same configurations (notebook 8's
@@ -49,9 +49,7 @@ def main() -> None:
     store = ResultStore(args.results)
     sweep = experiment_configs(profile, "peft_sweep")
     if args.stage == "first":
-        figure_1 = [replace(c, bf16=False) for c in experiment_configs(profile, "main", tasks=["rte"],
-                                                                      seeds=profile.seeds[:3]) if c.method == "bitfit"]
-        run_grid(sweep + figure_1, store, progress=False)
+        run_grid(sweep + experiment_configs(profile, "figure_1"), store, progress=False)
         return
     rates = analysis.best_rates(store.load(sweep)[0])
     print("rates chosen by the sweep:", rates, file=sys.stderr)

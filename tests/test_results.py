@@ -276,3 +276,15 @@ def test_the_deployment_experiment_is_bitfit_per_task_at_demo_sizes():
     assert [c.task for c in configs] == list(profile.tasks) and {c.label for c in configs} == {"bitfit"}
     assert {(c.train_size, c.epochs, c.bf16) for c in configs} == {(profile.demo_train_size, profile.demo_epochs,
                                                                       profile.bf16)}
+
+
+def test_figure_1_runs_are_the_main_grids_bitfit_on_rte_in_fp32(classroom_results):
+    profile = get_profile("classroom")
+    figure_1 = experiment_configs(profile, "figure_1")
+    main = {replace(c, bf16=False) for c in experiment_configs(profile, "main") if c.method == "bitfit" and c.task == "rte"}
+    assert set(figure_1) <= main and {c.seed for c in figure_1} == set(profile.seeds[:3])
+    assert not any(c.bf16 for c in figure_1)
+    records, missing = classroom_results.load(figure_1)
+    assert missing == [] and {r.timing.matrix_products for r in records} == {"fp32"}
+    with pytest.raises(BitFitError, match="profile's own task"):
+        experiment_configs(profile, "figure_1", tasks=["rte"])
