@@ -13,7 +13,7 @@ interval, never the point estimate alone:
 - "worse" claims (A < B) hold when the whole interval is below zero, do not hold when it is wholly
   above, and are not resolved when it straddles zero.
 
-With three seeds the interval is wide: "not resolved at this scale" is an honest outcome, not a failure.
+With three to five seeds the interval is wide: "not resolved at this scale" is an honest outcome, not a failure.
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ PEFT = tuple(adapters.PEFT_METHODS)
 PEFT_SWEEP = {"lora_r8": (1e-4, 3e-4, 1e-3, 3e-3), "lora_r3": (1e-4, 3e-4, 1e-3, 3e-3),
               "ia3": (1e-3, 3e-3, 1e-2, 3e-2), "beft": (3e-4, 1e-3, 3e-3, 1e-2), "beft_all": (3e-4, 1e-3, 3e-3, 1e-2)}
 PEFT_SEEDS = 3  # the comparison's seeds: the profile's first three
+# The variants behind the "similar" claims (claims.MARGINS), whose equivalence tests need more seeds than the
+# other grids: they run the profile's claim_seeds (issue #23)
+CLAIM_VARIANTS = (*MAIN, "bitfit:b_q+b_m2")
 
 
 def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VARIANTS,
@@ -95,15 +98,15 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     if experiment == "size_curve":
         return size_curve_configs(profile, seeds)
     if experiment == "main":
-        runs = [(parse_label(label), None) for label in MAIN]
+        runs = [(label, None) for label in MAIN]
     elif experiment == "ablation":
-        runs = [(parse_label(label), None) for label in ABLATION]
+        runs = [(label, None) for label in ABLATION]
     elif experiment == "peft":
-        runs = [(parse_label(label), None) for label in PEFT]
+        runs = [(label, None) for label in PEFT]
     elif experiment in ("lr_sweep", "peft_sweep"):
         # rate by rate across the families, so that a sweep stopped early has covered each of them
         rates_of = LR_SWEEP if experiment == "lr_sweep" else PEFT_SWEEP
-        runs = [(parse_label(label), rates[i]) for i in range(max(map(len, rates_of.values())))
+        runs = [(label, rates[i]) for i in range(max(map(len, rates_of.values())))
                 for label, rates in rates_of.items() if i < len(rates)]
     else:
         raise unknown_choice("experiment", experiment, EXPERIMENTS)
@@ -111,12 +114,21 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     default_tasks = {"lr_sweep": (profile.sweep_task,), "peft_sweep": (profile.sweep_task,),
                      "ablation": profile.ablation_tasks or profile.tasks}
     tasks = tuple(tasks or default_tasks.get(experiment, profile.tasks))
-    default_seeds = {"peft": profile.seeds[:PEFT_SEEDS]}
-    seeds = tuple(seeds if seeds is not None else (profile.seeds[:1] if sweep
-                                                   else default_seeds.get(experiment, profile.seeds)))
+
+    def seeds_of(label: str) -> tuple[int, ...]:
+        if seeds is not None:
+            return tuple(seeds)
+        if sweep:
+            return profile.seeds[:1]
+        if experiment == "peft":
+            return profile.seeds[:PEFT_SEEDS]
+        return (profile.claim_seeds or profile.seeds) if label in CLAIM_VARIANTS else profile.seeds
+
     overrides = profile.sweep_settings if sweep else {}
-    return [RunConfig.from_profile(profile, task, method, groups=groups, seed=seed, learning_rate=lr, **overrides)
-            for seed in seeds for task in tasks for (method, groups), lr in runs]
+    every_seed = sorted({seed for label, _ in runs for seed in seeds_of(label)})
+    return [RunConfig.from_profile(profile, task, parse_label(label)[0], groups=parse_label(label)[1], seed=seed,
+                                   learning_rate=lr, **overrides)
+            for seed in every_seed for task in tasks for label, lr in runs if seed in seeds_of(label)]
 
 
 def figure_1_configs(profile: Profile, seeds: Iterable[int] | None = None) -> list[RunConfig]:

@@ -42,6 +42,7 @@ class Profile:
     demo_train_size: int | None = None  # the demo's smaller settings (None: as in the grids)
     demo_epochs: int | None = None
     demo_train_eval_size: int | None = None
+    claim_seeds: tuple[int, ...] = ()  # the main grid's and b_q+b_m2's seeds (experiments.CLAIM_VARIANTS); (): seeds
 
     @property
     def model_name(self) -> str:
@@ -78,6 +79,7 @@ PROFILES = {p.name: p for p in (
         ablation_tasks=("rte", "mrpc", "stsb", "cola"),
         sweep_settings={"epochs": 5, "bf16": False},  # how results/classroom's sweep ran
         size_curve=(100, 500, 2000, 10000, 67349),  # 67,349: the whole SST-2 training set
+        claim_seeds=(0, 1, 2, 3, 4),
     ),
     Profile(
         name="paper",

@@ -37,6 +37,9 @@ def test_each_method_trains_its_own_kind_on_the_real_model(classroom_model):
     assert table.loc["LoRA r=8 (W_q, W_v)", "LoRA matrices"] == 8 * 2 * (hidden + hidden) * layers
     assert table.loc["BEFT (W_v)", "new biases"] == hidden * layers
     assert table.loc["BitFit", "existing biases"] == 25_728 and table.loc["BitFit", "new biases"] == 0
+    # BEFT on every linear layer reaches every bias but the LayerNorms' (2 per layer, 1 in the embeddings)
+    beyond_beft = table.loc["BitFit", "existing biases"] - table.loc["BEFT (every linear)", "new biases"]
+    assert beyond_beft == (2 * layers + 1) * hidden
     # r=3 is the rank whose LoRA count comes closest to BitFit's
     per_rank = table.loc["LoRA r=8 (W_q, W_v)", "LoRA matrices"] // 8
     closest = min(range(1, 9), key=lambda r: abs(r * per_rank - table.loc["BitFit", "existing biases"]))
@@ -122,3 +125,27 @@ def test_peft_claims_name_their_source_and_margin():
     assert table.loc["BitFit is within reach of LoRA r=8", "verdict"] == claims.HOLDS
     assert table.loc["BEFT on W_v (new biases) is below BitFit (existing biases)", "verdict"] == claims.HOLDS
     assert isinstance(table, pd.DataFrame)
+
+
+def test_beft_trains_as_bitfit_on_the_same_biases_would():
+    """y = W x + b + b' depends on b + b' only, so dL/db' = dL/db at every step: without weight decay, AdamW
+    moves a new zero bias b' exactly as BitFit moves b. BEFT on every linear layer is BitFit without the
+    LayerNorm biases (same function after every step, up to float rounding)."""
+    config = tiny_bert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    models = {}
+    for method, groups in (("beft_all", "all"), ("bitfit", ("b_q", "b_k", "b_v", "b_m1", "b_m2", "b_m3"))):
+        torch.manual_seed(0)
+        model = MeanPoolingClassifier(BertModel(config, add_pooling_layer=False), num_labels=2)
+        models[method] = prepare(model, method, groups).model
+    batch = {"input_ids": torch.randint(5, 20, (4, 6), generator=torch.Generator().manual_seed(1)),
+             "attention_mask": torch.ones(4, 6, dtype=torch.long), "labels": torch.tensor([0, 1, 0, 1])}
+    start = models["bitfit"](**batch).logits.detach()
+    for model in models.values():
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+        for _ in range(5):
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    logits = [model(**batch).logits for model in models.values()]
+    assert torch.allclose(*logits, atol=1e-5)
+    assert not torch.allclose(logits[1], start, atol=1e-3)  # training moved them

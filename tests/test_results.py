@@ -120,8 +120,11 @@ def test_a_corrupt_file_stops_the_grid_before_any_training(tmp_path):
 def test_experiment_grids():
     profile = get_profile("classroom")
     main = experiment_configs(profile, "main")
-    assert len(main) == len(profile.tasks) * 3 * len(profile.seeds)
+    assert len(main) == len(profile.tasks) * 3 * len(profile.claim_seeds)  # the claims' variants: more seeds
     assert len({c.run_id for c in main}) == len(main)
+    seeds = {label: {c.seed for c in experiment_configs(profile, "ablation") if c.label == label}
+             for label in ("bitfit:b_q+b_m2", "bitfit:b_q")}
+    assert seeds == {"bitfit:b_q+b_m2": set(profile.claim_seeds), "bitfit:b_q": set(profile.seeds)}
     ablation = experiment_configs(profile, "ablation", tasks=["rte"], seeds=[0])
     assert [c.label for c in ablation] == ["bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform",
                                            "rand_row_col"]
