@@ -101,12 +101,15 @@ def seed_averages(frame: pd.DataFrame, method: str, tasks: list[str], value: str
 
 
 def best_covered_tasks(frame: pd.DataFrame, method: str, baseline: str) -> list[str]:
-    """The tasks both methods ran, narrowed, while a grid fills, to those with the most seeds of both: one
-    early seed of a task must not shrink the comparison on the tasks that are finished to that seed."""
+    """The tasks both methods ran, narrowed, while a grid fills, to those that give the most (task, seed)
+    results: k seeds on every one of n tasks, n x k largest (ties: more tasks). One early seed of a task must
+    not shrink the comparison on the tasks finished to that seed, and one seed that has reached only some
+    tasks must not drop the others (``seed_averages`` then leaves that seed out)."""
     seeds = frame[frame["method"].isin([method, baseline])].pivot_table(
         index="task", columns="method", values="seed", aggfunc="nunique").dropna()
     covered = seeds.min(axis=1)
-    return sorted(covered[covered == covered.max()].index)
+    most = max(covered.unique(), key=lambda k: ((covered >= k).sum() * k, (covered >= k).sum()))
+    return sorted(covered[covered >= most].index)
 
 
 def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = "best") -> dict:

@@ -52,6 +52,13 @@ def test_a_partly_run_task_does_not_hold_back_the_finished_ones():
     assert found["difference"] == pytest.approx(2.0) and found["low"] < 2.0 < found["high"]
 
 
+def test_a_seed_on_some_tasks_does_not_drop_the_others():
+    frame = runs_frame(grid({"bitfit": {"rte": [60, 62, 64, 66], "mrpc": [80, 82, 84, 86], "cola": [10, 12, 14, 16]},
+                             "full": {"rte": [58, 60, 62, 64], "mrpc": [80, 82, 84], "cola": [10, 12, 14]}}))
+    found = difference(frame, "bitfit", "full")
+    assert found["tasks"] == ["cola", "mrpc", "rte"] and found["seeds"] == (4, 3)  # full's seed 3: rte alone
+
+
 @pytest.mark.parametrize("kind,low,high,equivalence,expected", [
     ("similar", -1.0, 1.2, 0.01, HOLDS),  # equivalent by TOST
     ("similar", -1.0, 1.2, 0.20, UNRESOLVED),
