@@ -126,15 +126,16 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
 
     overrides = profile.sweep_settings if sweep else {}
     every_seed = sorted({seed for label, _ in runs for seed in seeds_of(label)})
-    return [RunConfig.from_profile(profile, task, parse_label(label)[0], groups=parse_label(label)[1], seed=seed,
+    parsed = {label: parse_label(label) for label, _ in runs}
+    return [RunConfig.from_profile(profile, task, parsed[label][0], groups=parsed[label][1], seed=seed,
                                    learning_rate=lr, **overrides)
             for seed in every_seed for task in tasks for label, lr in runs if seed in seeds_of(label)]
 
 
 def figure_1_configs(profile: Profile, seeds: Iterable[int] | None = None) -> list[RunConfig]:
-    """The main grid's BitFit runs on RTE in fp32, first three seeds: the paper's Figure 1 in exact arithmetic,
+    """The main grid's BitFit runs on RTE in fp32, the profile's seeds: the paper's Figure 1 in exact arithmetic,
     where b_k's gradient vanishes (under bf16 autocast rounding moves it; notebook 5)."""
-    seeds = tuple(seeds if seeds is not None else profile.seeds[:3])
+    seeds = tuple(seeds if seeds is not None else profile.seeds)
     return [replace(config, bf16=False) for config in experiment_configs(profile, "main", tasks=["rte"], seeds=seeds)
             if config.method == "bitfit"]
 

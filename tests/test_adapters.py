@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
 from bitfit_edu import adapters, analysis, claims
 from bitfit_edu.biases import bias_census, head_parameters
+from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments import PEFT, PEFT_SEEDS, experiment_configs, method_parameters
 from bitfit_edu.methods import prepare
 from bitfit_edu.profiles import get_profile
@@ -124,7 +124,12 @@ def test_peft_claims_name_their_source_and_margin():
     assert table.loc["BitFit is within reach of LoRA r=8", "paper: gap"] == "LoRA paper: -2.0 (RoBERTa-base)"
     assert table.loc["BitFit is within reach of LoRA r=8", "verdict"] == claims.HOLDS
     assert table.loc["BEFT on W_v (new biases) is below BitFit (existing biases)", "verdict"] == claims.HOLDS
-    assert isinstance(table, pd.DataFrame)
+    assert table.loc["BEFT on every linear layer is below BitFit", "paper: gap"] == "not in either paper"
+
+
+def test_an_unknown_peft_method_is_one_clear_error():
+    with pytest.raises(BitFitError, match="unknown peft method 'lora_r99'"):
+        adapters.peft_config("lora_r99")
 
 
 def test_beft_trains_as_bitfit_on_the_same_biases_would():
