@@ -3,17 +3,26 @@
 A claim compares two method variants on the GLUE average (or on another per-run value, such as the
 generalization gap): BitFit against Full-FT, Frozen against BitFit, and so on. The paper's gaps are
 BERT-base GLUE dev averages on eight tasks. Our evidence is the difference of the two methods' averages
-over tasks, one average per seed, with a 95% Welch t-interval over seeds. The verdict reads that
-interval, never the point estimate alone:
+over tasks, one average per seed, with a Welch t-interval over seeds.
 
-- "similar" claims (A ≈ B) hold when two one-sided tests (TOST, each at 5%) show the gap within ± the
-  claim's equivalence margin (``Claim.margin``, fixed in advance from the paper: see ``MARGINS``), that
-  is, when the 90% interval lies within it; they do not hold when the 95% interval lies wholly outside
-  the margin, and are not resolved otherwise;
-- "worse" claims (A < B) hold when the whole interval is below zero, do not hold when it is wholly
+**The declared protocol** (issue #32, committed before the records of seeds 5-9 and of the size curve's
+new seeds): every verdict reads each run's score at its **last epoch** (``PRIMARY_PROTOCOL``). That is
+the only protocol in which the dev set scores a run without also choosing it: the best epoch gives a
+method evaluated ten times (BitFit) more chances to be lucky than one evaluated five times (Full-FT),
+and even 'best of 5' looks at the dev set five times per run. The other protocols stay as a
+sensitivity table (``protocol_table``).
+
+**The decision rule** (``CONFIDENCE``): every verdict is a one-sided test at 5% in the direction it
+decides, that is, it reads the two-sided 90% interval, the same way for every outcome:
+
+- "similar" claims (A ≈ B) hold when the 90% interval lies within ± the claim's equivalence margin
+  (``Claim.margin``, fixed in advance: see ``MARGINS``; the same as two one-sided tests, TOST, at 5%);
+  they do not hold when it lies wholly outside the margin, and are not resolved otherwise;
+- "worse" claims (A < B) hold when the whole 90% interval is below zero, do not hold when it is wholly
   above, and are not resolved when it straddles zero.
 
-With three to five seeds the interval is wide: "not resolved at this scale" is an honest outcome, not a failure.
+With three to ten seeds the interval is wide: "not resolved at this scale" is an honest outcome, not a
+failure; ``power`` says how many seeds a claim would need.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ MARGINS = {("bitfit", "full"): 1.0, ("bitfit:b_q+b_m2", "bitfit"): 1.5,
            ("bitfit", "lora_r8"): 1.0, ("bitfit", "lora_r3"): 1.0}
 HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved at this scale"
 NOT_RUN = "no finished runs yet"
+# Declared on 2026-12-03 (issue #32) before any of the runs of experiment 'settle' (experiments.SETTLE_SEEDS)
+PRIMARY_PROTOCOL = "last"
+CONFIDENCE = 0.90  # every verdict: a one-sided 5% test in the direction it decides
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ PEFT_CLAIMS = (
 GAP_CLAIMS = (Claim("BitFit's generalization gap is smaller than Full-FT's", "bitfit", "full", "worse"),)
 
 
-def seed_averages(frame: pd.DataFrame, method: str, tasks: list[str], value: str = "best") -> pd.Series:
+def seed_averages(frame: pd.DataFrame, method: str, tasks: list[str], value: str = PRIMARY_PROTOCOL) -> pd.Series:
     """The mean over ``tasks`` of ``value`` per seed, for the seeds that have every one of the tasks."""
     runs = frame[(frame["method"] == method) & frame["task"].isin(tasks)]
     per_seed = runs.pivot_table(index="seed", columns="task", values=value).reindex(columns=tasks)
@@ -112,9 +124,9 @@ def best_covered_tasks(frame: pd.DataFrame, method: str, baseline: str) -> list[
     return sorted(covered[covered >= most].index)
 
 
-def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = "best") -> dict:
-    """Mean GLUE-average difference (method minus baseline, x100 points) over the tasks both have
-    (``best_covered_tasks``), with a 95% Welch t-interval over seeds (NaN bounds with fewer than two
+def difference(frame: pd.DataFrame, method: str, baseline: str, value: str = PRIMARY_PROTOCOL) -> dict:
+    """Mean GLUE-average difference (method minus baseline, x100 points) of ``value`` over the tasks both
+    have (``best_covered_tasks``), with its Welch t-intervals over seeds (NaN bounds with fewer than two
     seeds on either side)."""
     _require_runs(frame, method, baseline)
     tasks = best_covered_tasks(frame, method, baseline)
@@ -159,23 +171,21 @@ def signed(points: float) -> str:
     return f"{points:+.0e}" if float(text) == 0 and points != 0 else text
 
 
-def verdict(kind: str, low: float, high: float, margin: float | None = None,
-            equivalence: float = np.nan) -> str:
-    """Holds / does not hold / not resolved, from a difference's 95% interval (see the module docstring);
-    a 'similar' claim needs its equivalence ``margin`` and its TOST p-value (``equivalence_p``)."""
+def verdict(kind: str, low: float, high: float, margin: float | None = None) -> str:
+    """Holds / does not hold / not resolved, from a difference's 90% interval ``low``..``high`` (the
+    decision rule of the module docstring); a 'similar' claim needs its equivalence ``margin``."""
     if np.isnan(low) or np.isnan(high):
         return UNRESOLVED
     if kind == "similar":
-        if equivalence < 0.05:
-            return HOLDS
-        return FAILS if low > margin or high < -margin else UNRESOLVED
+        return HOLDS if -margin < low and high < margin else FAILS if low > margin or high < -margin else UNRESOLVED
     if kind == "worse":
         return HOLDS if high < 0 else FAILS if low > 0 else UNRESOLVED
     raise BitFitError(f"unknown kind of claim {kind!r}: use 'similar' or 'worse'")
 
 
-def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = "best") -> pd.DataFrame:
-    """One row per claim: the paper's gap, ours with its 95% interval and the p-value of a difference,
+def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
+    """One row per claim under the protocol ``value`` (default: the declared one): the paper's gap, ours
+    with its 90% interval (``CONFIDENCE``) and the p-value of a difference,
     for a 'similar' claim its margin and the TOST p-value of equivalence within it, the seeds behind it,
     and the verdict (a claim whose methods have no finished runs says so instead)."""
     rows = []
@@ -190,34 +200,34 @@ def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = "b
             "claim": claim.statement,
             "paper: gap": paper_gap,
             "ours: gap": signed(found["difference"]),
-            "ours: 95% interval": _interval(found),
+            "ours: 90% interval": _interval(found),
             "p (gap = 0)": _p_value(found["p"]),
             "margin": f"±{claim.margin:.1f}" if claim.margin else "",
             "p (|gap| >= margin)": _p_value(equivalence) if claim.margin else "",
             "seeds": "{} vs {}".format(*found["seeds"]),
             "tasks": len(found["tasks"]),
-            "verdict": verdict(claim.kind, found["low"], found["high"], claim.margin, equivalence),
+            "verdict": verdict(claim.kind, found["low90"], found["high90"], claim.margin),
         })
     return pd.DataFrame(rows).set_index("claim").fillna("")
 
 
 def _interval(found: dict) -> str:
-    return "n/a" if np.isnan(found["low"]) else f"[{signed(found['low'])}, {signed(found['high'])}]"
+    return "n/a" if np.isnan(found["low90"]) else f"[{signed(found['low90'])}, {signed(found['high90'])}]"
 
 
 def _p_value(p: float) -> str:
     return "n/a" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-PROTOCOLS = {"best": "best epoch (the paper's)", "last": "last epoch",
+PROTOCOLS = {"last": "last epoch (declared)", "best": "best epoch (the paper's)",
              "best_of_5": "best of 5 evaluations for every method"}
 
 
 def protocol_table(frame: pd.DataFrame, claims: tuple[Claim, ...]) -> pd.DataFrame:
-    """Each claim's gap, 95% interval and verdict under each selection protocol (``PROTOCOLS``), and
+    """Each claim's gap, 90% interval and verdict under each selection protocol (``PROTOCOLS``), and
     whether the verdict depends on the protocol."""
     verdicts = {label: check_claims(frame, claims, value) for value, label in PROTOCOLS.items()}
-    table = pd.DataFrame({label: found["ours: gap"] + " " + found["ours: 95% interval"] + ": " + found["verdict"]
+    table = pd.DataFrame({label: found["ours: gap"] + " " + found["ours: 90% interval"] + ": " + found["verdict"]
                           for label, found in verdicts.items()})
     table["depends on the protocol"] = np.where(
         pd.DataFrame({label: found["verdict"] for label, found in verdicts.items()}).nunique(axis=1) > 1, "yes", "no")
@@ -227,16 +237,17 @@ def protocol_table(frame: pd.DataFrame, claims: tuple[Claim, ...]) -> pd.DataFra
 SIZE_CLAIM = "BitFit beats Full-FT when data is small; Full-FT wins with lots of data"
 
 
-def size_curve_differences(frame: pd.DataFrame, method: str = "bitfit", baseline: str = "full") -> pd.DataFrame:
-    """Per training size (rows): ``method`` minus ``baseline`` best dev score (x100 points) with its 95%
-    Welch interval over seeds, and who is ahead there: a method, or 'neither (not resolved)' when the
-    interval straddles zero."""
+def size_curve_differences(frame: pd.DataFrame, method: str = "bitfit", baseline: str = "full",
+                           value: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
+    """Per training size (rows): ``method`` minus ``baseline`` dev score under the protocol ``value``
+    (x100 points) with its Welch intervals over seeds, and who is ahead there by the decision rule (the
+    90% interval): a method, or 'neither (not resolved)' when the interval straddles zero."""
     _require_runs(frame, method, baseline)
     rows = {}
     for size, runs in frame.groupby("train_size"):
-        ours, theirs = (runs.loc[runs["method"] == name, "best"] for name in (method, baseline))
+        ours, theirs = (runs.loc[runs["method"] == name, value] for name in (method, baseline))
         found = welch_interval(ours, theirs)
-        ahead = method if found["low"] > 0 else baseline if found["high"] < 0 else "neither (not resolved)"
+        ahead = method if found["low90"] > 0 else baseline if found["high90"] < 0 else "neither (not resolved)"
         rows[size] = {**found, "seeds": f"{len(ours)} vs {len(theirs)}", "ahead": ahead}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "train_size"

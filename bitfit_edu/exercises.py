@@ -180,7 +180,7 @@ EXERCISES: dict[str, Exercise] = {
         "On the smallest training set of the SST-2 size curve, who is ahead?",
         answer=lambda: _ahead_at_smallest_size()[0], choices=SMALL_DATA,
         why=lambda: f"With {_ahead_at_smallest_size()[1]:,} examples: {SMALL_DATA[_ahead_at_smallest_size()[0]]}, "
-                    "read from the 95% interval over seeds of the difference (notebook 5's table). The paper finds "
+                    "read from the 90% interval over seeds of the difference (notebook 5's table). The paper finds "
                     "BitFit ahead when data is small."),
     "05.top_two": Exercise(
         "Which two bias terms change most in our BitFit runs, mean |Δb| averaged over layers, tasks and seeds?",

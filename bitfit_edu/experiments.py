@@ -23,7 +23,8 @@ from .runs import RunConfig, RunRecord
 
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
-EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1")
+EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1",
+               "settle")
 SIZE_CURVE = ("full", "bitfit")
 VARIANTS = (*MAIN, *ABLATION)  # method labels (methods.method_label / parse_label)
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
@@ -36,6 +37,13 @@ PEFT_SEEDS = 3  # the comparison's seeds: the profile's first three
 # The variants behind the "similar" claims (claims.MARGINS), whose equivalence tests need more seeds than the
 # other grids: they run the profile's claim_seeds (issue #23)
 CLAIM_VARIANTS = (*MAIN, "bitfit:b_q+b_m2")
+# The runs that settle open claims (issue #32, experiment 'settle'), their seeds declared with the primary
+# protocol and the decision rule (claims.PRIMARY_PROTOCOL), before any of them ran, cheapest first:
+# 1. the size curve's small end, both methods;  2. LoRA at 1e-2 in the sweep (3e-3, its best, was the sweep's
+# edge);  3. all biases and b_q + b_m2 on the ablation tasks;  4. random rows/columns.
+SETTLE_SEEDS = {"size_curve": tuple(range(3, 10)), "bias_subsets": tuple(range(5, 10)), "rand_row_col": (3, 4)}
+SETTLE_SIZES = (100, 500)
+SETTLE_LORA_RATE = 1e-2
 
 
 def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VARIANTS,
@@ -93,6 +101,8 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
         raise BitFitError(f"experiment {experiment!r} runs on the profile's own task: drop the task list")
     if experiment == "figure_1":
         return figure_1_configs(profile, seeds)
+    if experiment == "settle":
+        return settle_configs(profile)
     if experiment == "checks":
         return check_configs(profile)
     if experiment == "size_curve":
@@ -138,6 +148,25 @@ def figure_1_configs(profile: Profile, seeds: Iterable[int] | None = None) -> li
     seeds = tuple(seeds if seeds is not None else profile.seeds)
     return [replace(config, bf16=False) for config in experiment_configs(profile, "main", tasks=["rte"], seeds=seeds)
             if config.method == "bitfit"]
+
+
+def settle_configs(profile: Profile) -> list[RunConfig]:
+    """The runs declared to settle open claims (``SETTLE_SEEDS``), in their declared order."""
+    small_end = [config for config in size_curve_configs(profile, SETTLE_SEEDS["size_curve"])
+                 if config.train_size in SETTLE_SIZES]
+    lora = [RunConfig.from_profile(profile, profile.sweep_task, method, seed=profile.seeds[0],
+                                   learning_rate=SETTLE_LORA_RATE, **profile.sweep_settings)
+            for method in ("lora_r8", "lora_r3")]
+    tasks = profile.ablation_tasks or profile.tasks
+
+    def runs_of(label: str, seeds: tuple[int, ...]) -> list[RunConfig]:
+        experiment = "main" if label in MAIN else "ablation"
+        return [config for seed in seeds for config in experiment_configs(profile, experiment, tasks, [seed])
+                if config.label == label]
+
+    subsets = [config for seed in SETTLE_SEEDS["bias_subsets"]
+               for label in ("bitfit", "bitfit:b_q+b_m2") for config in runs_of(label, (seed,))]
+    return small_end + lora + subsets + runs_of("rand_row_col", SETTLE_SEEDS["rand_row_col"])
 
 
 def deployment_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[RunConfig]:

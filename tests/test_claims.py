@@ -9,10 +9,12 @@ from synthetic_records import record
 from bitfit_edu.analysis import runs_frame
 from bitfit_edu.claims import (
     ABLATION_CLAIMS,
+    CONFIDENCE,
     FAILS,
     HOLDS,
     MAIN_CLAIMS,
     NOT_RUN,
+    PRIMARY_PROTOCOL,
     PROTOCOLS,
     UNRESOLVED,
     check_claims,
@@ -59,18 +61,27 @@ def test_a_seed_on_some_tasks_does_not_drop_the_others():
     assert found["tasks"] == ["cola", "mrpc", "rte"] and found["seeds"] == (4, 3)  # full's seed 3: rte alone
 
 
-@pytest.mark.parametrize("kind,low,high,equivalence,expected", [
-    ("similar", -1.0, 1.2, 0.01, HOLDS),  # equivalent by TOST
-    ("similar", -1.0, 1.2, 0.20, UNRESOLVED),
-    ("similar", -3.0, 1.0, 0.40, UNRESOLVED),
-    ("similar", 2.0, 5.0, 0.90, FAILS),  # the whole 95% interval beyond the margin
-    ("worse", -9.0, -0.5, np.nan, HOLDS),
-    ("worse", -2.0, 1.0, np.nan, UNRESOLVED),
-    ("worse", 0.5, 3.0, np.nan, FAILS),
-    ("worse", np.nan, np.nan, np.nan, UNRESOLVED),
+@pytest.mark.parametrize("kind,low,high,expected", [
+    ("similar", -1.0, 1.2, HOLDS),  # the 90% interval within the margin
+    ("similar", -1.0, 1.6, UNRESOLVED),
+    ("similar", -3.0, 1.0, UNRESOLVED),
+    ("similar", 1.6, 5.0, FAILS),  # the whole 90% interval beyond the margin
+    ("similar", -5.0, -1.6, FAILS),
+    ("worse", -9.0, -0.5, HOLDS),
+    ("worse", -2.0, 1.0, UNRESOLVED),
+    ("worse", 0.5, 3.0, FAILS),
+    ("worse", np.nan, np.nan, UNRESOLVED),
 ])
-def test_verdict_reads_the_interval(kind, low, high, equivalence, expected):
-    assert verdict(kind, low, high, margin=1.5, equivalence=equivalence) == expected
+def test_verdict_reads_the_interval(kind, low, high, expected):
+    assert verdict(kind, low, high, margin=1.5) == expected
+
+
+def test_one_rule_both_ways():
+    """The declared rule reads the 90% interval for every outcome: a claim just beyond its margin fails at
+    the same strength of evidence as a claim just inside it holds."""
+    assert CONFIDENCE == 0.90 and PRIMARY_PROTOCOL == "last"
+    assert verdict("similar", -0.5, 1.49, margin=1.5) == HOLDS
+    assert verdict("similar", 1.51, 2.5, margin=1.5) == FAILS
 
 
 def test_tost_agrees_with_the_90_percent_interval():
@@ -97,7 +108,7 @@ def test_protocol_table_says_which_verdicts_depend_on_the_selection():
     table = protocol_table(frame, MAIN_CLAIMS)
     assert list(table.columns) == [*PROTOCOLS.values(), "depends on the protocol"]
     assert table.loc["BitFit matches Full-FT", "depends on the protocol"] == "yes"  # its last epoch falls
-    assert table.loc["BitFit matches Full-FT", "last epoch"].endswith(FAILS)
+    assert table.loc["BitFit matches Full-FT", "last epoch (declared)"].endswith(FAILS)
 
 
 def test_check_claims_table():

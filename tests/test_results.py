@@ -291,3 +291,22 @@ def test_figure_1_runs_are_the_main_grids_bitfit_on_rte_in_fp32(classroom_result
     assert missing == [] and {r.timing.matrix_products for r in records} == {"fp32"}
     with pytest.raises(BitFitError, match="profile's own task"):
         experiment_configs(profile, "figure_1", tasks=["rte"])
+
+
+def test_settle_runs_are_the_declared_ones(classroom_results):
+    """Experiment 'settle' (issue #32): the seeds declared with the protocol, cheapest first, and each run the
+    same configuration as the grid it extends, so its records join that grid's tables."""
+    profile = get_profile("classroom")
+    settle = experiment_configs(profile, "settle")
+    assert len(settle) == len({c.run_id for c in settle}) == 28 + 2 + 40 + 8
+    small_end, lora, subsets, rows = settle[:28], settle[28:30], settle[30:70], settle[70:]
+    assert {(c.train_size, c.seed) for c in small_end} == {(n, s) for n in (100, 500) for s in range(3, 10)}
+    assert {c.run_id for c in small_end} <= {c.run_id for c in experiment_configs(profile, "size_curve",
+                                                                                  seeds=range(3, 10))}
+    assert {(c.method, c.learning_rate, c.task) for c in lora} == {("lora_r8", 1e-2, "mrpc"), ("lora_r3", 1e-2, "mrpc")}
+    assert {c.label for c in subsets} == {"bitfit", "bitfit:b_q+b_m2"}
+    assert {c.seed for c in subsets} == set(range(5, 10)) and {c.task for c in subsets} == set(profile.ablation_tasks)
+    extended = {c.run_id for seed in range(5) for experiment in ("main", "ablation")
+                for c in experiment_configs(profile, experiment, seeds=[seed])}
+    assert {replace(c, seed=0).run_id for c in subsets + rows} <= extended
+    assert {(c.label, c.seed) for c in rows} == {("rand_row_col", 3), ("rand_row_col", 4)}
