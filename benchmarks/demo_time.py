@@ -23,8 +23,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bitfit_edu import precision
-from bitfit_edu.results import ResultStore
+from bitfit_edu.core import precision
+from bitfit_edu.data.locations import results_folder
+from bitfit_edu.experiments.results import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 300
@@ -41,7 +42,7 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run(command, check=True, cwd=ROOT)
         wall = time.perf_counter() - started
-        records = ResultStore(Path(folder) / os.environ.get("BITFIT_EDU_PROFILE", "classroom")).records()
+        records = ResultStore.in_folder(folder, os.environ.get("BITFIT_EDU_PROFILE", "classroom")).records()
     number_format = records[0].timing.matrix_products
     summary = {
         "command": " ".join(["python -m bitfit_edu demo", *command[6:]]),
@@ -58,7 +59,7 @@ def main() -> None:
         "torch_threads": records[0].timing.torch_threads,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    out = ROOT / "results" / "benchmarks" / f"demo_{'fp32' if number_format == 'fp32' else 'bf16'}.json"
+    out = results_folder("benchmarks", f"demo_{'fp32' if number_format == 'fp32' else 'bf16'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\ndemo: {wall:.0f} s wall ({'within' if summary['within_target'] else 'OVER'} the {TARGET_SECONDS} s "

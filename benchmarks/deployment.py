@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,17 +33,17 @@ import torch
 from safetensors.torch import save_file
 from transformers import DataCollatorWithPadding
 
-from bitfit_edu import glue
-from bitfit_edu.locations import repo_root
-from bitfit_edu.methods import optimizer_groups, prepare
-from bitfit_edu.precision import hardware_name
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.readout import load_classifier, load_tokenizer
-from bitfit_edu.serving import MultiTask, examples_per_second, switch_milliseconds
-from bitfit_edu.training import set_progress_bars
+from bitfit_edu.console import set_progress_bars
+from bitfit_edu.core.precision import hardware_name
+from bitfit_edu.core.readout import load_classifier, load_tokenizer
+from bitfit_edu.data import glue
+from bitfit_edu.data.locations import repo_root, results_folder
+from bitfit_edu.deploy.costs import step_seconds
+from bitfit_edu.deploy.serving import MultiTask, examples_per_second, switch_milliseconds
+from bitfit_edu.experiments.profiles import get_profile
 
-DELTAS = repo_root() / "results" / "deployment" / "classroom" / "deltas"
-OUTPUT = repo_root() / "results" / "benchmarks" / "deployment.json"
+DELTAS = results_folder("deployment", "classroom", "deltas")
+OUTPUT = results_folder("benchmarks", "deployment.json")
 TARGETS = {  # issue #21
     "BitFit step time / Full-FT (batch 32)": ("<=", 0.70),
     "BitFit training memory / Full-FT (batch 8)": ("<=", 0.60),
@@ -73,23 +72,6 @@ def classroom_model() -> torch.nn.Module:
     return load_classifier(profile.model, num_labels=2, readout=profile.readout)
 
 
-def train_steps(model: torch.nn.Module, method: str, batches: list[dict], steps: int) -> list[float]:
-    """Seconds of each of ``steps`` optimizer steps (forward, backward, AdamW) over ``batches``, after one
-    step of warm-up that is not counted. Dropout on, fp32, as in a run."""
-    prepared = prepare(model, method)
-    model.train()
-    optimizer = torch.optim.AdamW(optimizer_groups(prepared, 0.0), lr=1e-4)
-    timings = []
-    for step in range(steps + 1):
-        batch = batches[step % len(batches)]
-        started = time.perf_counter()
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        timings.append(time.perf_counter() - started)
-    return timings[1:]
-
-
 def one_method(method: str, batch_size: int, steps: int) -> dict:
     """Part 1 for one method and batch size, in this process (see ``--one``)."""
     torch.manual_seed(0)
@@ -99,7 +81,7 @@ def one_method(method: str, batch_size: int, steps: int) -> dict:
     model = classroom_model()
     loaded = memory_mb("VmRSS")
     reset_peak_memory()  # what loading needed does not count as training memory
-    timings = train_steps(model, method, batches, steps)
+    timings = step_seconds(model, method, batches, steps)
     peak = memory_mb("VmHWM")
     seconds = sum(timings) / len(timings)
     return {"method": method, "batch": batch_size, "seconds_per_step": seconds,
@@ -134,7 +116,7 @@ def padding_costs(steps: int) -> pd.DataFrame:
         collate = DataCollatorWithPadding(tokenizer, padding=padding, max_length=128)
         batches = [dict(collate(order[i:i + 32])) for i in range(0, len(order), 32)]
         batches = [batches[i] for i in torch.randperm(len(batches), generator=torch.Generator().manual_seed(0))]
-        timings = train_steps(classroom_model(), "bitfit", batches, steps)
+        timings = step_seconds(classroom_model(), "bitfit", batches, steps)
         used = batches[1:steps + 1] if len(batches) > steps else batches
         real = sum(int(b["attention_mask"].sum()) for b in used)
         padded = sum(b["input_ids"].numel() for b in used)

@@ -9,7 +9,7 @@ Whether two 1-thread grid workers beat one 2-thread worker on a 2-core machine: 
 ``OMP_NUM_THREADS=2``, then twice at the same time with ``OMP_NUM_THREADS=1``, and compare steps per
 second (one worker: 1/s; two workers: 2/s each).
 
-It also says whether this machine has bfloat16 kernels (``bitfit_edu.precision``). Without them a bf16
+It also says whether this machine has bfloat16 kernels (``bitfit_edu.core.precision``). Without them a bf16
 row times what a run does there (products computed in fp32 from bf16 inputs); ``--precisions bf16-pytorch``
 times PyTorch's own fallback instead, which is what the emulation avoids.
 """
@@ -18,36 +18,22 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import torch
 
-from bitfit_edu.methods import optimizer_groups, prepare
-from bitfit_edu.precision import bf16_products, hardware_name, matrix_products, native_bf16
-from bitfit_edu.profiles import CLASSROOM_MODEL
-from bitfit_edu.readout import default_readout, load_classifier
-from bitfit_edu.training import set_progress_bars
+from bitfit_edu.console import set_progress_bars
+from bitfit_edu.core.precision import hardware_name, matrix_products, native_bf16
+from bitfit_edu.core.readout import default_readout, load_classifier
+from bitfit_edu.deploy.costs import step_seconds
+from bitfit_edu.experiments.profiles import CLASSROOM_MODEL
 
 
 def seconds_per_step(model_name: str, method: str, batch: int, length: int, steps: int, number_format: str) -> float:
     model = load_classifier(model_name, num_labels=2, readout=default_readout(model_name))
-    prepared = prepare(model, method)
-    model.train()  # dropout on, as in a run: attention then takes PyTorch's math path, not flash attention
-    optimizer = torch.optim.AdamW(optimizer_groups(prepared, 0.0), lr=1e-4)
-    input_ids = torch.randint(1000, 2000, (batch, length))
-    attention_mask = torch.ones_like(input_ids)
-    labels = torch.randint(0, 2, (batch,))
-    timings = []
-    for _ in range(steps + 1):  # the first step warms up and is not counted
-        started = time.perf_counter()
-        with bf16_products(number_format == "bf16"):  # the backward pass's products too
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=number_format != "fp32"):
-                loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        timings.append(time.perf_counter() - started)
-    return sum(timings[1:]) / steps
+    batches = [{"input_ids": torch.randint(1000, 2000, (batch, length)),
+                "attention_mask": torch.ones(batch, length, dtype=torch.long),
+                "labels": torch.randint(0, 2, (batch,))}]
+    return sum(step_seconds(model, method, batches, steps, number_format)) / steps
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bitfit_edu {params,census,run,grid,report,demo}``; ``-h`` for help."""
+"""Command line: ``python -m bitfit_edu {params,census,run,grid,report,demo,predict}``; ``-h`` for help."""
 
 from __future__ import annotations
 
@@ -12,21 +12,24 @@ import pandas as pd
 import torch
 from transformers import AutoModel
 
-from . import locations, paper, precision
-from .accounting import accounting_table, load_config
-from .analysis import results_summary, runs_frame
-from .biases import census_table
-from .deltas import DELTA_METHODS
+from . import paper
+from .console import quiet_outputs
+from .core import precision
+from .core.biases import census_table
+from .core.counting import accounting_table, load_config
+from .core.methods import display_name, parse_label
+from .data import locations
+from .data.glue import get_task
+from .deploy.deltas import DELTA_METHODS
+from .deploy.serving import PAIR_SEPARATOR, predict, serve
 from .errors import BitFitError
-from .experiments import EXPERIMENTS, MAIN, experiment_configs, grid_progress
-from .glue import get_task
-from .grid import delta_path, run_grid, to_train, worker_runs
-from .methods import display_name, parse_label
-from .profiles import PROFILES, get_profile
-from .results import ResultStore
-from .runs import RunConfig, RunRecord
-from .serving import PAIR_SEPARATOR, predict, serve
-from .training import is_main_process
+from .evidence.tables import results_summary, runs_frame
+from .experiments.grids import EXPERIMENTS, MAIN, experiment_configs, grid_progress
+from .experiments.profiles import PROFILES, get_profile
+from .experiments.results import ResultStore
+from .experiments.runner import delta_path, run_grid, to_train, worker_runs
+from .experiments.runs import RunConfig, RunRecord
+from .experiments.training import is_main_process
 
 
 def _csv(value: str, option: str) -> list[str]:
@@ -80,19 +83,19 @@ def cmd_run(args) -> None:
     method, groups = (args.method, tuple(_csv(args.groups, "--groups"))) if args.groups is not None \
         else parse_label(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
-                                    learning_rate=args.lr, epochs=args.epochs, train_size=args.train_size,
+                                    learning_rate=args.learning_rate, epochs=args.epochs, train_size=args.train_size,
                                     bf16=args.bf16).with_data(args.glue_dir)
     if args.deltas and config.method not in DELTA_METHODS:
         raise BitFitError(f"{config.label} trains more than biases and a head, so it has no delta: drop --deltas "
                           "(deltas are for bitfit, its variants, and frozen)")
-    store = ResultStore(Path(args.results) / profile.name)
+    store = ResultStore.in_folder(args.results, profile.name)
     report = run_grid([config], store, glue_dir=args.glue_dir, deltas=args.deltas)
     record = store.finished(config)
     state = "trained" if report.trained else "already finished"
     print(f"{state}: {store.path(config)}")
     if args.deltas:
         print(f"delta: {delta_path(config, args.deltas)}")
-    print(f"best dev {config.task_spec.metrics} at epoch {record.best_epoch}: "
+    print(f"best dev {', '.join(config.task_spec.metrics)} at epoch {record.best_epoch}: "
           + ", ".join(f"{k}={v:.4f}" for k, v in {**record.best.metrics, "score": record.best.score}.items()))
 
 
@@ -109,7 +112,7 @@ def cmd_grid(args) -> None:
                           "(it sets no sizes for it): choose another profile, e.g. --profile classroom")
     if args.bf16 is not None:
         configs = [replace(config, bf16=args.bf16) for config in configs]
-    store = ResultStore(Path(args.results) / profile.name)
+    store = ResultStore.in_folder(args.results, profile.name)
     mine = worker_runs(configs, *_worker(args.worker)) if args.worker is not None else configs
     todo = to_train(mine, store, args.deltas)
     worker = f", worker {args.worker}: {len(mine)} of them" if args.worker else ""
@@ -140,15 +143,16 @@ def only_methods(configs: list[RunConfig], labels: list[str]) -> list[RunConfig]
 
 def cmd_report(args) -> None:
     profile = get_profile(args.profile)
-    store = ResultStore(Path(args.results) / profile.name)
+    store = ResultStore.in_folder(args.results, profile.name)
     records = store.records()
     if not records:
         raise BitFitError(f"no finished runs in {store.root}: run 'grid' or 'run' first")
     print(f"{len(records)} finished runs in {store.root}; dev scores x100 (mean of a task's metrics), over seeds:")
     summary = results_summary(runs_frame(records)).reset_index()
-    summary["lr"] = summary["lr"].map("{:g}".format)
+    summary["learning_rate"] = summary["learning_rate"].map("{:g}".format)
+    summary["best_std"] = summary["best_std"].map(lambda std: "n/a (1 seed)" if pd.isna(std) else f"{std:.1f}")
     with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(summary.set_index(["task", "method", "lr"]).to_string())
+        print(summary.set_index(["task", "method", "learning_rate"]).to_string())
 
 
 def demo_table(records: list[RunRecord]) -> pd.DataFrame:
@@ -172,7 +176,7 @@ def cmd_demo(args) -> None:
     task = get_task(args.task or profile.demo_task)
     configs = [RunConfig.for_demo(profile, task.name, method, groups=groups, bf16=args.bf16).with_data(args.glue_dir)
                for method, groups in map(parse_label, MAIN)]
-    store = ResultStore(Path(args.results) / profile.name)
+    store = ResultStore.in_folder(args.results, profile.name)
     first = configs[0]
     print(f"BitFit demo: Full-FT vs BitFit vs Frozen, {profile.model} ({first.readout} readout) on "
           f"{task.folder}, {first.train_size or 'all'} training examples, {first.epochs} epochs, "
@@ -239,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
                                                      "or a variant such as bitfit:b_q+b_m2")
     run.add_argument("--groups", help="bias groups for bitfit, comma separated (b_q,b_m2)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--lr", type=float)
+    run.add_argument("--learning-rate", "--lr", type=float, help="default: the profile's rate for the method")
     run.add_argument("--epochs", type=int)
     run.add_argument("--train-size", type=int)
     bf16_option(run, "this run")
@@ -291,6 +295,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet_outputs()  # a run shows its own progress bar; loading models and data shows none
     if not is_main_process():  # torchrun's other processes train alongside the first and stay quiet
         sys.stdout = open(os.devnull, "w")
     try:

@@ -2,14 +2,14 @@
 
     python scripts/gpu_batch.py STAGE [--results DIR] [--processes N] [--deadline SECONDS]
 
-With ``--processes N`` it starts N one-thread copies of itself, which share the stage's runs (claims keep
-them from training a run twice; a GPU has room for many such small runs at once), and stops them at the
+With ``--processes N`` it starts N one-thread copies of itself, workers 1/N ... N/N of the grid's own split
+(``runner.worker_runs``; a GPU has room for many such small runs at once), and stops them at the
 deadline: a run cut off leaves no record and trains again next time. Stages:
 
 * ``first``: the peft learning-rate sweep (``--experiment peft_sweep``) and the fp32 BitFit runs on RTE that
   draw Figure 1 in exact arithmetic (``--experiment figure_1``, notebook 5);
 * ``second``: LoRA, IA3 and BEFT on every task and seed (``--experiment peft``), each at the rate the sweep
-  chose (``analysis.best_rates``), and then Full-FT and BitFit as in the main grid, seeds 0-2, into
+  chose (``tables.best_rates``), and then Full-FT and BitFit as in the main grid, seeds 0-2, into
   ``results/h200_check/<profile>``, beside the CPU records of the same configurations (notebook 8's
   hardware check).
 
@@ -24,51 +24,51 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from bitfit_edu import analysis
-from bitfit_edu.experiments import PEFT_SEEDS, experiment_configs
-from bitfit_edu.grid import run_grid
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.results import ResultStore
+from bitfit_edu.evidence import tables
+from bitfit_edu.experiments.grids import PEFT_SEEDS, experiment_configs
+from bitfit_edu.experiments.profiles import get_profile
+from bitfit_edu.experiments.results import ResultStore
+from bitfit_edu.experiments.runner import run_grid, worker_runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("first", "second"))
-    parser.add_argument("--results", default="results/classroom")
+    parser.add_argument("--results", default="results", help="the results folder (as the CLI's --results)")
     parser.add_argument("--profile", default="classroom")
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--worker", default="1/1", help="K/N: this process's share of the runs (set by --processes)")
     parser.add_argument("--deadline", type=float, default=None, help="seconds before the processes are stopped")
     args = parser.parse_args()
     if args.processes > 1:
         share(args)
         return
+    worker, workers = map(int, args.worker.split("/"))
     profile = get_profile(args.profile)
-    store = ResultStore(args.results)
+    store = ResultStore.in_folder(args.results, profile.name)
     sweep = experiment_configs(profile, "peft_sweep")
     if args.stage == "first":
-        run_grid(sweep + experiment_configs(profile, "figure_1"), store, progress=False)
+        run_grid(worker_runs(sweep + experiment_configs(profile, "figure_1"), worker, workers), store, progress=False)
         return
-    rates = analysis.best_rates(store.load(sweep)[0])
+    rates = tables.best_rates(store.load(sweep)[0])
     print("rates chosen by the sweep:", rates, file=sys.stderr)
-    chosen = replace(profile, learning_rates={**profile.learning_rates, **rates})
-    run_grid(experiment_configs(chosen, "peft"), store, progress=False)
+    run_grid(worker_runs(experiment_configs(profile.with_learning_rates(rates), "peft"), worker, workers), store,
+             progress=False)
     baselines = [c for c in experiment_configs(profile, "main", seeds=profile.seeds[:PEFT_SEEDS])
                  if c.method in ("full", "bitfit")]
-    results = Path(args.results)
-    run_grid(baselines, ResultStore(results.parent / "h200_check" / results.name), progress=False)
+    check = ResultStore.in_folder(Path(args.results) / "h200_check", profile.name)
+    run_grid(worker_runs(baselines, worker, workers), check, progress=False)
 
 
 def share(args: argparse.Namespace) -> None:
-    """Run the stage in ``args.processes`` one-thread processes until they finish or the deadline passes."""
+    """Run the stage in ``args.processes`` one-thread workers (``runner.worker_runs``) until they finish or the
+    deadline passes."""
     command = [sys.executable, __file__, args.stage, "--results", args.results, "--profile", args.profile]
-    workers = []
-    for k in range(args.processes):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": f"/tmp/datasets_cache_{k}"}
-        workers.append(subprocess.Popen(command, env=env))
-        time.sleep(1)  # staggered, so that each claims a different first run
+    workers = [subprocess.Popen([*command, "--worker", f"{k}/{args.processes}"], env={
+        **os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": f"/tmp/datasets_cache_{k}"})
+               for k in range(1, args.processes + 1)]
     stop = time.monotonic() + (args.deadline or float("inf"))
     for worker in workers:
         try:

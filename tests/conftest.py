@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never download; set be
 import pytest  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizer  # noqa: E402
 
-from bitfit_edu.results import ResultStore  # noqa: E402
+from bitfit_edu.experiments.results import ResultStore  # noqa: E402
 
 WORDS = "the a cat dog sat ran on mat big small red blue is was not very good bad film plot".split()
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bitfit_edu.methods import parse_label
-from bitfit_edu.runs import SCHEMA, RunConfig, RunRecord
+from bitfit_edu.core.methods import parse_label
+from bitfit_edu.experiments.runs import SCHEMA, RunConfig, RunRecord
 
 
 def stored_record(config: RunConfig, dev=(0.5,), train=None, train_size: int = 100, timing: dict | None = None,
@@ -26,11 +26,11 @@ def stored_record(config: RunConfig, dev=(0.5,), train=None, train_size: int = 1
     }
 
 
-def record(label: str = "bitfit", seed: int = 0, lr: float = 1e-3, dev=(0.5,), task: str = "rte",
+def record(label: str = "bitfit", seed: int = 0, learning_rate: float = 1e-3, dev=(0.5,), task: str = "rte",
            **stored) -> RunRecord:
     """A finished run of method ``label`` on ``task`` whose epochs scored ``dev``."""
     method, groups = parse_label(label)
-    config = RunConfig(model="m", task=task, method=method, groups=groups, seed=seed, learning_rate=lr,
+    config = RunConfig(model="m", task=task, method=method, groups=groups, seed=seed, learning_rate=learning_rate,
                        epochs=len(dev))
     return RunRecord.from_json(stored_record(config, dev, **stored))
 

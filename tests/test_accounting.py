@@ -2,7 +2,7 @@
 
 import pytest
 
-from bitfit_edu.accounting import accounting_table, count_parameters, truncate
+from bitfit_edu.core.counting import accounting_table, count_parameters, truncate
 
 
 def test_bert_base_bias_count_matches_the_paper():

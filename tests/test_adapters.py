@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from bitfit_edu import adapters, analysis, claims
-from bitfit_edu.biases import bias_census, head_parameters
-from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments import PEFT, PEFT_SEEDS, experiment_configs, method_parameters
-from bitfit_edu.methods import prepare
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.readout import MeanPoolingClassifier
 from conftest import tiny_bert_config
 from synthetic_records import record
 from test_training import tiny_run
 from transformers import BertModel
+
+from bitfit_edu.core import adapters, counting
+from bitfit_edu.core.biases import bias_census, head_parameters
+from bitfit_edu.core.counting import method_parameters
+from bitfit_edu.core.methods import prepare
+from bitfit_edu.core.readout import MeanPoolingClassifier
+from bitfit_edu.errors import BitFitError
+from bitfit_edu.evidence import claims, tables
+from bitfit_edu.experiments.grids import PEFT, PEFT_SEEDS, experiment_configs
+from bitfit_edu.experiments.profiles import get_profile
 
 
 def tiny_classifier() -> MeanPoolingClassifier:
@@ -25,8 +27,8 @@ def tiny_classifier() -> MeanPoolingClassifier:
 
 @pytest.mark.parametrize("method", PEFT)
 def test_our_count_by_kind_equals_peft_count(method):
-    ours = adapters.trainable_kinds(prepare(tiny_classifier(), method).model)
-    assert sum(ours.values()) == adapters.peft_count(tiny_classifier(), method)
+    ours = counting.trainable_kinds(prepare(tiny_classifier(), method).model)
+    assert sum(ours.values()) == counting.peft_count(tiny_classifier(), method)
     assert ours["head"] == 2 * 32 + 2 and ours["existing biases"] == ours["other pre-trained weights"] == 0
 
 
@@ -93,25 +95,26 @@ def test_profile_rates_are_the_sweeps_best(classroom_results):
     profile = get_profile("classroom")
     records, missing = classroom_results.load(experiment_configs(profile, "peft_sweep"))
     assert missing == []
-    assert analysis.best_rates(records) == {method: profile.learning_rate(method) for method in PEFT}
+    assert tables.best_rates(records) == {method: profile.learning_rate(method) for method in PEFT}
     _, missing = classroom_results.load(experiment_configs(profile, "peft"))
     assert missing == [], "committed peft runs no longer match their configs"
 
 
 def test_best_rates_takes_each_methods_highest_best_score():
-    records = [record("ia3", lr=lr, dev=(score,)) for lr, score in ((1e-3, 0.5), (1e-2, 0.7), (3e-2, 0.6))]
-    assert analysis.best_rates(records) == {"ia3": 1e-2}
+    records = [record("ia3", learning_rate=rate, dev=(score,))
+               for rate, score in ((1e-3, 0.5), (1e-2, 0.7), (3e-2, 0.6))]
+    assert tables.best_rates(records) == {"ia3": 1e-2}
 
 
 def test_efficiency_table_and_seed_spread():
     records = [record(label, seed=seed, task=task, dev=(score + seed / 100,))
                for label, score in (("bitfit", 0.6), ("lora_r8", 0.7))
                for seed in range(3) for task in ("rte", "mrpc")]
-    frame = analysis.runs_frame(records)
-    table = analysis.efficiency_table(frame, ("lora_r8", "bitfit"))
+    frame = tables.runs_frame(records)
+    table = tables.efficiency_table(frame, ("lora_r8", "bitfit"))
     assert list(table.index) == ["LoRA r=8 (W_q, W_v)", "BitFit"]
     assert table.loc["BitFit", "avg"] == "61.0 ± 1.0" and table.loc["BitFit", "% of the model"] == "0.8%"
-    spread = analysis.seed_spread(frame, ("lora_r8", "bitfit"))
+    spread = tables.seed_spread(frame, ("lora_r8", "bitfit"))
     assert list(spread["method"]) == ["lora_r8"] * 3 + ["bitfit"] * 3
     assert spread["average"].round(1).tolist() == [70.0, 71.0, 72.0, 60.0, 61.0, 62.0]
 
@@ -120,7 +123,7 @@ def test_peft_claims_name_their_source_and_margin():
     records = [record(label, seed=seed, dev=(score + seed / 1000,))
                for label, score in (("bitfit", 0.6), ("lora_r8", 0.6), ("lora_r3", 0.6), ("beft", 0.5),
                                     ("beft_all", 0.6)) for seed in range(3)]
-    table = claims.check_claims(analysis.runs_frame(records), claims.PEFT_CLAIMS)
+    table = claims.check_claims(tables.runs_frame(records), claims.PEFT_CLAIMS)
     assert table.loc["BitFit is within reach of LoRA r=8", "paper: gap"] == "LoRA paper: -2.0 (RoBERTa-base)"
     assert table.loc["BitFit is within reach of LoRA r=8", "verdict"] == claims.HOLDS
     assert table.loc["BEFT on W_v (new biases) is below BitFit (existing biases)", "verdict"] == claims.HOLDS

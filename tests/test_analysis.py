@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from synthetic_records import record, stored_record
 
-from bitfit_edu.analysis import (
+from bitfit_edu.evidence.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
+from bitfit_edu.evidence.tables import (
     b_k_over_b_q,
     bias_change_ranks,
     bias_change_table,
@@ -28,8 +29,7 @@ from bitfit_edu.analysis import (
     size_curve_table,
     sweep_report,
 )
-from bitfit_edu.plots import bias_change_heatmap, learning_curves_over_seeds, method_bars, size_curve_figure
-from bitfit_edu.runs import SCHEMA, RunConfig, RunRecord
+from bitfit_edu.experiments.runs import SCHEMA, RunConfig, RunRecord
 
 
 def test_results_summary_over_seeds():
@@ -227,7 +227,7 @@ def test_b_k_over_b_q_and_a_frozen_b_k():
 def test_figure_legends_show_readable_method_names():
     import pandas as pd
 
-    from bitfit_edu.plots import method_bars
+    from bitfit_edu.evidence.plots import method_bars
 
     means = pd.DataFrame({"rte": [60.0, 58.0]}, index=["full", "bitfit:b_q+b_m2"])
     fig = method_bars(means, means * 0, "t", paper_average={"full": 82.3})

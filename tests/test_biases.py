@@ -15,7 +15,7 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from bitfit_edu.biases import (
+from bitfit_edu.core.biases import (
     BIAS_GROUPS,
     LAYER_GROUPS,
     bias_census,
@@ -25,8 +25,8 @@ from bitfit_edu.biases import (
     head_parameters,
     resolve_groups,
 )
+from bitfit_edu.core.counting import parameter_kinds
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.plots import parameter_kinds
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50,
              max_position_embeddings=64)
@@ -123,8 +123,8 @@ def test_parameter_kinds_sort_every_parameter_through_the_taxonomy(model):
 def test_group_counts_add_up_per_group_and_head():
     from transformers import BertForSequenceClassification
 
-    from bitfit_edu.biases import group_counts
-    from bitfit_edu.methods import prepare
+    from bitfit_edu.core.biases import group_counts
+    from bitfit_edu.core.methods import prepare
 
     model = BertForSequenceClassification(tiny_bert_config(num_labels=2))
     counts = group_counts(model, prepare(model, "bitfit", "b_q").trainable())

@@ -6,8 +6,8 @@ import pytest
 from scipy import stats
 from synthetic_records import record
 
-from bitfit_edu.analysis import runs_frame
-from bitfit_edu.claims import (
+from bitfit_edu.errors import BitFitError
+from bitfit_edu.evidence.claims import (
     ABLATION_CLAIMS,
     CONFIDENCE,
     FAILS,
@@ -27,8 +27,8 @@ from bitfit_edu.claims import (
     verdict,
     welch_interval,
 )
-from bitfit_edu.errors import BitFitError
-from bitfit_edu.runs import RunRecord
+from bitfit_edu.evidence.tables import runs_frame
+from bitfit_edu.experiments.runs import RunRecord
 
 
 def grid(scores: dict[str, dict[str, list[float]]], train_size: int = 10) -> list[RunRecord]:

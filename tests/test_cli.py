@@ -26,7 +26,7 @@ def test_census_prints_groups_by_layer(capsys):
     (["run", "--task", "squad", "--method", "bitfit"], "unknown GLUE task 'squad'"),
     (["run", "--task", "rte", "--method", "lora"], "unknown method variant 'lora'"),
     (["run", "--task", "rte", "--method", "bitfit", "--groups", "b_q,b_x"], "unknown bias group 'b_x'"),
-    (["run", "--task", "rte", "--method", "bitfit", "--lr", "-1"], "learning_rate must be positive"),
+    (["run", "--task", "rte", "--method", "bitfit", "--learning-rate", "-1"], "learning_rate must be positive"),
     (["run", "--task", "rte", "--method", "bitfit", "--epochs", "0"], "epochs must be positive"),
     (["grid", "--experiment", "everything"], "unknown experiment"),
     (["grid", "--experiment", "size_curve", "--tasks", "rte"], "runs on the profile's own task"),

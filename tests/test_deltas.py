@@ -9,7 +9,9 @@ from conftest import write_synthetic_glue
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from bitfit_edu.deltas import (
+from bitfit_edu.core.methods import prepare
+from bitfit_edu.core.readout import load_classifier
+from bitfit_edu.deploy.deltas import (
     MANIFEST_KEY,
     backbone_digest,
     load_delta,
@@ -18,10 +20,8 @@ from bitfit_edu.deltas import (
     save_delta,
 )
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.methods import prepare
-from bitfit_edu.readout import load_classifier
-from bitfit_edu.runs import RunConfig
-from bitfit_edu.training import run
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import run
 
 
 @pytest.fixture(scope="module")

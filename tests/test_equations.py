@@ -1,4 +1,4 @@
-"""The paper's equations (bitfit_edu.equations) against Hugging Face's own BertLayer, numerically.
+"""The paper's equations (bitfit_edu.core.equations) against Hugging Face's own BertLayer, numerically.
 
 A small random BERT needs no weights and no network. Hugging Face initialises every bias to zero and
 every LayerNorm gain to one, so the fixture draws them at random: a zero bias could not be told apart
@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from bitfit_edu.biases import LAYER_GROUPS
-from bitfit_edu.equations import BIAS_ENTERS, STEPS, LayerParams, additive_attention_mask, encoder_layer
+from bitfit_edu.core.biases import LAYER_GROUPS
+from bitfit_edu.core.equations import BIAS_ENTERS, STEPS, LayerParams, additive_attention_mask, encoder_layer
 from bitfit_edu.errors import BitFitError
 
 TOLERANCE = 1e-5

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bitfit_edu import exercises
+from bitfit_edu.classroom import exercises
 from bitfit_edu.errors import BitFitError
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from bitfit_edu.data.glue import TASKS, get_task, load_split, subsample, tokenize
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.glue import TASKS, get_task, load_split, subsample, tokenize
 
 
 def test_task_names_and_aliases():
@@ -141,7 +141,7 @@ def test_qqp_and_qnli(tmp_path):
 
 
 def test_example_texts_gives_one_sentence_or_a_pair(glue_dir):
-    from bitfit_edu.glue import example_texts
+    from bitfit_edu.data.glue import example_texts
 
     assert len(example_texts("sst2", 0, glue_dir)) == 1 and len(example_texts("mrpc", 3, glue_dir)) == 2
     assert all(isinstance(text, str) and text for text in example_texts("rte", 1, glue_dir))

@@ -4,7 +4,7 @@ The cases, so that the next person can extend the list (issue 24 of the tracker)
 
 | input or fault                                   | behaviour                                              |
 |--------------------------------------------------|--------------------------------------------------------|
-| `--lr inf`                                       | error: learning_rate must be a finite number           |
+| `--learning-rate inf`                            | error: learning_rate must be a finite number           |
 | loss or a metric becomes nan/inf during training | error naming the epoch; no record written              |
 | STS-B score `nan` or outside [0, 5]              | error naming file and line                             |
 | `--results` names a file                         | error before any training                              |
@@ -38,14 +38,15 @@ import re
 import pytest
 from synthetic_records import fake_record, stored_record
 
-from bitfit_edu import cli, training
+from bitfit_edu import cli
 from bitfit_edu.cli import main
+from bitfit_edu.data.glue import load_split
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.glue import load_split
-from bitfit_edu.grid import run_grid
-from bitfit_edu.results import ResultStore
-from bitfit_edu.runs import RunConfig
-from bitfit_edu.training import diverged, run
+from bitfit_edu.experiments.grids import training
+from bitfit_edu.experiments.results import ResultStore
+from bitfit_edu.experiments.runner import run_grid
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import diverged, run
 
 
 def config(**overrides) -> RunConfig:
@@ -53,7 +54,7 @@ def config(**overrides) -> RunConfig:
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["run", "--task", "rte", "--method", "bitfit", "--lr", "inf"], "learning_rate must be a finite number"),
+    (["run", "--task", "rte", "--method", "bitfit", "--learning-rate", "inf"], "learning_rate must be a finite number"),
     (["run", "--task", "rte", "--method", "bitfit", "--seed", "-1"], "seed must be between 0 and 2\\*\\*32 - 1"),
     (["run", "--task", "rte", "--method", "bitfit", "--seed", "4294967296"], "seed must be between"),
     (["run", "--task", "rte", "--method", "bitfit", "--groups", ""], "--groups '' names nothing"),
@@ -94,7 +95,7 @@ def test_a_claimed_run_is_left_to_its_worker_and_a_stale_claim_is_taken_over(tmp
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getpid()))  # a live process holds it
     train = dict(run_fn=lambda c, **_: trained.append(c) or fake_record(c), progress=False)
-    assert run_grid([config()], store, **train).skipped == 1 and not trained
+    assert run_grid([config()], store, **train).trained == [] and not trained
     lock.write_text("999999999")  # no such process: the claim is stale
     assert len(run_grid([config()], store, **train).trained) == 1 and not lock.exists()
 
@@ -239,7 +240,7 @@ def test_electra_small_is_said_plainly_to_be_unsupported():
     torch = pytest.importorskip("torch")
     from transformers import ElectraConfig, ElectraModel
 
-    from bitfit_edu.biases import bias_census
+    from bitfit_edu.core.biases import bias_census
 
     settings = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
     with torch.device("meta"):

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
-from bitfit_edu.lab import ModelShape, WhatTrains, comparison, log_bar, scaled_layers
-from bitfit_edu.profiles import CLASSROOM_MODEL
+from bitfit_edu.classroom.lab import WhatTrains, comparison, log_bar, scaled_layers
+from bitfit_edu.core.counting import ModelShape
+from bitfit_edu.experiments.profiles import CLASSROOM_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,13 @@ def test_the_log_bar_places_a_count_between_its_powers_of_ten():
 
 @pytest.fixture
 def lab(shared_glue_dir, classroom_model, classroom_results):
-    from bitfit_edu import analysis, experiments
-    from bitfit_edu.lab import Lab
-    from bitfit_edu.profiles import get_profile
+    from bitfit_edu.classroom.lab import Lab
+    from bitfit_edu.evidence import tables
+    from bitfit_edu.experiments import grids
+    from bitfit_edu.experiments.profiles import get_profile
 
-    records, _ = classroom_results.load(experiments.experiment_configs(get_profile("classroom"), "main"))
-    return Lab(get_profile("smoke"), grid=analysis.runs_frame(records))
+    records, _ = classroom_results.load(grids.experiment_configs(get_profile("classroom"), "main"))
+    return Lab(get_profile("smoke"), grid=tables.runs_frame(records))
 
 
 def test_train_runs_the_chosen_biases_live_and_tables_the_run(lab):

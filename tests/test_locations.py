@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bitfit_edu import locations
+from bitfit_edu.data import locations
+from bitfit_edu.data.glue import load_split
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.glue import load_split
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import torch
 from conftest import tiny_bert_config
 from transformers import BertForSequenceClassification
 
-from bitfit_edu.biases import bias_census, head_parameters
+from bitfit_edu.core.biases import bias_census, head_parameters
+from bitfit_edu.core.methods import METHODS, display_name, optimizer_groups, prepare
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.methods import METHODS, display_name, optimizer_groups, prepare
 
 
 def tiny_classifier(seed: int = 0) -> BertForSequenceClassification:
@@ -100,9 +100,9 @@ def test_display_names_are_what_a_reader_sees(label, name):
 
 
 def test_a_range_of_layers_trains_only_their_biases(tiny_model_dir):
-    from bitfit_edu.methods import label_layers, method_label, parse_label
-    from bitfit_edu.readout import load_classifier
-    from bitfit_edu.runs import RunConfig
+    from bitfit_edu.core.methods import label_layers, method_label, parse_label
+    from bitfit_edu.core.readout import load_classifier
+    from bitfit_edu.experiments.runs import RunConfig
 
     model = load_classifier(tiny_model_dir, 2, "cls_pooler")
     prepared = prepare(model, "bitfit", ("b_q", "b_m2", "b_pooler"), layers=(1, 1))

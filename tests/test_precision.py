@@ -6,10 +6,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import BertForSequenceClassification
 
-from bitfit_edu import precision
 from bitfit_edu.cli import main
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.runs import RunConfig
+from bitfit_edu.core import precision
+from bitfit_edu.experiments.profiles import get_profile
+from bitfit_edu.experiments.runs import RunConfig
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 import torch
 
-from bitfit_edu.biases import bias_census, encoder_of
-from bitfit_edu.methods import prepare
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.readout import load_classifier
-from bitfit_edu.runs import RunConfig
-from bitfit_edu.training import run
+from bitfit_edu.core.biases import bias_census, encoder_of
+from bitfit_edu.core.methods import prepare
+from bitfit_edu.core.readout import load_classifier
+from bitfit_edu.experiments.profiles import get_profile
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import run
 
 
 def test_classroom_checkpoint_ships_an_untrained_pooler(classroom_model):

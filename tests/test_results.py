@@ -8,12 +8,13 @@ from dataclasses import replace
 import pytest
 from synthetic_records import fake_record, stored_record
 
+from bitfit_edu.core.counting import variant_parameters
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments import counterparts, experiment_configs, grid_progress, variant_parameters
-from bitfit_edu.grid import load_grid, run_grid, to_train
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.results import ResultStore
-from bitfit_edu.runs import SCHEMA, RunConfig, RunRecord
+from bitfit_edu.experiments.grids import ABLATION, MAIN, counterparts, experiment_configs, grid_progress
+from bitfit_edu.experiments.profiles import get_profile
+from bitfit_edu.experiments.results import ResultStore
+from bitfit_edu.experiments.runner import run_grid, to_train
+from bitfit_edu.experiments.runs import SCHEMA, RunConfig, RunRecord
 
 
 def configs(n=4):
@@ -80,7 +81,7 @@ def test_grid_killed_midway_resumes_and_loses_nothing(tmp_path):
         return fake_record(config)
 
     report = run_grid(grid, store, run_fn=counting_run, progress=False)
-    assert report.skipped == 2 and len(report.trained) == 2
+    assert len(report.trained) == 2
     assert calls[2:] == grid[2:]  # only the unfinished runs ran again
     assert len(store.records()) == 4
 
@@ -145,7 +146,7 @@ def test_experiment_grids():
 
 
 def test_variant_parameters_same_size_baselines(tiny_model_dir):
-    table = variant_parameters(tiny_model_dir, "cls_pooler")
+    table = variant_parameters(tiny_model_dir, "cls_pooler", (*MAIN, *ABLATION))
     trained = table["trained entries (excl. head)"]
     assert trained["Full-FT"] > trained["BitFit"] > trained["b_q + b_m2"] > trained["b_q"] > 0
     assert trained["Frozen"] == 0
@@ -222,10 +223,10 @@ def test_every_committed_record_loads_through_the_one_loader(classroom_results):
     assert {r.timing.matrix_products for r in records} >= {"fp32", "bf16", "bf16, emulated in fp32"}
 
 
-def test_load_grid_reads_finished_runs_and_lists_the_missing(tmp_path):
+def test_load_reads_finished_runs_and_lists_the_missing(tmp_path):
     store, grid = ResultStore(tmp_path), configs(2)
     store.write(fake_record(grid[0]))
-    records, missing = load_grid(grid, store)  # retrain=False: nothing trains
+    records, missing = store.load(grid)  # retrain=False: nothing trains
     assert [r.run_id for r in records] == [grid[0].run_id] and missing == grid[1:]
 
 
@@ -248,11 +249,13 @@ def test_committed_stores_live_under_results(classroom_results):
 
 def test_reading_records_does_not_import_the_training_engine(classroom_results):
     """The store, the experiments, the analysis and the plots read records; only a grid trains."""
-    script = ("import sys; from bitfit_edu import analysis, claims, experiments, plots; "
-              "from bitfit_edu.results import ResultStore; from bitfit_edu.profiles import get_profile; "
-              f"ResultStore({str(classroom_results.root)!r}).load(experiments.experiment_configs("
+    script = ("import sys; from bitfit_edu.evidence import claims, plots, tables; "
+              "from bitfit_edu.experiments import grids; from bitfit_edu.experiments.results import ResultStore; "
+              "from bitfit_edu.experiments.profiles import get_profile; "
+              f"ResultStore({str(classroom_results.root)!r}).load(grids.experiment_configs("
               "get_profile('classroom'), 'main')); "
-              "print(sorted(m for m in sys.modules if m in ('bitfit_edu.training', 'transformers.trainer')))")
+              "print(sorted(m for m in sys.modules if m in ('bitfit_edu.experiments.training', "
+              "'transformers.trainer')))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -284,7 +287,8 @@ def test_the_deployment_experiment_is_bitfit_per_task_at_demo_sizes():
 def test_figure_1_runs_are_the_main_grids_bitfit_on_rte_in_fp32(classroom_results):
     profile = get_profile("classroom")
     figure_1 = experiment_configs(profile, "figure_1")
-    main = {replace(c, bf16=False) for c in experiment_configs(profile, "main") if c.method == "bitfit" and c.task == "rte"}
+    main = {replace(c, bf16=False) for c in experiment_configs(profile, "main")
+            if c.method == "bitfit" and c.task == "rte"}
     assert set(figure_1) <= main and {c.seed for c in figure_1} == set(profile.seeds[:3])
     assert not any(c.bf16 for c in figure_1)
     records, missing = classroom_results.load(figure_1)

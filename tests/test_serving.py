@@ -5,11 +5,9 @@ import pytest
 import torch
 from conftest import write_synthetic_glue
 
-from bitfit_edu.deltas import read_delta, reference_gap
-from bitfit_edu.errors import BitFitError
-from bitfit_edu.readout import load_classifier, load_tokenizer
-from bitfit_edu.runs import RunConfig
-from bitfit_edu.serving import (
+from bitfit_edu.core.readout import load_classifier, load_tokenizer
+from bitfit_edu.deploy.deltas import read_delta, reference_gap
+from bitfit_edu.deploy.serving import (
     MultiTask,
     delta_table,
     encode_rows,
@@ -18,7 +16,9 @@ from bitfit_edu.serving import (
     predict,
     switch_milliseconds,
 )
-from bitfit_edu.training import run
+from bitfit_edu.errors import BitFitError
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import run
 
 TASKS = {"rte": ("bitfit", None), "stsb": ("bitfit", ("b_q", "b_m2")), "sst2": ("frozen", None)}
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from bitfit_edu.results import ResultStore
+from bitfit_edu.experiments.results import ResultStore
 
 GRID = ["grid", "--experiment", "main", "--tasks", "rte", "--profile", "smoke"]
 TOLERANCE = {"dev score": 2 / 32, "training loss": 0.02}  # 2 of RTE's 32 smoke dev pairs; loss at 0.69

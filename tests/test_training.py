@@ -2,11 +2,11 @@
 
 import pytest
 
-from bitfit_edu import precision
+from bitfit_edu.core import precision
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.profiles import get_profile
-from bitfit_edu.runs import RunConfig
-from bitfit_edu.training import run
+from bitfit_edu.experiments.profiles import get_profile
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import run
 
 
 def tiny_run(model_dir, glue_dir, method, task="rte", **overrides):

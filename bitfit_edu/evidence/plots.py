@@ -14,13 +14,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch
 from matplotlib.ticker import MaxNLocator
-from torch import nn
 
-from .biases import bias_census, head_parameters
-from .errors import BitFitError
-from .locations import repo_root
-from .methods import display_name
-from .runs import RunRecord
+from ..core.methods import display_name
+from ..data.locations import repo_root, results_folder
+from ..experiments.runs import RunRecord
 
 DPI = 100
 
@@ -28,37 +25,10 @@ DPI = 100
 def save_figure(fig: Figure, name: str) -> str:
     """Save ``fig`` as ``results/figures/<name>.png``; returns that path relative to the checkout."""
     root = repo_root()
-    path = root / "results" / "figures" / f"{name}.png"
+    path = results_folder("figures") / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path.relative_to(root).as_posix()
-
-
-_KIND_OF_GROUP = {**dict.fromkeys(("b_q", "b_k", "b_v", "b_m1"), "attention W_q, W_k, W_v, W_m1"),
-                  **dict.fromkeys(("b_m2", "b_m3"), "FFN W_m2, W_m3"), "b_pooler": "pooler W",
-                  **dict.fromkeys(("b_LN1", "b_LN2", "b_LN_emb"), "LayerNorm gains g")}
-
-
-def parameter_kinds(model: nn.Module) -> dict[str, int]:
-    """Parameter counts of a BERT-family encoder by kind: embeddings, attention and FFN matrices, pooler
-    matrix, LayerNorm gains, bias terms and (if the model has one) the task head. Names go through the
-    bias taxonomy, never by substring: a weight is of the kind its module's bias belongs to."""
-    groups = {t.name: t.group for t in bias_census(model)}
-    head = head_parameters(model)
-    kinds = dict.fromkeys(("embeddings", *dict.fromkeys(_KIND_OF_GROUP.values()), "biases b"), 0)
-    for name, p in model.named_parameters():
-        if name in groups:
-            kind = "biases b"
-        elif name in head:
-            kind = "task head"
-        elif name.removesuffix(".weight") + ".bias" in groups:
-            kind = _KIND_OF_GROUP[groups[name.removesuffix(".weight") + ".bias"]]
-        elif ".embeddings." in f".{name}":
-            kind = "embeddings"
-        else:
-            raise BitFitError(f"parameter {name!r} is neither an embedding nor a weight beside a known bias")
-        kinds[kind] = kinds.get(kind, 0) + p.numel()
-    return kinds
 
 
 def parameter_kinds_figure(kinds: dict[str, int], title: str, highlight: str = "biases b",

@@ -8,9 +8,9 @@ package reads these values and never asks which profile it is running. Choose on
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .errors import unknown_choice
+from ..errors import unknown_choice
 
 CLASSROOM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -48,6 +48,10 @@ class Profile:
     def model_name(self) -> str:
         """The model's short name for titles: 'all-MiniLM-L6-v2' for 'sentence-transformers/all-MiniLM-L6-v2'."""
         return self.model.split("/")[-1]
+
+    def with_learning_rates(self, learning_rates: dict[str, float]) -> Profile:
+        """This profile with other rates for some methods (e.g. the ones a sweep chose)."""
+        return replace(self, learning_rates={**self.learning_rates, **learning_rates})
 
     def learning_rate(self, method: str) -> float:
         """The profile's rate for a method; every bias-only or sparse method shares BitFit's."""

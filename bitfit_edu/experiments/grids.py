@@ -11,13 +11,11 @@ from dataclasses import replace
 
 import pandas as pd
 
-from . import adapters, paper
-from .analysis import readable
-from .biases import head_parameters
-from .errors import BitFitError, unknown_choice
-from .methods import parse_label, prepare
+from ..core import adapters
+from ..core.methods import parse_label
+from ..errors import BitFitError, unknown_choice
+from ..evidence.tables import readable
 from .profiles import Profile
-from .readout import load_classifier
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
 
@@ -26,7 +24,6 @@ ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "ran
 EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1",
                "settle")
 SIZE_CURVE = ("full", "bitfit")
-VARIANTS = (*MAIN, *ABLATION)  # method labels (methods.method_label / parse_label)
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
 # LoRA, IA3 and BEFT (adapters): four rates each around what their papers used (LoRA on RoBERTa-base 4e-4
 # to 5e-4, IA3 3e-3), swept like LR_SWEEP; the profile's rate for each is the sweep's best (test_adapters)
@@ -44,43 +41,6 @@ CLAIM_VARIANTS = (*MAIN, "bitfit:b_q+b_m2")
 SETTLE_SEEDS = {"size_curve": tuple(range(3, 10)), "bias_subsets": tuple(range(5, 10)), "rand_row_col": (3, 4)}
 SETTLE_SIZES = (100, 500)
 SETTLE_LORA_RATE = 1e-2
-
-
-def variant_parameters(model_name: str, readout: str, labels: Iterable[str] = VARIANTS,
-                       num_labels: int = 2) -> pd.DataFrame:
-    """What each method variant trains in the encoder (head excluded), counted on the real model as
-    ``prepare`` leaves it (random masks drawn with seed 0), its share of the encoder, and the paper's
-    %param column (BERT-base) beside it; rows by display name."""
-    rows = []
-    for label in labels:
-        method, groups = parse_label(label)
-        model = load_classifier(model_name, num_labels, readout, seed=0)
-        prepared = prepare(model, method, groups or "all", seed=0)
-        head = sum(p.numel() for p in head_parameters(model).values())
-        trained = prepared.trainable_count(include_head=False)
-        rows.append({"variant": label, "trained entries (excl. head)": trained,
-                     "% of encoder": 100 * trained / (prepared.total_count() - head),
-                     "paper: %param (BERT-base)": paper.BERT_BASE_PARAM_PERCENT[label]})
-    return readable(pd.DataFrame(rows).set_index("variant"))
-
-
-def method_parameters(model_name: str, readout: str, labels: Iterable[str], num_labels: int = 2) -> pd.DataFrame:
-    """What each method trains, by kind (``adapters.KINDS``: existing biases, new biases, LoRA matrices, IA3
-    scales, head...), counted on the real model as ``prepare`` leaves it; for LoRA, IA3 and BEFT beside
-    peft's own count of the same model's trainable parameters (``PeftModel.get_nb_trainable_parameters``,
-    the head kept trainable as peft's ``modules_to_save``). Rows by display name; kinds no method trains
-    are left out."""
-    rows = []
-    for label in labels:
-        method, groups = parse_label(label)
-        model = load_classifier(model_name, num_labels, readout, seed=0)
-        kinds = adapters.trainable_kinds(prepare(model, method, groups or "all", seed=0).model)
-        rows.append({"method": label, **kinds, "total": sum(kinds.values()),
-                     "peft's count": adapters.peft_count(load_classifier(model_name, num_labels, readout), method)
-                     if method in adapters.PEFT_METHODS else None})
-    table = pd.DataFrame(rows).set_index("method")
-    table = table.loc[:, (table != 0).any()].astype("Int64")
-    return readable(table)
 
 
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,

@@ -14,57 +14,24 @@ import html
 import io
 import math
 import threading
-from dataclasses import dataclass
 
 import ipywidgets as widgets
 import pandas as pd
 from matplotlib.figure import Figure
 from transformers import TrainerCallback
 
-from . import experiments
-from .accounting import load_config, meta_encoder
-from .analysis import runs_frame
-from .biases import BIAS_GROUPS, BiasTerm, bias_census
-from .errors import BitFitError
-from .methods import display_name
-from .profiles import Profile
-from .results import ResultStore
-from .runs import RunConfig, RunRecord
-from .training import StopWhenAsked, run
+from ..core.biases import BIAS_GROUPS, HEAD
+from ..core.counting import ModelShape, share_of_model
+from ..core.methods import display_name
+from ..errors import BitFitError
+from ..evidence.tables import runs_frame
+from ..experiments import grids
+from ..experiments.profiles import Profile
+from ..experiments.results import ResultStore
+from ..experiments.runs import RunConfig, RunRecord
+from ..experiments.training import StopWhenAsked, run
 
-HEAD = "head"
 LABELS = {"b_LN_emb": "embeddings-LN", "b_pooler": "pooler", HEAD: "head"}
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the lab counts on: a classifier's bias terms, its depth, its parameters and its head."""
-
-    name: str
-    terms: tuple[BiasTerm, ...]
-    depth: int
-    total: int  # every parameter of the classifier as it is read (encoder, and head)
-    head: int
-
-    @classmethod
-    def from_config(cls, model_name: str, readout: str, num_labels: int = 2) -> ModelShape:
-        """Shapes from the model's config alone. The mean readout drops the pooler (``readout``)."""
-        encoder = meta_encoder(model_name)
-        pooler = {name for name, _ in encoder.named_parameters() if name.startswith("pooler.")}
-        dropped = pooler if readout == "mean" else set()
-        terms = tuple(t for t in bias_census(encoder) if t.name not in dropped)
-        hidden = load_config(model_name).hidden_size
-        head = hidden * num_labels + num_labels
-        encoder_total = sum(p.numel() for name, p in encoder.named_parameters() if name not in dropped)
-        return cls(model_name.split("/")[-1], terms, encoder.config.num_hidden_layers, encoder_total + head, head)
-
-    def trainable(self, groups: set[str], layers: tuple[int, int], head: bool) -> int:
-        """Parameters that train: the chosen groups' bias terms in layers ``layers`` (first, last; terms
-        outside the layers count when their group is chosen), and the head if ``head``."""
-        first, last = layers
-        chosen = sum(t.numel for t in self.terms
-                     if t.group in groups and (t.layer is None or first <= t.layer <= last))
-        return chosen + (self.head if head else 0)
 
 
 def scaled_layers(layers: tuple[int, int], depth: int, to_depth: int) -> tuple[int, int]:
@@ -116,16 +83,17 @@ class WhatTrains:
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per model: (trainable parameters, all parameters) for the current choice."""
         found = {self.model.name: (self.model.trainable(set(self.groups), self.layers.value, self.head),
-                                   self.model.total)}
+                                   self.model.encoder)}
         if self.reference:
             layers = scaled_layers(self.layers.value, self.model.depth, self.reference.depth)
             found[self.reference.name] = (self.reference.trainable(set(self.groups), layers, self.head),
-                                          self.reference.total)
+                                          self.reference.encoder)
         return found
 
     def update(self) -> None:
         cell = "<td style='text-align:right'>{}</td>"
-        rows = "".join(f"<tr><td>{name}</td>{cell.format(f'{count:,}')}{cell.format(f'{100 * count / total:.3f}%')}"
+        rows = "".join(f"<tr><td>{name}</td>{cell.format(f'{count:,}')}"
+                       f"{cell.format(f'{share_of_model(count, total):.3f}%')}"
                        f"<td>{log_bar(count, total)}</td></tr>" for name, (count, total) in self.counts().items())
         header = "".join(f"<th>{title}</th>" for title in ("model", "trains", "of the model",
                                                              "on a log scale, 1 to all parameters"))
@@ -296,6 +264,6 @@ def comparison(finished: list[tuple[RunRecord, bool]], grid: pd.DataFrame | None
 
 def committed_grid(profile: Profile) -> pd.DataFrame:
     """The committed main and ablation runs of ``profile`` (``runs_frame``), for the lab's comparisons."""
-    configs = experiments.experiment_configs(profile, "main") + experiments.experiment_configs(profile, "ablation")
+    configs = grids.experiment_configs(profile, "main") + grids.experiment_configs(profile, "ablation")
     records, _ = ResultStore.committed(profile.name).load(configs)
     return runs_frame(records)

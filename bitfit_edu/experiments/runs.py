@@ -12,12 +12,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from . import glue, precision
-from .biases import resolve_groups
-from .errors import BitFitError, unknown_choice
-from .methods import METHODS, method_label
+from ..core import precision
+from ..core.biases import resolve_groups
+from ..core.methods import METHODS, method_label
+from ..core.readout import READOUTS
+from ..data import glue
+from ..errors import BitFitError, unknown_choice
 from .profiles import Profile
-from .readout import READOUTS
 
 SCHEMA = "bitfit_edu.run/2"  # version 1 lacked fields that later runs record; results.upgrade fills them in
 _LATER_FIELDS = ("max_steps", "eval_every", "data", "layers")  # see RunConfig.as_dict

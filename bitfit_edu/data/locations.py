@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import BitFitError
+from ..errors import BitFitError
 
 DATA_VARIABLE = "BITFIT_EDU_DATA"
 CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root for a clone or an editable install
@@ -32,6 +32,12 @@ def repo_root(start: str | Path | None = None) -> Path:
         if (folder / "pyproject.toml").is_file():
             return folder
     return start
+
+
+def results_folder(*parts: str) -> Path:
+    """The checkout's ``results/<parts>`` (committed records, figures, benchmarks, deltas): the one place a
+    path under ``results/`` is built."""
+    return repo_root() / "results" / Path(*parts)
 
 
 def existing_folder(variable: str, value: str | Path) -> Path:

@@ -21,12 +21,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from ..errors import BitFitError, unknown_choice
 from . import adapters
 from .biases import BIAS_GROUPS, bias_census, bias_parameters, head_parameters, resolve_groups
-from .errors import BitFitError, unknown_choice
 
 METHODS = {
     "full": "Full fine-tuning: every parameter",
@@ -36,8 +37,11 @@ METHODS = {
     "rand_row_col": "random rows/columns of the weight matrices, as many entries as the biases, and the head",
     **adapters.PEFT_METHODS,
 }
+# Every method's name as tables, figures and widgets show it (the one place display names live)
 DISPLAY_NAMES = {"full": "Full-FT", "bitfit": "BitFit", "frozen": "Frozen", "rand_uniform": "random entries",
-                 "rand_row_col": "random rows/columns", **adapters.DISPLAY_NAMES}
+                 "rand_row_col": "random rows/columns", "lora_r8": "LoRA r=8 (W_q, W_v)",
+                 "lora_r3": "LoRA r=3 (W_q, W_v)", "ia3": "IA3", "beft": "BEFT (W_v)",
+                 "beft_all": "BEFT (every linear)"}
 # Bias groups whose weight matrix W sits beside them (W x + b): where the random baselines draw from.
 MATRIX_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_m2", "b_m3")
 
@@ -201,3 +205,13 @@ def display_name(label: str) -> str:
     method, _, groups = variant.partition(":")
     name = " + ".join(groups.split("+")) if groups else DISPLAY_NAMES.get(method, variant)
     return f"{name}, layers {layers}" if layers else name
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """A table as a reader sees it: method labels in its rows and columns by their display names
+    ('bitfit:b_q+b_m2' -> 'b_q + b_m2', 'rand_row_col' -> 'random rows/columns'); other names unchanged."""
+    return table.rename(index=_readable_name, columns=_readable_name)
+
+
+def _readable_name(name):
+    return display_name(name) if isinstance(name, str) and name.partition(":")[0] in METHODS else name

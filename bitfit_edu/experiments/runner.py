@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .deltas import DELTA_METHODS
-from .errors import BitFitError
+from ..deploy.deltas import DELTA_METHODS
+from ..errors import BitFitError
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
 from .training import is_main_process, run
@@ -22,19 +22,9 @@ from .training import is_main_process, run
 
 @dataclass
 class GridReport:
-    """What a grid call did: runs it trained (their files) and runs it found finished."""
+    """What a grid call trained: the files of its new records."""
 
     trained: list[Path] = field(default_factory=list)
-    skipped: int = 0
-
-
-def load_grid(configs: list[RunConfig], store: ResultStore,
-              retrain: bool = False) -> tuple[list[RunRecord], list[RunConfig]]:
-    """A grid's finished records and its missing runs, as ``ResultStore.load``; with ``retrain`` the
-    missing runs are trained first (hours on a CPU for a whole grid)."""
-    if retrain:
-        run_grid(configs, store)
-    return store.load(configs)
 
 
 def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[RunConfig]:
@@ -55,7 +45,7 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     a finished run whose delta is missing trains again (a record holds no weights)."""
     configs = list(dict.fromkeys(config.with_data(glue_dir) for config in configs))
     todo = to_train(configs, store, deltas)
-    report = GridReport(skipped=len(configs) - len(todo))
+    report = GridReport()
     writer = is_main_process()  # under torchrun, one process writes the records
     alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
     if todo and writer:
@@ -63,7 +53,6 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     for config in todo:
         with store.claim(config) if alone else contextlib.nullcontext(True) as claimed:
             if not claimed or (store.finished(config) and not _delta_missing(config, deltas)):
-                report.skipped += 1
                 continue
             delta = {"delta": delta_path(config, deltas)} if delta_path(config, deltas) else {}
             record = run_fn(config, glue_dir=glue_dir, progress=progress, **delta)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import BitFitError, unknown_choice
+from ..errors import BitFitError, unknown_choice
 
 LAYER_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2")
 BIAS_GROUPS = LAYER_GROUPS + ("b_LN_emb", "b_pooler")

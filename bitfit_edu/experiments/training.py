@@ -34,24 +34,16 @@ from transformers import (
     get_constant_schedule,
 )
 
-from . import glue, precision
-from .biases import bias_census, snapshot_biases
-from .deltas import DeltaManifest, backbone_digest, package_version, reference_for, save_delta
-from .errors import BitFitError
-from .methods import PreparedModel, display_name, optimizer_groups, prepare
-from .metrics import trainer_metrics
-from .readout import READOUTS, load_classifier, load_tokenizer
+from ..console import set_progress_bars
+from ..core import precision
+from ..core.biases import bias_census, snapshot_biases
+from ..core.methods import PreparedModel, display_name, optimizer_groups, prepare
+from ..core.readout import READOUTS, load_classifier, load_tokenizer
+from ..data import glue
+from ..data.metrics import trainer_metrics
+from ..deploy.deltas import DeltaManifest, backbone_digest, package_version, reference_for, save_delta
+from ..errors import BitFitError
 from .runs import SCHEMA, RunConfig, RunRecord
-
-
-def set_progress_bars(enabled: bool) -> None:
-    """Switch the progress bars of transformers and datasets on or off (notebook outputs stay small)."""
-    if enabled:
-        transformers.utils.logging.enable_progress_bar()
-        datasets.enable_progress_bars()
-    else:
-        transformers.utils.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
 
 
 class RunProgress(TrainerCallback):
@@ -91,12 +83,6 @@ class StopWhenAsked(TrainerCallback):
 def is_main_process() -> bool:
     """False in every process but the first under torchrun: those train too, but write and print nothing."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def quiet_outputs() -> None:
-    """Keep notebook outputs small: no progress bars while loading or tokenizing, no library warnings."""
-    transformers.logging.set_verbosity_error()
-    set_progress_bars(False)
 
 
 @dataclass

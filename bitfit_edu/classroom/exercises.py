@@ -13,13 +13,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import accounting, adapters, analysis, biases, claims, experiments
-from .biases import BIAS_GROUPS
-from .errors import BitFitError, unknown_choice
-from .lab import ModelShape
-from .methods import display_name
-from .profiles import get_profile
-from .results import ResultStore
+from ..core import adapters, biases, counting
+from ..core.biases import BIAS_GROUPS
+from ..core.counting import ModelShape, share_of_model
+from ..core.methods import display_name
+from ..data.locations import results_folder
+from ..errors import BitFitError, unknown_choice
+from ..evidence import claims, tables
+from ..experiments import grids
+from ..experiments.profiles import get_profile
+from ..experiments.results import ResultStore
 
 
 @dataclass(frozen=True)
@@ -44,29 +47,29 @@ class Exercise:
 
 
 def _bert_base_layer_biases() -> int:
-    return int(biases.census_table(accounting.meta_encoder("bert-base-cased")).loc["total", 0])
+    return int(biases.census_table(counting.meta_encoder("bert-base-cased")).loc["total", 0])
 
 
 def _bert_base_bias_percent() -> float:
-    return float(accounting.accounting_table(["bert-base-cased"]).loc["bert-base-cased", "bias %"])
+    return float(counting.accounting_table(["bert-base-cased"]).loc["bert-base-cased", "bias %"])
 
 
 def _classroom_frame(experiment: str):
     profile = get_profile("classroom")
-    configs = experiments.experiment_configs(profile, experiment)
+    configs = grids.experiment_configs(profile, experiment)
     if experiment == "ablation":
-        configs += experiments.experiment_configs(profile, "main", tasks=profile.ablation_tasks)
+        configs += grids.experiment_configs(profile, "main", tasks=profile.ablation_tasks)
     records, _ = ResultStore.committed(profile.name).load(configs)
-    return analysis.runs_frame(records)
+    return tables.runs_frame(records)
 
 
 def _closer_random_baseline() -> str:
-    means, _ = analysis.main_table(_classroom_frame("ablation"))
+    means, _ = tables.main_table(_classroom_frame("ablation"))
     return "b" if means.loc["rand_row_col", "avg"] > means.loc["rand_uniform", "avg"] else "a"
 
 
 def _random_baselines_why() -> str:
-    means, _ = analysis.main_table(_classroom_frame("ablation"))
+    means, _ = tables.main_table(_classroom_frame("ablation"))
     methods = ("rand_uniform", "rand_row_col", "bitfit")
     averages = ", ".join(f"{display_name(m)} {means.loc[m, 'avg']:.1f}" for m in methods)
     return (f"Average dev scores of the committed ablation grid: {averages}. One reading: a whole row of a "
@@ -80,8 +83,8 @@ TERM_PAIRS = {"a": "b_q + b_m2", "b": "b_k + b_v", "c": "b_LN1 + b_LN2", "d": "b
 
 def _top_two_groups() -> str:
     records, _ = ResultStore.committed("classroom").load(
-        [c for c in experiments.experiment_configs(get_profile("classroom"), "main") if c.label == "bitfit"])
-    change = analysis.bias_change_table(records)["avg"].sort_values(ascending=False)
+        [c for c in grids.experiment_configs(get_profile("classroom"), "main") if c.label == "bitfit"])
+    change = tables.bias_change_table(records)["avg"].sort_values(ascending=False)
     return " + ".join(change.index[:2])
 
 
@@ -91,7 +94,7 @@ def _top_two_letter() -> str:
 
 
 def _classroom_bq_bm2_entries() -> int:
-    table = biases.census_table(accounting.meta_encoder(get_profile("classroom").model))
+    table = biases.census_table(counting.meta_encoder(get_profile("classroom").model))
     return int(table.loc[["b_q", "b_m2"], 0].sum())
 
 
@@ -107,7 +110,7 @@ def _ahead_at_smallest_size() -> tuple[str, int]:
 
 
 def _mrpc_floor() -> float:
-    return analysis.majority_baseline("mrpc")
+    return tables.majority_baseline("mrpc")
 
 
 def _frozen_stsb_why() -> str:
@@ -121,7 +124,7 @@ def _frozen_stsb_why() -> str:
 
 
 def _thousand_tasks_mib() -> float:
-    folder = ResultStore.committed("classroom", "deployment").root / "deltas"
+    folder = results_folder("deployment", "classroom", "deltas")
     sizes = [path.stat().st_size for path in folder.glob("*.safetensors")]
     if not sizes:
         raise BitFitError("no committed deltas under results/deployment/classroom/deltas")
@@ -232,7 +235,7 @@ EXERCISES: dict[str, Exercise] = {
 
 def _bert_base_counts() -> dict[str, int]:
     """BERT-base's LoRA r=8 entries on W_q and W_v, and its bias entries, counted on the meta device."""
-    encoder = accounting.meta_encoder("bert-base-cased")
+    encoder = counting.meta_encoder("bert-base-cased")
     bias_total = sum(t.numel for t in biases.bias_census(encoder))
     adapters.inject(encoder, "lora_r8")
     lora = sum(p.numel() for name, p in encoder.named_parameters() if ".lora_" in name)
@@ -241,7 +244,7 @@ def _bert_base_counts() -> dict[str, int]:
 
 def _classroom_biases_beyond_beft() -> int:
     profile = get_profile("classroom")
-    table = experiments.method_parameters(profile.model, profile.readout, ("bitfit", "beft_all"))
+    table = counting.method_parameters(profile.model, profile.readout, ("bitfit", "beft_all"))
     return int(table.loc["BitFit", "existing biases"] - table.loc["BEFT (every linear)", "new biases"])
 
 
@@ -249,7 +252,7 @@ def _classroom_share(groups, first_half: bool = False) -> float:
     profile = get_profile("classroom")
     shape = ModelShape.from_config(profile.model, profile.readout)
     layers = (0, shape.depth // 2 - 1) if first_half else (0, shape.depth - 1)
-    return 100 * shape.trainable(set(groups), layers, head=False) / shape.total
+    return share_of_model(shape.trainable(set(groups), layers, head=False), shape.encoder)
 
 
 def _exercise(key: str) -> Exercise:

@@ -8,12 +8,13 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from . import glue, paper
-from .biases import LAYER_GROUPS
-from .errors import BitFitError
-from .methods import METHODS, display_name
-from .metrics import glue_metrics, task_score
-from .runs import RunRecord
+from .. import paper
+from ..core.biases import LAYER_GROUPS
+from ..core.methods import display_name, readable
+from ..data import glue
+from ..data.metrics import glue_metrics, task_score
+from ..errors import BitFitError
+from ..experiments.runs import RunRecord
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     for r in records:
         train_at_best = r.best_evaluation.train
         rows.append({
-            "task": r.task, "method": r.label, "seed": r.seed, "lr": r.config.learning_rate,
+            "task": r.task, "method": r.label, "seed": r.seed, "learning_rate": r.config.learning_rate,
             "best": 100 * r.best.score, "last": 100 * r.last.score,
             "gap": 100 * (train_at_best.score - r.best.score) if train_at_best else np.nan,
             "best_of_5": 100 * best_of_evaluations(r, EQUAL_EVALUATIONS),
@@ -58,7 +59,7 @@ def sweep_report(records: list[RunRecord], epochs: int) -> str:
     report = ""
     for value, label, number in (("best", "best dev score:", "{:.1f}"),
                                  ("best_epoch", f"epoch of the best dev score (of {epochs}):", "{:.0f}")):
-        table = readable(sweep.pivot_table(index="method", columns="lr", values=value))
+        table = readable(sweep.pivot_table(index="method", columns="learning_rate", values=value))
         report += f"{label}\n{table.to_string(float_format=number.format, na_rep='')}\n\n"
     return report
 
@@ -67,13 +68,13 @@ def best_rates(records: list[RunRecord]) -> dict[str, float]:
     """Each method's learning rate with the highest best-epoch dev score in a sweep (one task, one seed):
     the rate its grid runs then use (``profiles``)."""
     frame = runs_frame(records)
-    return {method: float(runs.loc[runs["best"].idxmax(), "lr"]) for method, runs in frame.groupby("method")}
+    return {method: float(runs.loc[runs["best"].idxmax(), "learning_rate"]) for method, runs in frame.groupby("method")}
 
 
 def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Every (task, method, learning rate) of a results folder: best and last dev score (x100) as mean
     and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""
-    grouped = frame.groupby(["task", "method", "lr"])
+    grouped = frame.groupby(["task", "method", "learning_rate"])
     summary = grouped.agg(best=("best", "mean"), best_std=("best", "std"), last=("last", "mean"),
                           best_epoch=("best_epoch", "mean"), seeds=("seed", "count"),
                           train_seconds=("train_seconds", "mean"))
@@ -221,16 +222,6 @@ def seed_gap(frame: pd.DataFrame, methods: Iterable[str], seeds: tuple[int, int]
     runs = frame[frame["method"].isin(list(methods))].pivot_table(index=["method", "task"], columns="seed",
                                                                   values="best")
     return float((runs[seeds[0]] - runs[seeds[1]]).abs().mean())
-
-
-def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """A table as a reader sees it: method labels in its rows and columns by their display names
-    ('bitfit:b_q+b_m2' -> 'b_q + b_m2', 'rand_row_col' -> 'random rows/columns'); other names unchanged."""
-    return table.rename(index=_readable_name, columns=_readable_name)
-
-
-def _readable_name(name):
-    return display_name(name) if isinstance(name, str) and name.partition(":")[0] in METHODS else name
 
 
 def mean_std_strings(means: pd.DataFrame, stds: pd.DataFrame) -> pd.DataFrame:

@@ -27,8 +27,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .biases import bias_census, head_parameters
-from .errors import BitFitError
+from ..core.biases import bias_census, head_parameters
+from ..errors import BitFitError
 
 FORMAT = "bitfit_edu.delta/1"
 DELTA_METHODS = ("bitfit", "frozen")  # the methods whose runs change only biases and the head

@@ -1,4 +1,4 @@
-"""GLUE metrics as GLUE defines them, offline, as plain functions and as an ``evaluate`` metric.
+"""GLUE metrics as GLUE defines them, offline: plain functions, and the Trainer's ``compute_metrics``.
 
 CoLA: Matthews correlation. SST-2, QNLI, RTE, MNLI: accuracy. MRPC, QQP: F1 (positive class) and
 accuracy. STS-B: Pearson and Spearman correlation. A task's *score* is the mean of its metrics, as the
@@ -7,8 +7,6 @@ GLUE leaderboard averages the two numbers of MRPC, QQP and STS-B.
 
 from __future__ import annotations
 
-import datasets
-import evaluate
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
@@ -50,27 +48,3 @@ def trainer_metrics(task: GlueTask):
         metrics = glue_metrics(task, predictions_from_logits(task, logits), prediction.label_ids)
         return {**metrics, "score": task_score(task, metrics)}
     return compute
-
-
-class GlueMetric(evaluate.Metric):
-    """The GLUE metric of one task as an ``evaluate`` metric that needs no download.
-
-    >>> GlueMetric("mrpc").compute(predictions=[1, 0, 1], references=[1, 0, 0])
-    {'f1': 0.666..., 'accuracy': 0.666...}
-    """
-
-    def __init__(self, task: str, **kwargs):
-        self.task = get_task(task)
-        super().__init__(config_name=self.task.name, **kwargs)
-
-    def _info(self) -> evaluate.MetricInfo:
-        value = datasets.Value("float32" if self.task.is_regression else "int64")
-        return evaluate.MetricInfo(
-            description=f"GLUE {self.task.name}: {', '.join(self.task.metrics)}",
-            citation="Wang et al. GLUE. ICLR 2019",
-            inputs_description="predictions and references: label ids, or scores for STS-B",
-            features=datasets.Features({"predictions": value, "references": value}),
-        )
-
-    def _compute(self, predictions, references) -> dict[str, float]:
-        return glue_metrics(self.task, predictions, references)

@@ -17,8 +17,8 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedTokenizerBase
 
+from ..errors import BitFitError, unknown_choice
 from . import locations
-from .errors import BitFitError, unknown_choice
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .biases import head_parameters
-from .errors import unknown_choice
+from ..errors import unknown_choice
 
 PEFT_METHODS = {
     "lora_r8": "LoRA, rank 8 on W_q and W_v (the LoRA paper's GLUE setting), and the head",
@@ -30,13 +29,9 @@ PEFT_METHODS = {
     "beft_all": "BEFT on every linear layer of the encoder, and the head",
 }
 LORA_RANKS = {"lora_r8": 8, "lora_r3": 3}  # on W_q and W_v, with alpha = r (the update's scale alpha / r is 1)
-DISPLAY_NAMES = {"lora_r8": "LoRA r=8 (W_q, W_v)", "lora_r3": "LoRA r=3 (W_q, W_v)", "ia3": "IA3",
-                 "beft": "BEFT (W_v)", "beft_all": "BEFT (every linear)"}
 # the encoder's linear layers by the end of their module names: W_q, W_k, W_v, and W_m1, W_m2, W_m3 ('dense')
 EVERY_LINEAR = ["query", "key", "value", "dense"]
 
-# What a trainable parameter is, by the last parts of its name
-KINDS = ("existing biases", "new biases", "LoRA matrices", "IA3 scales", "other pre-trained weights", "head")
 
 
 def peft_config(method: str):
@@ -62,35 +57,3 @@ def inject(model: nn.Module, method: str) -> nn.Module:
     return peft.inject_adapter_in_model(peft_config(method), model)
 
 
-def parameter_kind(name: str, head: set[str]) -> str:
-    """What a parameter is (one of ``KINDS``), from its full name; ``head`` holds the head's names."""
-    if name in head:
-        return "head"
-    if ".lora_A." in name or ".lora_B." in name:
-        return "LoRA matrices"
-    if ".ia3_l." in name:
-        return "IA3 scales"
-    if ".beft_bias." in name:
-        return "new biases"
-    return "existing biases" if name.endswith(".bias") else "other pre-trained weights"
-
-
-def trainable_kinds(model: nn.Module) -> dict[str, int]:
-    """How many trainable entries of each kind (``KINDS``) a prepared model holds."""
-    head = set(head_parameters(model))
-    counts = dict.fromkeys(KINDS, 0)
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            counts[parameter_kind(name, head)] += p.numel()
-    return counts
-
-
-def peft_count(model: nn.Module, method: str, head: str = "classifier") -> int:
-    """peft's own count of what ``method`` trains in ``model`` (which it changes), the head module ``head``
-    trained beside it (peft's ``modules_to_save``): the check on ``trainable_kinds``."""
-    import peft
-
-    config = peft_config(method)
-    config.modules_to_save = [head]
-    trainable, _ = peft.PeftModel(model, config).get_nb_trainable_parameters()
-    return trainable

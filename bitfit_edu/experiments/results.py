@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BitFitError
-from .locations import repo_root
+from ..data.locations import results_folder
+from ..errors import BitFitError
 from .runs import RunConfig, RunRecord
 
 
@@ -30,7 +30,12 @@ class ResultStore:
     @classmethod
     def committed(cls, profile: str, kind: str | None = None) -> ResultStore:
         """The checkout's committed records: ``results/<profile>``, or ``results/<kind>/<profile>``."""
-        return cls(repo_root() / "results" / (kind or "") / profile)
+        return cls(results_folder(kind or "", profile))
+
+    @classmethod
+    def in_folder(cls, results: str | Path, profile: str) -> ResultStore:
+        """The store of a profile's runs in a results folder chosen by the user (``--results``)."""
+        return cls(Path(results) / profile)
 
     def path(self, config: RunConfig) -> Path:
         return self.root / config.task / f"{config.run_id}.json"
@@ -66,10 +71,15 @@ class ResultStore:
             )
         return record
 
-    def load(self, configs: list[RunConfig]) -> tuple[list[RunRecord], list[RunConfig]]:
+    def load(self, configs: list[RunConfig], retrain: bool = False) -> tuple[list[RunRecord], list[RunConfig]]:
         """The records of the finished configurations, and the configurations still to run. Tables are
         built from exactly an experiment's configs, so other runs in the same folder (a sweep, a check
-        with other settings) never leak into them."""
+        with other settings) never leak into them. With ``retrain`` the missing runs are trained first
+        (``runner.run_grid``: hours on a CPU for a whole grid); only then is the training engine imported."""
+        if retrain:
+            from .runner import run_grid
+
+            run_grid(configs, self)
         records, missing = [], []
         for config in configs:
             record = self.finished(config)

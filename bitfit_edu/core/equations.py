@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from .errors import BitFitError
+from ..errors import BitFitError
 
 # The first quantity of the layer that each bias term changes.
 BIAS_ENTERS = {

@@ -14,8 +14,8 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from . import locations
-from .errors import BitFitError, unknown_choice
+from ..data import locations
+from ..errors import BitFitError, unknown_choice
 
 READOUTS = {
     "cls_pooler": "[CLS] through the pre-trained pooler, then a linear classifier (Hugging Face's standard head)",

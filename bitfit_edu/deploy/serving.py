@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from .biases import bias_census, encoder_of, head_parameters
+from ..core.biases import bias_census, encoder_of, head_parameters
+from ..core.methods import display_name
+from ..core.readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
+from ..data.glue import GlueTask, get_task
+from ..errors import BitFitError
 from .deltas import DeltaManifest, backbone_digest, check_fits, read_delta, reference_gap
-from .errors import BitFitError
-from .glue import GlueTask, get_task
-from .methods import display_name
-from .readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
 
 
 @dataclass

@@ -1,0 +1,6 @@
+"""The method itself: the encoder layer in the paper's notation, the bias terms by paper name (b_q ... b_LN2),
+the readout, what each method trains (BitFit, its subsets, Full-FT, Frozen, random baselines, and LoRA, IA3,
+BEFT through peft), number formats, and the one place that counts parameters.
+
+Backs notebooks 01 (the equations), 02 (bias freezing), 04 (what each variant trains) and 08 (peft methods).
+"""
