@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModel
 
 from . import paper
-from .console import quiet_outputs
+from .console import is_main_process, quiet_outputs
 from .core import precision
 from .core.biases import census_table
 from .core.counting import accounting_table, load_config
@@ -29,7 +29,6 @@ from .experiments.profiles import PROFILES, get_profile
 from .experiments.results import ResultStore
 from .experiments.runner import delta_path, run_grid, to_train, worker_runs
 from .experiments.runs import RunConfig, RunRecord
-from .experiments.training import is_main_process
 
 
 def _csv(value: str, option: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Grids that are quick on a GPU and slow on a 2-core CPU, in stages, for several worker processes at once.
 
     python scripts/gpu_batch.py STAGE [--results DIR] [--processes N] [--deadline SECONDS]
+    python scripts/gpu_batch.py grid --experiment NAME [--seeds 0-39] [--methods full,bitfit] --results DIR ...
 
 With ``--processes N`` it starts N one-thread copies of itself, workers 1/N ... N/N of the grid's own split
 (``runner.worker_runs``; a GPU has room for many such small runs at once), and stops them at the
@@ -11,7 +12,11 @@ deadline: a run cut off leaves no record and trains again next time. Stages:
 * ``second``: LoRA, IA3 and BEFT on every task and seed (``--experiment peft``), each at the rate the sweep
   chose (``tables.best_rates``), and then Full-FT and BitFit as in the main grid, seeds 0-2, into
   ``results/h200_check/<profile>``, beside the CPU records of the same configurations (notebook 8's
-  hardware check).
+  hardware check);
+* ``grid``: any experiment (``--experiment``, optionally ``--seeds FIRST-LAST`` and ``--methods``), e.g. the
+  GPU runs planned in notebook 3: ``--experiment main --seeds 0-39 --methods full,bitfit``,
+  ``--experiment peft --seeds 0-9 --methods lora_r8,lora_r3`` and ``--experiment resampled``, each into a
+  results folder of its own so that no verdict mixes machines.
 
 The classroom profile holds the chosen rates once they are committed; until then this script reads them
 from the sweep's records, so that one GPU session runs both stages.
@@ -35,7 +40,10 @@ from bitfit_edu.experiments.runner import run_grid, worker_runs
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("first", "second"))
+    parser.add_argument("stage", choices=("first", "second", "grid"))
+    parser.add_argument("--experiment", help="stage 'grid': the experiment to run")
+    parser.add_argument("--seeds", help="stage 'grid': FIRST-LAST (default: the experiment's)")
+    parser.add_argument("--methods", help="stage 'grid': comma-separated method labels (default: all)")
     parser.add_argument("--results", default="results", help="the results folder (as the CLI's --results)")
     parser.add_argument("--profile", default="classroom")
     parser.add_argument("--processes", type=int, default=1)
@@ -48,6 +56,13 @@ def main() -> None:
     worker, workers = map(int, args.worker.split("/"))
     profile = get_profile(args.profile)
     store = ResultStore.in_folder(args.results, profile.name)
+    if args.stage == "grid":
+        first, _, last = (args.seeds or "").partition("-")
+        seeds = range(int(first), int(last or first) + 1) if args.seeds else None
+        configs = [c for c in experiment_configs(profile, args.experiment, seeds=seeds)
+                   if not args.methods or c.label in args.methods.split(",")]
+        run_grid(worker_runs(configs, worker, workers), store, progress=False)
+        return
     sweep = experiment_configs(profile, "peft_sweep")
     if args.stage == "first":
         run_grid(worker_runs(sweep + experiment_configs(profile, "figure_1"), worker, workers), store, progress=False)
@@ -65,7 +80,9 @@ def main() -> None:
 def share(args: argparse.Namespace) -> None:
     """Run the stage in ``args.processes`` one-thread workers (``runner.worker_runs``) until they finish or the
     deadline passes."""
-    command = [sys.executable, __file__, args.stage, "--results", args.results, "--profile", args.profile]
+    command = [sys.executable, __file__, args.stage, "--results", args.results, "--profile", args.profile,
+               *(f"--{name}={value}" for name in ("experiment", "seeds", "methods")
+                 if (value := getattr(args, name)) is not None)]
     workers = [subprocess.Popen([*command, "--worker", f"{k}/{args.processes}"], env={
         **os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": f"/tmp/datasets_cache_{k}"})
                for k in range(1, args.processes + 1)]

@@ -30,8 +30,9 @@ def addresses(text: str) -> list[str]:
 
 
 def documents() -> list[Path]:
-    """The files that carry the address: the README and every notebook."""
-    return [ROOT / "README.md", *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    """The files that carry the address: the README and every notebook, executed and as its text source."""
+    notebooks = ROOT / "notebooks"
+    return [ROOT / "README.md", *sorted(notebooks.glob("*.ipynb")), *sorted(notebooks.glob("*.md"))]
 
 
 def sync() -> list[Path]:

@@ -179,3 +179,37 @@ def test_every_similar_claim_has_a_margin_fixed_from_the_paper():
     assert {c.statement: c.margin for c in similar} == {"BitFit matches Full-FT": 1.0,
                                                         "b_q + b_m2 come close to all biases": 1.5}
     assert all(c.margin is None for c in (*MAIN_CLAIMS, *ABLATION_CLAIMS) if c.kind == "worse")
+
+
+def test_the_rule_table_shows_what_the_asymmetric_rule_changed():
+    """A gap whose 90% interval lies beyond the margin but whose 95% interval reaches into it: the declared
+    rule says 'does not hold', the earlier rule said 'not resolved'."""
+    from bitfit_edu.evidence.claims import rule_table
+
+    frame = runs_frame(grid({"full": {"rte": [70.0, 70.6, 71.2, 70.3, 70.9]},
+                             "bitfit": {"rte": [68.4, 69.0, 69.6, 68.7, 69.3]}}))
+    found = difference(frame, "bitfit", "full")
+    assert found["high90"] < -1.0 < found["high"]  # the margin of 'BitFit matches Full-FT' is 1.0
+    table = rule_table(frame, MAIN_CLAIMS[:1])
+    row = table.loc["BitFit matches Full-FT"]
+    assert (row["declared rule (90% both ways)"], row["earlier rule (95% to fail)"]) == (FAILS, UNRESOLVED)
+    assert row["rule changes it"] == "yes"
+
+
+def test_verdict_sentences_name_the_protocol_and_the_verdict():
+    from bitfit_edu.evidence.claims import verdict_sentences
+
+    frame = runs_frame(grid({"full": {"rte": [70.0, 70.2, 70.4]}, "bitfit": {"rte": [70.2, 70.4, 70.6]}}))
+    text = verdict_sentences(check_claims(frame, MAIN_CLAIMS))
+    first, second = text.splitlines()
+    assert "last epoch (declared)" in first and f"**{HOLDS}**" in first and "margin ±1.0" in first
+    assert second.endswith(f"{NOT_RUN}.")
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # the best epochs agree exactly
+def test_size_curve_verdicts_read_the_declared_protocol():
+    last_falls = [record(method, seed, dev=(0.6 + seed / 100, 0.5 if method == "bitfit" else 0.6 + seed / 100))
+                  for method in ("bitfit", "full") for seed in range(3)]
+    table = size_curve_differences(runs_frame(last_falls))
+    assert table["ahead"].item() == "full"  # BitFit's last epoch falls; its best does not
+    assert size_curve_differences(runs_frame(last_falls), value="best")["ahead"].item() == "neither (not resolved)"

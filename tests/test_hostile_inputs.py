@@ -42,7 +42,7 @@ from bitfit_edu import cli
 from bitfit_edu.cli import main
 from bitfit_edu.data.glue import load_split
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments.grids import training
+from bitfit_edu.experiments import training
 from bitfit_edu.experiments.results import ResultStore
 from bitfit_edu.experiments.runner import run_grid
 from bitfit_edu.experiments.runs import RunConfig

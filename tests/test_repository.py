@@ -33,3 +33,13 @@ def test_addresses_reads_every_form():
     text = ("[b](https://mybinder.org/v2/gh/a/b/main) [c](https://colab.research.google.com/github/c/d/blob/x.ipynb)"
             " git clone https://github.com/e/f")
     assert sorted(sync_repository.addresses(text)) == ["a/b", "c/d", "e/f"]
+
+
+def test_every_subpackage_is_installed():
+    """pyproject's package list must name every folder of the package, or a wheel (Binder, Colab) lacks it."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(root).parts) for init in (root / "bitfit_edu").rglob("__init__.py")}
+    assert listed == found

@@ -10,7 +10,14 @@ from synthetic_records import fake_record, stored_record
 
 from bitfit_edu.core.counting import variant_parameters
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.experiments.grids import ABLATION, MAIN, counterparts, experiment_configs, grid_progress
+from bitfit_edu.experiments.grids import (
+    ABLATION,
+    MAIN,
+    counterparts,
+    experiment_configs,
+    grid_progress,
+    with_settled,
+)
 from bitfit_edu.experiments.profiles import get_profile
 from bitfit_edu.experiments.results import ResultStore
 from bitfit_edu.experiments.runner import run_grid, to_train
@@ -250,10 +257,11 @@ def test_committed_stores_live_under_results(classroom_results):
 def test_reading_records_does_not_import_the_training_engine(classroom_results):
     """The store, the experiments, the analysis and the plots read records; only a grid trains."""
     script = ("import sys; from bitfit_edu.evidence import claims, plots, tables; "
-              "from bitfit_edu.experiments import grids; from bitfit_edu.experiments.results import ResultStore; "
+              "from bitfit_edu.experiments import grids, runner; "
+              "from bitfit_edu.experiments.results import ResultStore; "
               "from bitfit_edu.experiments.profiles import get_profile; "
-              f"ResultStore({str(classroom_results.root)!r}).load(grids.experiment_configs("
-              "get_profile('classroom'), 'main')); "
+              "runner.load_grid(grids.experiment_configs(get_profile('classroom'), 'main'), "
+              f"ResultStore({str(classroom_results.root)!r})); "
               "print(sorted(m for m in sys.modules if m in ('bitfit_edu.experiments.training', "
               "'transformers.trainer')))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -314,3 +322,29 @@ def test_settle_runs_are_the_declared_ones(classroom_results):
                 for c in experiment_configs(profile, experiment, seeds=[seed])}
     assert {replace(c, seed=0).run_id for c in subsets + rows} <= extended
     assert {(c.label, c.seed) for c in rows} == {("rand_row_col", 3), ("rand_row_col", 4)}
+
+
+def test_with_settled_adds_only_the_seeds_that_extend_a_grid():
+    profile = get_profile("classroom")
+    main = experiment_configs(profile, "main", tasks=profile.ablation_tasks)
+    extended = with_settled(profile, main)
+    added = extended[len(main):]
+    assert extended[:len(main)] == main and {c.label for c in added} == {"bitfit"}
+    assert {c.seed for c in added} == set(range(5, 10)) and {c.task for c in added} == set(profile.ablation_tasks)
+    sizes = experiment_configs(profile, "size_curve")
+    assert {(c.train_size, c.seed) for c in with_settled(profile, sizes)[len(sizes):]} == {
+        (n, s) for n in (100, 500) for s in range(3, 10)}
+
+
+def test_resampled_runs_draw_their_own_training_subsample(glue_dir):
+    from bitfit_edu.experiments import training
+
+    profile = get_profile("classroom")
+    resampled = experiment_configs(profile, "resampled")
+    assert len(resampled) == 2 * len(profile.tasks) * 10 and {c.method for c in resampled} == {"full", "bitfit"}
+    assert all(c.data_seed == c.seed for c in resampled)
+    assert not {c.run_id for c in resampled} & {c.run_id for c in experiment_configs(profile, "main")}
+    config = RunConfig(model="unused", task="rte", method="bitfit", train_size=8)
+    texts = [training.load_data(replace(config, data_seed=seed), glue_dir)["train"]["sentence1"] for seed in (None, 1)]
+    assert texts[0] != texts[1]
+    assert training.load_data(replace(config, data_seed=0), glue_dir)["train"]["sentence1"] == texts[0]

@@ -19,7 +19,7 @@ from ..core.counting import ModelShape, share_of_model
 from ..core.methods import display_name
 from ..data.locations import results_folder
 from ..errors import BitFitError, unknown_choice
-from ..evidence import claims, tables
+from ..evidence import claims, power, tables
 from ..experiments import grids
 from ..experiments.profiles import get_profile
 from ..experiments.results import ResultStore
@@ -59,6 +59,8 @@ def _classroom_frame(experiment: str):
     configs = grids.experiment_configs(profile, experiment)
     if experiment == "ablation":
         configs += grids.experiment_configs(profile, "main", tasks=profile.ablation_tasks)
+    if experiment != "main":  # as notebooks 4 and 5 read them: with the seeds that settle open claims
+        configs = grids.with_settled(profile, configs)
     records, _ = ResultStore.committed(profile.name).load(configs)
     return tables.runs_frame(records)
 
@@ -123,6 +125,12 @@ def _frozen_stsb_why() -> str:
             "Given more steps it would rise further; the verdict 'Frozen is far below' partly measures this.")
 
 
+def _seeds_for_equivalence() -> int:
+    frame = _classroom_frame("main")
+    spread = power.spreads(frame, claims.MAIN_CLAIMS[0])
+    return power.seeds_needed(claims.MAIN_CLAIMS[0], 0.0, spread["sd_method"], spread["sd_baseline"])
+
+
 def _thousand_tasks_mib() -> float:
     folder = results_folder("deployment", "classroom", "deltas")
     sizes = [path.stat().st_size for path in folder.glob("*.safetensors")]
@@ -162,6 +170,14 @@ EXERCISES: dict[str, Exercise] = {
         answer=_mrpc_floor,
         why=lambda: f"{_mrpc_floor():.1f}: most MRPC dev pairs are paraphrases, and F1 of the positive class is high "
                     "when every pair is called one. A classifier has to beat this floor, not 50."),
+    "03.seeds_at_zero": Exercise(
+        "If BitFit and Full-FT were truly equal, how many seeds per method would 'BitFit matches Full-FT' need "
+        "to be resolved with 80% probability, with the spreads of the committed runs (declared protocol)?",
+        answer=_seeds_for_equivalence, tolerance=0.2,
+        why=lambda: f"{_seeds_for_equivalence()} seeds per method (power.seeds_needed). The 90% interval must fit "
+                    "inside ±1.0: its half-width shrinks like one over the square root of the seeds, so halving "
+                    "it takes four times as many. Two identical methods are not 'equivalent' until the seeds can "
+                    "show it."),
     "03.frozen_stsb": Exercise(
         "Why is Frozen so far below on STS-B?",
         answer=lambda: "a",
@@ -183,7 +199,8 @@ EXERCISES: dict[str, Exercise] = {
         "On the smallest training set of the SST-2 size curve, who is ahead?",
         answer=lambda: _ahead_at_smallest_size()[0], choices=SMALL_DATA,
         why=lambda: f"With {_ahead_at_smallest_size()[1]:,} examples: {SMALL_DATA[_ahead_at_smallest_size()[0]]}, "
-                    "read from the 90% interval over seeds of the difference (notebook 5's table). The paper finds "
+                    "read from the 90% interval over seeds of the last-epoch difference (notebook 5's table). The "
+                    "paper finds "
                     "BitFit ahead when data is small."),
     "05.top_two": Exercise(
         "Which two bias terms change most in our BitFit runs, mean |Δb| averaged over layers, tasks and seeds?",

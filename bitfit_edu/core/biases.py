@@ -173,10 +173,11 @@ def census_table(model: nn.Module) -> pd.DataFrame:
     return table.astype(int)
 
 
-def snapshot_biases(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of every bias term, by full parameter name (for before/after comparisons)."""
+def snapshot_biases(model: nn.Module, census: Iterable[BiasTerm] | None = None) -> dict[str, torch.Tensor]:
+    """A detached copy of every bias term, by full parameter name (for before/after comparisons);
+    ``census``: the model's bias terms, if already taken."""
     params = dict(model.named_parameters())
-    return {t.name: params[t.name].detach().float().cpu().clone() for t in bias_census(model)}
+    return {t.name: params[t.name].detach().float().cpu().clone() for t in (census or bias_census(model))}
 
 
 def group_counts(model: nn.Module, trainable: Iterable[str]) -> pd.DataFrame:

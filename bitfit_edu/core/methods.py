@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import BitFitError, unknown_choice
 from . import adapters
-from .biases import BIAS_GROUPS, bias_census, bias_parameters, head_parameters, resolve_groups
+from .biases import BIAS_GROUPS, BiasTerm, bias_census, bias_parameters, head_parameters, resolve_groups
 
 METHODS = {
     "full": "Full fine-tuning: every parameter",
@@ -53,6 +53,7 @@ class PreparedModel:
     model: nn.Module
     method: str
     groups: tuple[str, ...] | None
+    census: tuple[BiasTerm, ...]  # the model's bias terms, taken once, as prepared (after any peft injection)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # partially trained tensors
 
     def trainable(self) -> dict[str, nn.Parameter]:
@@ -105,9 +106,10 @@ def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", 
         p.requires_grad_(method == "full")
     if method in adapters.PEFT_METHODS:
         adapters.inject(model, method)  # its new parameters train; peft freezes every other
+        census = bias_census(model)  # peft moved the wrapped layers' biases to <layer>.base_layer
     for p in head_parameters(model).values():
         p.requires_grad_(True)
-    prepared = PreparedModel(model, method, selected)
+    prepared = PreparedModel(model, method, selected, tuple(census))
     if method == "bitfit":
         first, last = layers or (0, math.inf)
         inside = {t.name for t in census if t.layer is None or first <= t.layer <= last}
@@ -115,7 +117,7 @@ def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", 
             p.requires_grad_(name in inside)
     elif method in ("rand_uniform", "rand_row_col"):
         budget = sum(t.numel for t in census)
-        matrices = weight_matrices(model)
+        matrices = weight_matrices(model, census)
         draw = draw_uniform if method == "rand_uniform" else draw_rows_and_columns
         prepared.masks = draw(matrices, budget, seed)
         for name, mask in prepared.masks.items():
@@ -124,11 +126,12 @@ def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", 
     return prepared
 
 
-def weight_matrices(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The weight matrices W_q, W_k, W_v, W_m1, W_m2, W_m3 of every encoder layer, by full name."""
+def weight_matrices(model: nn.Module, census: Iterable[BiasTerm] | None = None) -> dict[str, nn.Parameter]:
+    """The weight matrices W_q, W_k, W_v, W_m1, W_m2, W_m3 of every encoder layer, by full name (``census``:
+    the model's bias terms, if already taken)."""
     params = dict(model.named_parameters())
     return {t.name[: -len("bias")] + "weight": params[t.name[: -len("bias")] + "weight"]
-            for t in bias_census(model) if t.group in MATRIX_GROUPS}
+            for t in (census or bias_census(model)) if t.group in MATRIX_GROUPS}
 
 
 def _masking_hook(mask: torch.Tensor):

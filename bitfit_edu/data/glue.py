@@ -98,9 +98,8 @@ OFFICIAL_FILES = {
 }
 
 
-def data_identity(task: str | GlueTask, glue_dir: str | Path | None = None) -> str | None:
+def data_identity(task: GlueTask, glue_dir: str | Path | None = None) -> str | None:
     """None for the official GLUE data; otherwise a short digest of the files a run of ``task`` reads."""
-    task = get_task(task) if isinstance(task, str) else task
     folder = locations.glue_dir(glue_dir)
     paths = [folder / task.folder / name for name in ("train.tsv", *task.dev_files.values())] if folder else []
     if not paths or not all(path.is_file() for path in paths):

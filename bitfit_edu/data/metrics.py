@@ -12,7 +12,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import EvalPrediction
 
-from .glue import GlueTask, get_task
+from .glue import GlueTask
 
 _METRICS = {
     "accuracy": lambda p, r: accuracy_score(r, p),
@@ -23,16 +23,14 @@ _METRICS = {
 }
 
 
-def glue_metrics(task: str | GlueTask, predictions, references) -> dict[str, float]:
+def glue_metrics(task: GlueTask, predictions, references) -> dict[str, float]:
     """The task's GLUE metrics, in [0, 1] (correlations in [-1, 1]), for label ids or regression scores."""
-    task = get_task(task) if isinstance(task, str) else task
     predictions, references = np.asarray(predictions), np.asarray(references)
     return {name: float(_METRICS[name](predictions, references)) for name in task.metrics}
 
 
-def task_score(task: str | GlueTask, metrics: dict[str, float]) -> float:
+def task_score(task: GlueTask, metrics: dict[str, float]) -> float:
     """One number per task for GLUE averages: the mean of the task's metrics."""
-    task = get_task(task) if isinstance(task, str) else task
     return float(np.mean([metrics[name] for name in task.metrics]))
 
 

@@ -211,13 +211,15 @@ def check_claims(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = PR
             "p (|gap| >= margin)": _p_value(equivalence) if claim.margin else "",
             "seeds": "{} vs {}".format(*found["seeds"]),
             "tasks": len(found["tasks"]),
+            "protocol": protocol_name(value),
             "verdict": verdict(claim.kind, found["low90"], found["high90"], claim.margin),
         })
     return pd.DataFrame(rows).set_index("claim").fillna("")
 
 
-def _interval(found: dict) -> str:
-    return "n/a" if np.isnan(found["low90"]) else f"[{signed(found['low90'])}, {signed(found['high90'])}]"
+def _interval(found: dict, level: int = 90) -> str:
+    low, high = (found["low90"], found["high90"]) if level == 90 else (found["low"], found["high"])
+    return "n/a" if np.isnan(low) else f"[{signed(low)}, {signed(high)}]"
 
 
 def _p_value(p: float) -> str:
@@ -226,6 +228,12 @@ def _p_value(p: float) -> str:
 
 PROTOCOLS = {"last": "last epoch (declared)", "best": "best epoch (the paper's)",
              "best_of_5": "best of 5 evaluations for every method"}
+
+
+def protocol_name(value: str) -> str:
+    """How a verdict line names the score it read: a protocol of ``PROTOCOLS``, or the generalization gap at
+    the epoch a protocol picks ('last_gap', 'gap')."""
+    return PROTOCOLS.get(value) or {"last_gap": PROTOCOLS["last"], "gap": PROTOCOLS["best"]}.get(value, value)
 
 
 def protocol_table(frame: pd.DataFrame, claims: tuple[Claim, ...]) -> pd.DataFrame:
@@ -237,6 +245,48 @@ def protocol_table(frame: pd.DataFrame, claims: tuple[Claim, ...]) -> pd.DataFra
     table["depends on the protocol"] = np.where(
         pd.DataFrame({label: found["verdict"] for label, found in verdicts.items()}).nunique(axis=1) > 1, "yes", "no")
     return table
+
+
+def earlier_verdict(kind: str, found: dict, margin: float | None = None) -> str:
+    """The rule used before the declared one (until issue #32), kept to show what the choice changes:
+    'similar' held by TOST (the 90% interval) but failed only when the 95% interval lay beyond the margin,
+    and 'worse' read the 95% interval. Failing needed more evidence than holding."""
+    if np.isnan(found["low"]):
+        return UNRESOLVED
+    if kind == "similar":
+        if equivalence_p(found, margin) < 0.05:
+            return HOLDS
+        return FAILS if found["low"] > margin or found["high"] < -margin else UNRESOLVED
+    return verdict(kind, found["low"], found["high"])
+
+
+def rule_table(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
+    """Each claim's verdict under the declared rule (the 90% interval for every outcome) beside the earlier,
+    asymmetric one (``earlier_verdict``), with both intervals, and whether the rule changes the verdict."""
+    rows = []
+    for claim in claims:
+        found = difference(frame, claim.method, claim.baseline, value)
+        declared = verdict(claim.kind, found["low90"], found["high90"], claim.margin)
+        earlier = earlier_verdict(claim.kind, found, claim.margin)
+        rows.append({"claim": claim.statement, "gap": signed(found["difference"]),
+                     "90% interval": _interval(found), "95% interval": _interval(found, level=95),
+                     "declared rule (90% both ways)": declared, "earlier rule (95% to fail)": earlier,
+                     "rule changes it": "yes" if declared != earlier else "no"})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def verdict_sentences(table: pd.DataFrame) -> str:
+    """The verdicts of a ``check_claims`` table as Markdown, one line per claim, naming the protocol and the
+    rule, for a notebook to display (no verdict is typed into a notebook's prose)."""
+    lines = []
+    for statement, row in table.iterrows():
+        if row["verdict"] == NOT_RUN:
+            lines.append(f"- *{statement}*: {NOT_RUN}.")
+            continue
+        margin = f", margin {row['margin']}" if row.get("margin") else ""
+        lines.append(f"- *{statement}*: gap {row['ours: gap']} points, 90% interval {row['ours: 90% interval']}"
+                     f"{margin}, {row['seeds']} seeds, {row['protocol']}: **{row['verdict']}**.")
+    return "\n".join(lines)
 
 
 SIZE_CLAIM = "BitFit beats Full-FT when data is small; Full-FT wins with lots of data"

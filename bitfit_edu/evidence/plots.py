@@ -181,8 +181,8 @@ def learning_curves_over_seeds(records: list[RunRecord], title: str, split: str 
 
 
 def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
-                      crossing_sizes: list[float] = ()) -> Figure:
-    """Best dev score against training-set size on a log x-axis: one line per method (columns), mean over
+                      crossing_sizes: list[float] = (), score: str = "last-epoch dev score") -> Figure:
+    """A dev ``score`` against training-set size on a log x-axis: one line per method (columns), mean over
     seeds with ± one std as a band, and a dotted vertical line where the curves cross."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for index, method in enumerate(means.columns):
@@ -193,7 +193,7 @@ def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
         ax.axvline(size, color="0.4", linestyle=":", label=f"curves cross near {size:,.0f}")
     ax.set_xscale("log")
     ax.set_xlabel("training examples (log scale)")
-    ax.set_ylabel("best dev score (x100)")
+    ax.set_ylabel(f"{score} (x100)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -218,5 +218,27 @@ def score_against_parameters(spread: pd.DataFrame, title: str) -> Figure:
     ax.set_ylabel("GLUE average, best dev score (x100)")
     ax.set_title(f"{title}\nsmall dots: seeds; markers: mean ± std over seeds", fontsize=10)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def verdict_probability_figure(curves: dict[str, pd.DataFrame], title: str, seeds_now: int | None = None) -> Figure:
+    """One panel per assumed true gap (``curves``: its label -> ``power.probability_curve``): the probability
+    of each verdict against the number of seeds per method, with today's number of seeds marked."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.2), sharey=True, squeeze=False)
+    colors = {"holds": "tab:green", "does not hold": "tab:red", "not resolved at this scale": "0.5"}
+    for ax, (label, curve) in zip(axes[0], curves.items(), strict=True):
+        for verdict, color in colors.items():
+            ax.plot(curve.index, curve[verdict], marker=".", color=color, label=verdict)
+        if seeds_now:
+            ax.axvline(seeds_now, color="black", linestyle=":", linewidth=1, label=f"today: {seeds_now} seeds")
+        ax.axhline(0.8, color="black", linewidth=0.5, alpha=0.4)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("seeds per method")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("probability of the verdict")
+    axes[0, 0].set_ylim(0, 1)
+    axes[0, -1].legend(fontsize=7, loc="center right")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -20,14 +20,17 @@ from ..experiments.runs import RunRecord
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     """One row per run: task, method label, seed, best and last dev score (x100), the best of
     ``EQUAL_EVALUATIONS`` evenly spaced evaluations (x100, 'best_of_5'), the generalization gap at the best
-    epoch (training-subsample minus dev score, x100), epochs, sizes, parameters, time."""
+    and at the last epoch (training-subsample minus dev score, x100: 'gap', 'last_gap'), epochs, the number of
+    dev evaluations, sizes, parameters, time."""
     rows = []
     for r in records:
-        train_at_best = r.best_evaluation.train
+        train_at_best, train_at_last = r.best_evaluation.train, r.epochs[-1].train
         rows.append({
             "task": r.task, "method": r.label, "seed": r.seed, "learning_rate": r.config.learning_rate,
             "best": 100 * r.best.score, "last": 100 * r.last.score,
             "gap": 100 * (train_at_best.score - r.best.score) if train_at_best else np.nan,
+            "last_gap": 100 * (train_at_last.score - r.last.score) if train_at_last else np.nan,
+            "evaluations": len(r.epochs),
             "best_of_5": 100 * best_of_evaluations(r, EQUAL_EVALUATIONS),
             "best_epoch": r.best_epoch, "epochs": r.config.epochs, "train_size": r.train_size,
             "trainable": r.params.trainable, "trainable_without_head": r.params.trainable_without_head,
@@ -62,6 +65,25 @@ def sweep_report(records: list[RunRecord], epochs: int) -> str:
         table = readable(sweep.pivot_table(index="method", columns="learning_rate", values=value))
         report += f"{label}\n{table.to_string(float_format=number.format, na_rep='')}\n\n"
     return report
+
+
+def sweep_check(records: list[RunRecord], grid_rates: dict[str, float], dev_pairs: int | None = None) -> pd.DataFrame:
+    """Does a sweep on another task agree with the grid's rates? Per method family: the grid's rate and its
+    best dev score (x100), the sweep's best rate, its score, the epoch it came at and the training-subsample
+    score there (a best at epoch 1 with a training score near chance is a run that has barely moved), and the
+    grid's shortfall in points (and in dev examples, given ``dev_pairs``)."""
+    rows = {}
+    for method, runs in runs_frame(records).groupby("method"):
+        best = runs.loc[runs["best"].idxmax()]
+        grid = runs[runs["learning_rate"] == grid_rates[method]].iloc[0]
+        train_at_best = best["best"] + best["gap"]
+        rows[method] = {"grid's rate": f"{grid_rates[method]:g}", "its best dev": round(grid["best"], 1),
+                        "sweep's best rate": f"{best['learning_rate']:g}", "best dev": round(best["best"], 1),
+                        "at epoch": int(best["best_epoch"]), "train score there": round(train_at_best, 1),
+                        "grid's shortfall": round(best["best"] - grid["best"], 1)}
+        if dev_pairs:
+            rows[method]["in dev examples"] = round((best["best"] - grid["best"]) * dev_pairs / 100, 1)
+    return readable(pd.DataFrame.from_dict(rows, orient="index"))
 
 
 def best_rates(records: list[RunRecord]) -> dict[str, float]:
@@ -102,9 +124,9 @@ def flattening_table(frame: pd.DataFrame) -> pd.DataFrame:
     return readable(table.round({"mean_best_epoch": 1, "drop_best_to_last": 1}))
 
 
-def size_curve_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Best dev score (x100) per training size (rows) and method (columns): mean and std over seeds."""
-    grouped = frame.groupby(["train_size", "method"])["best"]
+def size_curve_table(frame: pd.DataFrame, value: str = "best") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dev score ``value`` (x100) per training size (rows) and method (columns): mean and std over seeds."""
+    grouped = frame.groupby(["train_size", "method"])[value]
     return grouped.mean().unstack(), grouped.std().unstack()
 
 

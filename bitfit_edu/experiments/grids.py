@@ -12,9 +12,8 @@ from dataclasses import replace
 import pandas as pd
 
 from ..core import adapters
-from ..core.methods import parse_label
+from ..core.methods import parse_label, readable
 from ..errors import BitFitError, unknown_choice
-from ..evidence.tables import readable
 from .profiles import Profile
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
@@ -22,7 +21,7 @@ from .runs import RunConfig, RunRecord
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
 EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1",
-               "settle")
+               "settle", "resampled")
 SIZE_CURVE = ("full", "bitfit")
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
 # LoRA, IA3 and BEFT (adapters): four rates each around what their papers used (LoRA on RoBERTa-base 4e-4
@@ -41,6 +40,8 @@ CLAIM_VARIANTS = (*MAIN, "bitfit:b_q+b_m2")
 SETTLE_SEEDS = {"size_curve": tuple(range(3, 10)), "bias_subsets": tuple(range(5, 10)), "rand_row_col": (3, 4)}
 SETTLE_SIZES = (100, 500)
 SETTLE_LORA_RATE = 1e-2
+# Planned for a GPU (issue #32): BitFit and Full-FT where each seed also draws the training subsample
+RESAMPLED_SEEDS = tuple(range(10))
 
 
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,
@@ -63,6 +64,10 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
         return figure_1_configs(profile, seeds)
     if experiment == "settle":
         return settle_configs(profile)
+    if experiment == "resampled":
+        return [replace(config, data_seed=config.seed)
+                for config in experiment_configs(profile, "main", tasks, seeds or RESAMPLED_SEEDS)
+                if config.method in ("full", "bitfit")]
     if experiment == "checks":
         return check_configs(profile)
     if experiment == "size_curve":
@@ -127,6 +132,14 @@ def settle_configs(profile: Profile) -> list[RunConfig]:
     subsets = [config for seed in SETTLE_SEEDS["bias_subsets"]
                for label in ("bitfit", "bitfit:b_q+b_m2") for config in runs_of(label, (seed,))]
     return small_end + lora + subsets + runs_of("rand_row_col", SETTLE_SEEDS["rand_row_col"])
+
+
+def with_settled(profile: Profile, configs: list[RunConfig]) -> list[RunConfig]:
+    """``configs`` and the runs of experiment 'settle' that extend them with more seeds (the same
+    configuration but for its seed): what a notebook reads to judge a claim on every seed declared for it."""
+    extended = {replace(config, seed=0) for config in configs}
+    return configs + [config for config in settle_configs(profile)
+                      if replace(config, seed=0) in extended and config not in configs]
 
 
 def deployment_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[RunConfig]:

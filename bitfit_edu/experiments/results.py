@@ -71,15 +71,10 @@ class ResultStore:
             )
         return record
 
-    def load(self, configs: list[RunConfig], retrain: bool = False) -> tuple[list[RunRecord], list[RunConfig]]:
+    def load(self, configs: list[RunConfig]) -> tuple[list[RunRecord], list[RunConfig]]:
         """The records of the finished configurations, and the configurations still to run. Tables are
         built from exactly an experiment's configs, so other runs in the same folder (a sweep, a check
-        with other settings) never leak into them. With ``retrain`` the missing runs are trained first
-        (``runner.run_grid``: hours on a CPU for a whole grid); only then is the training engine imported."""
-        if retrain:
-            from .runner import run_grid
-
-            run_grid(configs, self)
+        with other settings) never leak into them (``runner.load_grid`` trains the missing ones first)."""
         records, missing = [], []
         for config in configs:
             record = self.finished(config)

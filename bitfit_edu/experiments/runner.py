@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..console import is_main_process
 from ..deploy.deltas import DELTA_METHODS
 from ..errors import BitFitError
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
-from .training import is_main_process, run
 
 
 @dataclass
@@ -25,6 +25,15 @@ class GridReport:
     """What a grid call trained: the files of its new records."""
 
     trained: list[Path] = field(default_factory=list)
+
+
+def load_grid(configs: list[RunConfig], store: ResultStore,
+              retrain: bool = False) -> tuple[list[RunRecord], list[RunConfig]]:
+    """A grid's finished records and its missing runs (``ResultStore.load``); with ``retrain`` the missing runs
+    are trained first (hours on a CPU for a whole grid). Without it the training engine is never imported."""
+    if retrain:
+        run_grid(configs, store)
+    return store.load(configs)
 
 
 def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[RunConfig]:
@@ -38,7 +47,7 @@ def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[Run
 
 
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
-             run_fn: Callable[..., RunRecord] = run, deltas: str | Path | None = None) -> GridReport:
+             run_fn: Callable[..., RunRecord] | None = None, deltas: str | Path | None = None) -> GridReport:
     """Train every pending run, writing each record as soon as it finishes. A run listed twice trains
     once; a run another worker has claimed (``ResultStore.claim``) or finished meanwhile is skipped.
     With ``deltas`` (a folder), each BitFit or Frozen run also saves its delta there (``delta_path``), and
@@ -46,6 +55,8 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     configs = list(dict.fromkeys(config.with_data(glue_dir) for config in configs))
     todo = to_train(configs, store, deltas)
     report = GridReport()
+    if run_fn is None:  # the training engine loads only when a run is to be trained
+        from .training import run as run_fn
     writer = is_main_process()  # under torchrun, one process writes the records
     alone = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun's processes train each run together
     if todo and writer:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 from ..core import precision
 from ..core.biases import resolve_groups
@@ -21,7 +22,7 @@ from ..errors import BitFitError, unknown_choice
 from .profiles import Profile
 
 SCHEMA = "bitfit_edu.run/2"  # version 1 lacked fields that later runs record; results.upgrade fills them in
-_LATER_FIELDS = ("max_steps", "eval_every", "data", "layers")  # see RunConfig.as_dict
+_LATER_FIELDS = ("max_steps", "eval_every", "data", "layers", "data_seed")  # see RunConfig.as_dict
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,15 @@ class RunConfig:
     eval_every: int | None = None  # with max_steps: steps between evaluations
     data: str | None = None  # None: the official GLUE data; else a digest of the files read (glue.data_identity)
     layers: tuple[int, int] | None = None  # bitfit only: the first and last layer whose biases train; None: all
+    data_seed: int | None = None  # draws the training subsample; None: seed 0, the one subsample of every grid
 
     def with_data(self, glue_dir=None) -> RunConfig:
         """This config for the GLUE data it will read from ``glue_dir`` (or where ``locations`` finds it)."""
-        return replace(self, data=glue.data_identity(self.task, glue_dir))
+        return replace(self, data=glue.data_identity(self.task_spec, glue_dir))
 
-    @property
+    @cached_property
     def task_spec(self) -> glue.GlueTask:
-        """The task itself: its files, columns, labels and metrics."""
+        """The task itself: its files, columns, labels and metrics, resolved from its name once per config."""
         return glue.get_task(self.task)
 
     @property

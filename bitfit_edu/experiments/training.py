@@ -34,9 +34,9 @@ from transformers import (
     get_constant_schedule,
 )
 
-from ..console import set_progress_bars
+from ..console import is_main_process, set_progress_bars
 from ..core import precision
-from ..core.biases import bias_census, snapshot_biases
+from ..core.biases import BiasTerm, snapshot_biases
 from ..core.methods import PreparedModel, display_name, optimizer_groups, prepare
 from ..core.readout import READOUTS, load_classifier, load_tokenizer
 from ..data import glue
@@ -80,11 +80,6 @@ class StopWhenAsked(TrainerCallback):
             control.should_training_stop = control.should_evaluate = control.should_log = True
 
 
-def is_main_process() -> bool:
-    """False in every process but the first under torchrun: those train too, but write and print nothing."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 @dataclass
 class PreparedData:
     """Tokenized splits of one run: train, the train subsample scored each epoch, and the dev splits."""
@@ -96,13 +91,14 @@ class PreparedData:
 def load_data(config: RunConfig, glue_dir=None) -> dict[str, datasets.Dataset]:
     """A run's raw splits: 'train' (subsampled), 'dev' (MNLI also 'dev_mismatched') and the training
     subsample scored every epoch. Subsamples use seed 0: every method and seed of a grid trains on the
-    same examples, so differences come from the method, not the data."""
+    same examples, so differences come from the method, not the data. A config's ``data_seed`` draws another
+    training subsample (experiment 'resampled': intervals that cover data noise too)."""
     task = config.task_spec
     full_train = glue.load_split(task, "train", glue_dir)
     if config.train_size is not None and config.train_size > len(full_train):
         raise BitFitError(f"train_size {config.train_size:,} is more than the {len(full_train):,} training examples "
                           f"of {task.folder}: give at most {len(full_train):,}, or none for all of them")
-    train = glue.subsample(full_train, config.train_size, seed=0)
+    train = glue.subsample(full_train, config.train_size, seed=config.data_seed or 0)
     splits = {"train": train}
     for split in task.dev_files:
         name = "dev" if split == task.dev_split else split.replace("validation", "dev")
@@ -197,13 +193,14 @@ def diverged(epochs: list[dict]) -> str | None:
     return None
 
 
-def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model) -> list[dict]:
-    """Mean |b_after - b_before| and mean |b_before| per bias term (paper's Figure 1 data)."""
+def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
+                census: Sequence[BiasTerm]) -> list[dict]:
+    """Mean |b_after - b_before| and mean |b_before| per bias term of ``census`` (paper's Figure 1 data)."""
     return [
         {"group": t.group, "layer": t.layer,
          "mean_abs_change": float((after[t.name] - before[t.name]).abs().mean()),
          "mean_abs_init": float(before[t.name].abs().mean())}
-        for t in bias_census(model)
+        for t in census
     ]
 
 
@@ -244,7 +241,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
     if config.method != "frozen" and prepared.trainable_count(include_head=False) == 0:
         raise BitFitError(f"{config.label} trains nothing in the encoder with the {config.readout} readout "
                           "(mean pooling has no pooler): choose bias groups the model reads")
-    before = snapshot_biases(model)
+    before = snapshot_biases(model, prepared.census)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as output_dir:
@@ -277,14 +274,14 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
             "total": prepared.total_count(),
             "trainable": prepared.trainable_count(),
             "trainable_without_head": prepared.trainable_count(include_head=False),
-            "biases": sum(t.numel for t in bias_census(model)),
+            "biases": sum(t.numel for t in prepared.census),
         },
         "epochs": epochs,
         "best_epoch": best["epoch"],
         "best_step": best.get("step"),  # step budgets only
         "best": best["dev"],
         "last": epochs[-1]["dev"],
-        "bias_change": bias_change(before, snapshot_biases(model), model),
+        "bias_change": bias_change(before, snapshot_biases(model, prepared.census), prepared.census),
         "timing": {
             "wall_seconds": time.perf_counter() - started,
             "train_seconds": train_seconds,
