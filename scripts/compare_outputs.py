@@ -29,15 +29,15 @@ VOLATILE = [
 
 def text_outputs(cell: dict) -> str:
     """A code cell's outputs as a reader sees them, as text."""
-    parts = []
+    text = ""
     for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream":
-            parts.append("".join(output["text"]))
+        if output.get("output_type") == "stream":  # a kernel may split one print into several streams
+            text += "".join(output["text"])
         for kind in ("text/markdown", "text/plain"):
             if kind in output.get("data", {}):
-                parts.append("".join(output["data"][kind]))
+                text += "".join(output["data"][kind]) + "\n"
                 break
-    return "\n".join(parts)
+    return text
 
 
 def normalised(text: str) -> str:
