@@ -348,3 +348,13 @@ def test_resampled_runs_draw_their_own_training_subsample(glue_dir):
     texts = [training.load_data(replace(config, data_seed=seed), glue_dir)["train"]["sentence1"] for seed in (None, 1)]
     assert texts[0] != texts[1]
     assert training.load_data(replace(config, data_seed=0), glue_dir)["train"]["sentence1"] == texts[0]
+
+
+def test_the_demo_trains_in_bf16_only_where_the_machine_has_the_kernels():
+    """`demo` passes --bf16 as None when it is not given: that must mean the machine's default, not bf16."""
+    from bitfit_edu.core import precision
+
+    profile = get_profile("classroom")
+    config = RunConfig.for_demo(profile, "sst2", "bitfit", bf16=None)
+    assert config.bf16 == (profile.bf16 and precision.native_bf16())
+    assert RunConfig.for_demo(profile, "sst2", "bitfit", bf16=True).bf16

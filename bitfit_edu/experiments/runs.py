@@ -104,7 +104,8 @@ class RunConfig:
         settings = dict(train_size=profile.demo_train_size, epochs=profile.demo_epochs,
                         train_eval_size=profile.demo_train_eval_size,
                         bf16=profile.bf16 and precision.native_bf16())
-        return cls.from_profile(profile, task, method, **{**settings, **overrides})
+        chosen = {name: value for name, value in overrides.items() if value is not None}  # None: the default
+        return cls.from_profile(profile, task, method, **{**settings, **chosen})
 
     def validated(self) -> RunConfig:
         """This config with names normalised ('RTE' -> 'rte'), or a clear error for a bad value."""
