@@ -322,6 +322,8 @@ def test_settle_runs_are_the_declared_ones(classroom_results):
                 for c in experiment_configs(profile, experiment, seeds=[seed])}
     assert {replace(c, seed=0).run_id for c in subsets + rows} <= extended
     assert {(c.label, c.seed) for c in rows} == {("rand_row_col", 3), ("rand_row_col", 4)}
+    with pytest.raises(BitFitError, match="drop --tasks and --seeds"):
+        experiment_configs(profile, "settle", tasks=["rte"])
 
 
 def test_with_settled_adds_only_the_seeds_that_extend_a_grid():
@@ -350,11 +352,13 @@ def test_resampled_runs_draw_their_own_training_subsample(glue_dir):
     assert training.load_data(replace(config, data_seed=0), glue_dir)["train"]["sentence1"] == texts[0]
 
 
-def test_the_demo_trains_in_bf16_only_where_the_machine_has_the_kernels():
+def test_the_demo_trains_in_bf16_only_where_the_machine_has_the_kernels(monkeypatch):
     """`demo` passes --bf16 as None when it is not given: that must mean the machine's default, not bf16."""
     from bitfit_edu.core import precision
 
     profile = get_profile("classroom")
-    config = RunConfig.for_demo(profile, "sst2", "bitfit", bf16=None)
-    assert config.bf16 == (profile.bf16 and precision.native_bf16())
-    assert RunConfig.for_demo(profile, "sst2", "bitfit", bf16=True).bf16
+    for kernels in (False, True):
+        monkeypatch.setattr(precision, "native_bf16", lambda kernels=kernels: kernels)
+        assert RunConfig.for_demo(profile, "sst2", "bitfit", bf16=None).bf16 is kernels
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert RunConfig.for_demo(profile, "sst2", "bitfit", bf16=True).bf16  # asked for: kept

@@ -54,7 +54,7 @@ MARGINS = {("bitfit", "full"): _COMPARABLE, ("bitfit:b_q+b_m2", "bitfit"): 1.5,
 MARGINS_AFTER_RUNS = {("bitfit", "lora_r8"), ("bitfit", "lora_r3")}
 HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved at this scale"
 NOT_RUN = "no finished runs yet"
-# Declared on 2026-12-03 (issue #32) before any of the runs of experiment 'settle' (experiments.SETTLE_SEEDS)
+# Declared on 2026-12-03 (issue #32) before any of the runs of experiment 'settle' (grids.SETTLE_SEEDS)
 PRIMARY_PROTOCOL = "last"
 CONFIDENCE = 0.90  # every verdict: a one-sided 5% test in the direction it decides
 
@@ -106,7 +106,8 @@ PEFT_CLAIMS = (
     Claim("BEFT on every linear layer is below BitFit", "beft_all", "bitfit", "worse",
           paper_note="not in either paper"),
 )
-# On the generalization gap (train minus dev score at the best epoch): the paper shows it in a figure only.
+# On the generalization gap (train minus dev score, 'last_gap' at the last epoch, 'gap' at the best): the paper
+# shows it in a figure only.
 GAP_CLAIMS = (Claim("BitFit's generalization gap is smaller than Full-FT's", "bitfit", "full", "worse"),)
 
 

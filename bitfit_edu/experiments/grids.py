@@ -53,8 +53,10 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
     paper, too, searched rates minimally). 'peft_sweep' and 'peft': the same for LoRA, IA3 and BEFT
     (``adapters``), then each at its rate on the profile's tasks, first ``PEFT_SEEDS`` seeds, with the main
-    grid's sizes and bias-only epochs. 'checks', 'size_curve', 'deployment' and 'figure_1': see
-    :func:`check_configs`, :func:`size_curve_configs`, :func:`deployment_configs` and :func:`figure_1_configs`.
+    grid's sizes and bias-only epochs. 'resampled': Full-FT and BitFit of the main grid, each seed also drawing
+    the training subsample. 'checks', 'size_curve', 'deployment', 'figure_1' and 'settle': see
+    :func:`check_configs`, :func:`size_curve_configs`, :func:`deployment_configs`, :func:`figure_1_configs` and
+    :func:`settle_configs`.
     """
     if experiment == "deployment":
         return deployment_configs(profile, tasks)
@@ -63,6 +65,9 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
     if experiment == "figure_1":
         return figure_1_configs(profile, seeds)
     if experiment == "settle":
+        if tasks or seeds:
+            raise BitFitError("experiment 'settle' runs the tasks and seeds declared for it (grids.SETTLE_SEEDS): "
+                              "drop --tasks and --seeds")
         return settle_configs(profile)
     if experiment == "resampled":
         return [replace(config, data_seed=config.seed)
