@@ -59,7 +59,7 @@ def test_bias_change_table_averages_runs_in_paper_order():
 
 def test_bias_change_heatmap_draws_every_cell():
     table = bias_change_table([change_record({("b_q", 0): 1.0, ("b_k", 0): 0.5})])
-    fig = bias_change_heatmap(table, "test")
+    fig = bias_change_heatmap(table, "test").figure
     assert len(fig.axes[0].texts) == table.size
 
 
@@ -118,7 +118,8 @@ def test_method_bars_one_bar_per_method_and_task_and_a_paper_panel():
     frame = runs_frame([task_record(t, m, s, v) for (t, s), v in scores.items() for m in ("full", "bitfit")])
     means, stds = main_table(frame)
     second_task = means.columns[1]
-    fig = method_bars(means, stds, "test", paper_average={"full": 82.3, "bitfit": 82.4}, floors={second_task: 52.7})
+    fig = method_bars(means, stds, "test", paper_average={"full": 82.3, "bitfit": 82.4},
+                      floors={second_task: 52.7}).figure
     ours, theirs = fig.axes
     assert len(ours.patches) == 2 * 3  # two methods x (rte, mrpc, avg)
     assert "majority class" in [text.get_text() for text in ours.get_legend().get_texts()]
@@ -127,7 +128,7 @@ def test_method_bars_one_bar_per_method_and_task_and_a_paper_panel():
 
 def test_method_bars_show_a_negative_score():
     means = pd.DataFrame({"cola": [-4.0, 10.0]}, index=["frozen", "bitfit"])
-    ours = method_bars(means, means * 0, "test").axes[0]
+    ours = method_bars(means, means * 0, "test").figure.axes[0]
     assert ours.get_ylim()[0] <= -4.0 and ours.get_ylim()[1] == 100
 
 
@@ -141,7 +142,7 @@ def test_flattening_table_flags_curves_still_rising():
 
 def test_learning_curves_over_seeds_one_panel_per_task_one_line_per_method():
     records = [record("bitfit", s, 1e-3, [0.5, 0.6, 0.7]) for s in range(2)] + [record("full", 0, 2e-5, [0.9, 0.8])]
-    fig = learning_curves_over_seeds(records, "test")
+    fig = learning_curves_over_seeds(records, "test").figure
     (ax,) = fig.axes
     bitfit, full = ax.lines
     assert list(bitfit.get_ydata()) == [50.0, 60.0, 70.0] and list(full.get_xdata()) == [1, 2]
@@ -172,7 +173,7 @@ def test_size_curve_and_where_the_curves_cross():
     shifted = means.assign(full=means["full"] - [0, 2, 0])  # BitFit above at 1000, below at 10000
     (where,) = crossings(shifted, "bitfit", "full")
     assert 1000 < where < 10000
-    fig = size_curve_figure(shifted, stds, "test", [where])
+    fig = size_curve_figure(shifted, stds, "test", [where]).figure
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 3  # two curves, one crossing
 
 
@@ -230,7 +231,7 @@ def test_figure_legends_show_readable_method_names():
     from bitfit_edu.evidence.plots import method_bars
 
     means = pd.DataFrame({"rte": [60.0, 58.0]}, index=["full", "bitfit:b_q+b_m2"])
-    fig = method_bars(means, means * 0, "t", paper_average={"full": 82.3})
+    fig = method_bars(means, means * 0, "t", paper_average={"full": 82.3}).figure
     legend = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
     assert {"Full-FT", "b_q + b_m2"} <= set(legend) and "bitfit:b_q+b_m2" not in legend
 

@@ -1,11 +1,19 @@
-"""Figures for the notebooks: functions that take data and return a matplotlib Figure, and a PNG saver.
+"""Figures for the notebooks: functions that take data and return a ``Chart``, a matplotlib Figure with
+its alt text, written from the same data it plots.
 
-Figures are written under ``results/figures/`` of the checkout (found from the working directory, so a
-notebook in ``notebooks/`` writes to the same place as a script at the root); paths are reported
-relative to the checkout, never as absolute paths.
+``Chart.show(name)`` saves the PNG under ``results/figures/`` of the checkout (found from the working
+directory, so a notebook in ``notebooks/`` writes to the same place as a script at the root) with its alt
+text beside it (``<name>.alt.txt``, which the course site reads), and displays the image with its alt text,
+which JupyterLab, Colab and the site all render. Paths are reported relative to the checkout, never
+as absolute paths.
 """
 
 from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,19 +28,61 @@ from ..data.locations import repo_root, results_folder
 from ..experiments.runs import RunRecord
 
 DPI = 100
+ALT_SUFFIX = ".alt.txt"
 
 
-def save_figure(fig: Figure, name: str) -> str:
-    """Save ``fig`` as ``results/figures/<name>.png``; returns that path relative to the checkout."""
-    root = repo_root()
-    path = results_folder("figures") / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path.relative_to(root).as_posix()
+@dataclass
+class Chart:
+    """A figure and its alt text: what a reader who cannot see the figure needs to know from it."""
+
+    figure: Figure
+    alt: str
+
+    def png(self) -> bytes:
+        """The figure as PNG bytes, at ``DPI``."""
+        from io import BytesIO
+
+        buffer = BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
+
+    def save(self, name: str) -> str:
+        """Write ``results/figures/<name>.png`` and its alt text beside it (``<name>.alt.txt``); returns the
+        PNG's path relative to the checkout."""
+        folder = results_folder("figures")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        path.write_bytes(self.png())
+        (folder / f"{name}{ALT_SUFFIX}").write_text(self.alt + "\n")
+        return path.relative_to(repo_root()).as_posix()
+
+    def show(self, name: str) -> None:
+        """Save the chart (``save``), print where, and display it as an image with its alt text."""
+        from IPython.display import display
+
+        print(self.save(name))
+        plt.close(self.figure)  # displayed once, below, with its alt text; not again by the inline backend
+        display(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        encoded = base64.b64encode(self.png()).decode("ascii")
+        image = f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(self.alt)}"/>'
+        return {"text/html": image, "text/plain": self.alt}
+
+
+def alt_texts() -> dict[str, str]:
+    """The alt text of every saved figure, by name (``results/figures/<name>.alt.txt``)."""
+    folder = results_folder("figures")
+    return {path.name.removesuffix(ALT_SUFFIX): path.read_text().strip()
+            for path in sorted(folder.glob(f"*{ALT_SUFFIX}"))}
+
+
+def _listing(values: Iterable[float], digits: int = 1) -> str:
+    return ", ".join(f"{value:.{digits}f}" for value in values)
 
 
 def parameter_kinds_figure(kinds: dict[str, int], title: str, highlight: str = "biases b",
-                           zoom_below: float = 1.0) -> Figure:
+                           zoom_below: float = 1.0) -> Chart:
     """The whole model as one bar split by parameter kind (linear scale), and below it a zoom into the
     kinds smaller than ``zoom_below`` percent, where the ``highlight`` kind becomes visible."""
     total = sum(kinds.values())
@@ -67,10 +117,12 @@ def parameter_kinds_figure(kinds: dict[str, int], title: str, highlight: str = "
         fig.add_artist(ConnectionPatch((x_top, -0.4), (x_bottom, 0.4), "data", "data", axesA=top,
                                        axesB=bottom, color="tab:red", alpha=0.5))
     top.set_title(title)
-    return fig
+    listed = "; ".join(f"{kind} {count:,} ({shares[kind]:.3g}%)" for kind, count in kinds.items())
+    return Chart(fig, f"Stacked bar: {title}. Share of the model by kind: {listed}. Below it, a zoom into the "
+                      f"kinds under {zoom_below:g}% of the model, where {highlight} becomes visible.")
 
 
-def learning_curves(records: dict[str, RunRecord], title: str) -> Figure:
+def learning_curves(records: dict[str, RunRecord], title: str) -> Chart:
     """Dev (solid) and training-subsample (dashed) score per epoch of each run (``RunRecord.epochs``).
 
     ``records`` maps a legend label to a run record.
@@ -89,11 +141,13 @@ def learning_curves(records: dict[str, RunRecord], title: str) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    return fig
+    runs = ". ".join(f"{label}: dev {_listing(100 * e.dev.score for e in record.epochs)}; training subsample "
+                     f"{_listing(100 * e.train.score for e in record.epochs)}" for label, record in records.items())
+    return Chart(fig, f"Line chart: {title}. Score (x100) after each epoch, first to last. {runs}.")
 
 
 def bias_change_heatmap(table: pd.DataFrame, title: str, value_label: str = "mean |Δb|",
-                        log_scale: bool = False) -> Figure:
+                        log_scale: bool = False) -> Chart:
     """A bias group x layer heatmap (rows: b_q ... b_LN2, columns: layers and 'avg'), as in the paper's
     Figure 1, with each cell's value written in it. ``log_scale`` colours by the logarithm, so that one
     row many times larger than the rest does not wash the others out."""
@@ -112,11 +166,17 @@ def bias_change_heatmap(table: pd.DataFrame, title: str, value_label: str = "mea
     fig.colorbar(image, ax=ax, label=value_label)
     ax.set_title(title)
     fig.tight_layout()
-    return fig
+    row, column = np.unravel_index(np.nanargmax(values), values.shape)
+    last = table.iloc[:, -1]
+    rows = ", ".join(f"{group} {value:.2g}" for group, value in last.items())
+    return Chart(fig, f"Heatmap: {title}. Rows: {', '.join(map(str, table.index))}; columns: layers "
+                      f"{table.columns[0]} to {table.columns[-2]}, then '{table.columns[-1]}'. {value_label} in the "
+                      f"last column: {rows}. Largest cell: {table.index[row]} at {table.columns[column]}, "
+                      f"{values[row, column]:.2g}.")
 
 
 def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_average: dict[str, float] | None = None,
-                floors: dict[str, float] | None = None) -> Figure:
+                floors: dict[str, float] | None = None) -> Chart:
     """Grouped bars: one group per task (and 'avg'), one bar per method (rows of ``means``), error bars one
     std over seeds. ``floors`` marks a per-task baseline (e.g. the majority class) with a dashed line;
     ``paper_average`` adds a side panel with the paper's GLUE averages for the same methods, labelled."""
@@ -150,25 +210,39 @@ def method_bars(means: pd.DataFrame, stds: pd.DataFrame, title: str, paper_avera
         theirs.set_title("the paper's: BERT-base,\nGLUE dev average", fontsize=9)
         theirs.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return fig
+    bars = "; ".join(f"{display_name(method)}: " + ", ".join(f"{task} {means.loc[method, task]:.1f}" for task in tasks)
+                     for method in methods)
+    alt = f"Grouped bars: {title}. Mean dev score (x100) over seeds, per method and task: {bars}."
+    if floored:
+        alt += " Dashed lines, the majority class: " + ", ".join(f"{task} {floors[task]:.1f}" for task in floored) + "."
+    if paper_average:
+        alt += (" Side panel, the paper's BERT-base GLUE dev averages: "
+                + ", ".join(f"{display_name(m)} {paper_average[m]:.1f}" for m in methods if m in paper_average) + ".")
+    return Chart(fig, alt)
 
 
-def learning_curves_over_seeds(records: list[RunRecord], title: str, split: str = "dev") -> Figure:
+def learning_curves_over_seeds(records: list[RunRecord], title: str, split: str = "dev") -> Chart:
     """One panel per task: ``split`` score (x100) per epoch of each method, mean over seeds as a line and
     ± one std as a band. Methods with more epochs simply run further to the right."""
     rows = pd.DataFrame([{"task": r.task, "method": r.label, "seed": r.seed, "epoch": e.epoch,
                           "score": 100 * getattr(e, split).score} for r in records for e in r.epochs])
     tasks = list(dict.fromkeys(rows["task"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks) + 1, 3.0), squeeze=False)
+    panels = []
     for ax, task in zip(axes[0], tasks, strict=True):
         stats = rows[rows["task"] == task].groupby(["method", "epoch"])["score"].agg(["mean", "std"])
+        described = []
         for index, method in enumerate(dict.fromkeys(rows["method"])):
             if method not in stats.index.get_level_values("method"):
                 continue
             curve = stats.loc[method]
-            ax.plot(curve.index, curve["mean"], "-", color=f"C{index}", label=display_name(method))
-            ax.fill_between(curve.index, curve["mean"] - curve["std"].fillna(0),
-                            curve["mean"] + curve["std"].fillna(0), color=f"C{index}", alpha=0.2)
+            mean = curve["mean"]
+            described.append(f"{display_name(method)} {mean.iloc[0]:.1f} at epoch {mean.index[0]}, {mean.iloc[-1]:.1f} "
+                             f"at epoch {mean.index[-1]}, highest {mean.max():.1f} at epoch {mean.idxmax()}")
+            ax.plot(mean.index, mean, "-", color=f"C{index}", label=display_name(method))
+            ax.fill_between(mean.index, mean - curve["std"].fillna(0), mean + curve["std"].fillna(0),
+                            color=f"C{index}", alpha=0.2)
+        panels.append(f"{task}: " + "; ".join(described))
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -177,11 +251,12 @@ def learning_curves_over_seeds(records: list[RunRecord], title: str, split: str 
     axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return Chart(fig, f"Line charts, one per task: {title}. Mean {split} score (x100) over seeds by epoch, per "
+                      f"method. " + ". ".join(panels) + ".")
 
 
 def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
-                      crossing_sizes: list[float] = (), score: str = "last-epoch dev score") -> Figure:
+                      crossing_sizes: list[float] = (), score: str = "last-epoch dev score") -> Chart:
     """A dev ``score`` against training-set size on a log x-axis: one line per method (columns), mean over
     seeds with ± one std as a band, and a dotted vertical line where the curves cross."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -198,20 +273,29 @@ def size_curve_figure(means: pd.DataFrame, stds: pd.DataFrame, title: str,
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    lines = "; ".join(f"{display_name(method)}: " + ", ".join(f"{size:,.0f} examples {value:.1f}"
+                                                           for size, value in means[method].dropna().items())
+                      for method in means.columns)
+    crossing = (" The mean curves cross near " + " and ".join(f"{size:,.0f}" for size in crossing_sizes) + " examples."
+                if len(crossing_sizes) else " The mean curves do not cross.")
+    return Chart(fig, f"Line chart, log x-axis: {title}. Mean {score} (x100) over seeds against training-set size: "
+                      f"{lines}.{crossing}")
 
 
-def score_against_parameters(spread: pd.DataFrame, title: str) -> Figure:
+def score_against_parameters(spread: pd.DataFrame, title: str) -> Chart:
     """GLUE average against trainable parameters (head excluded, log scale): each seed a small dot, each
     method's mean a larger marker with its std over seeds (``analysis.seed_spread``). A method that trains
     nothing outside the head (Frozen) has no place on a log axis and is left out."""
     fig, ax = plt.subplots(figsize=(9, 4.5))
     markers = "osD^vP*X"
+    points = []
     for index, (method, runs) in enumerate(spread[spread["trained"] > 0].groupby("method", sort=False)):
         color, marker, trained = f"C{index}", markers[index % len(markers)], runs["trained"].iloc[0]
         ax.scatter(runs["trained"], runs["average"], s=14, color=color, marker=marker, alpha=0.45)
         ax.errorbar(trained, runs["average"].mean(), yerr=runs["average"].std(), fmt=marker, color=color, capsize=3,
                     markersize=8, label=display_name(method))
+        points.append(f"{display_name(method)} {trained:,} parameters, {runs['average'].mean():.1f} ± "
+                      f"{runs['average'].std():.1f} over {len(runs)} seeds")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters outside the head (log scale)")
@@ -219,10 +303,11 @@ def score_against_parameters(spread: pd.DataFrame, title: str) -> Figure:
     ax.set_title(f"{title}\nsmall dots: seeds; markers: mean ± std over seeds", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return fig
+    return Chart(fig, f"Scatter plot, log x-axis: {title}. GLUE average (x100, best dev score) against trainable "
+                      f"parameters outside the head, mean ± std per method: " + "; ".join(points) + ".")
 
 
-def verdict_probability_figure(curves: dict[str, pd.DataFrame], title: str, seeds_now: int | None = None) -> Figure:
+def verdict_probability_figure(curves: dict[str, pd.DataFrame], title: str, seeds_now: int | None = None) -> Chart:
     """One panel per assumed true gap (``curves``: its label -> ``power.probability_curve``): the probability
     of each verdict against the number of seeds per method, with today's number of seeds marked."""
     fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.2), sharey=True, squeeze=False)
@@ -241,4 +326,10 @@ def verdict_probability_figure(curves: dict[str, pd.DataFrame], title: str, seed
     axes[0, -1].legend(fontsize=7, loc="center right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    marks = sorted({curve.index[0], seeds_now or curve.index[0], curve.index[-1]})
+    panels = ". ".join(f"{label}: " + "; ".join(f"at {n} seeds " + ", ".join(f"{verdict} {curve.loc[n, verdict]:.2f}"
+                                                                            for verdict in colors)
+                                               for n in marks if n in curve.index)
+                       for label, curve in curves.items())
+    return Chart(fig, f"Line charts, one per assumed true gap: {title}. Probability of each verdict against the "
+                      f"number of seeds per method, with a line at 0.8. {panels}.")
