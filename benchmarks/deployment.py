@@ -38,7 +38,7 @@ from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import repo_root, results_folder
-from bitfit_edu.deploy.costs import step_seconds
+from bitfit_edu.deploy.costs import step_seconds, token_batch
 from bitfit_edu.deploy.serving import MultiTask, examples_per_second, switch_milliseconds
 from bitfit_edu.experiments.profiles import get_profile
 
@@ -75,9 +75,7 @@ def classroom_model() -> torch.nn.Module:
 def one_method(method: str, batch_size: int, steps: int) -> dict:
     """Part 1 for one method and batch size, in this process (see ``--one``)."""
     torch.manual_seed(0)
-    batches = [{"input_ids": torch.randint(1000, 2000, (batch_size, 128)),
-                "attention_mask": torch.ones(batch_size, 128, dtype=torch.long),
-                "labels": torch.randint(0, 2, (batch_size,))}]
+    batches = [token_batch(batch_size, 128)]
     model = classroom_model()
     loaded = memory_mb("VmRSS")
     reset_peak_memory()  # what loading needed does not count as training memory

@@ -24,16 +24,13 @@ import torch
 from bitfit_edu.console import set_progress_bars
 from bitfit_edu.core.precision import hardware_name, matrix_products, native_bf16
 from bitfit_edu.core.readout import default_readout, load_classifier
-from bitfit_edu.deploy.costs import step_seconds
+from bitfit_edu.deploy.costs import step_seconds, token_batch
 from bitfit_edu.experiments.profiles import CLASSROOM_MODEL
 
 
 def seconds_per_step(model_name: str, method: str, batch: int, length: int, steps: int, number_format: str) -> float:
     model = load_classifier(model_name, num_labels=2, readout=default_readout(model_name))
-    batches = [{"input_ids": torch.randint(1000, 2000, (batch, length)),
-                "attention_mask": torch.ones(batch, length, dtype=torch.long),
-                "labels": torch.randint(0, 2, (batch,))}]
-    return sum(step_seconds(model, method, batches, steps, number_format)) / steps
+    return sum(step_seconds(model, method, [token_batch(batch, length)], steps, number_format)) / steps
 
 
 def main() -> None:

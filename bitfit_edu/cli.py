@@ -154,20 +154,33 @@ def cmd_report(args) -> None:
         print(summary.set_index(["task", "method", "learning_rate"]).to_string())
 
 
-def demo_table(records: list[RunRecord]) -> pd.DataFrame:
-    """The demo's table: our runs beside the paper's BERT-base GLUE dev averages."""
+def demo_table(records: list[RunRecord], committed: list[RunRecord] = ()) -> pd.DataFrame:
+    """The demo's table: our runs, the committed grid's runs of the same methods on the same task (mean over
+    seeds, labelled), and the paper's BERT-base GLUE dev averages."""
     frame = runs_frame(records).set_index("method")
     paper_average = [paper.BERT_BASE_DEV_AVERAGE[m] for m in frame.index]
-    frame.index = [display_name(m) for m in frame.index]
     encoder = frame["total"] - (frame["trainable"] - frame["trainable_without_head"])  # the head always trains
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "trains (excl. head)": frame["trainable_without_head"].map("{:,}".format),
         "% of encoder": (100 * frame["trainable_without_head"] / encoder).map("{:.3f}%".format),
         "dev, best epoch": frame["best"].map("{:.1f}".format),
         "dev, last epoch": frame["last"].map("{:.1f}".format),
         "train s": frame["train_seconds"].map("{:.0f}".format),
-        "paper: BERT-base GLUE dev avg": paper_average,
     })
+    if committed:
+        grid = runs_frame(list(committed)).groupby("method").agg(last=("last", "mean"), seeds=("seed", "size"),
+                                                                 epochs=("epochs", "max"))
+        table["committed grid: last epoch"] = [
+            f"{grid.loc[m, 'last']:.1f} ({grid.loc[m, 'seeds']} seeds, {grid.loc[m, 'epochs']} ep.)" if m in grid.index
+            else "not run" for m in frame.index]
+    table["paper: BERT-base GLUE dev avg"] = paper_average
+    table.index = [display_name(m) for m in frame.index]
+    return table
+
+
+def committed_demo_runs(profile, task: str) -> list[RunRecord]:
+    """The committed main grid's runs of the demo's methods on ``task`` (none for a profile without them)."""
+    return ResultStore.committed(profile.name).load(experiment_configs(profile, "main", tasks=[task]))[0]
 
 
 def cmd_demo(args) -> None:
@@ -182,9 +195,18 @@ def cmd_demo(args) -> None:
           f"{first.number_format}, seed 0, profile {profile.name!r}.\n{locations.describe(args.glue_dir)}.\n"
           f"Runs are kept in {store.root} (delete it to retrain).")
     run_grid(configs, store, glue_dir=args.glue_dir, deltas=args.deltas)
-    table = demo_table([store.finished(c) for c in configs])
+    committed = committed_demo_runs(profile, task.name)
+    records = [store.finished(c) for c in configs]
+    table = demo_table(records, committed)
     print(f"\nDev {' / '.join(task.metrics)} (x100; the mean of both where there are two):")
     print(table.to_string())
+    if committed:
+        ours, grid = (runs_frame(list(runs)).groupby("method")["last"].mean() for runs in (records, committed))
+        print(f"\nThe demo gives every method {first.epochs} epochs on {first.train_size:,} examples, to end within "
+              f"minutes; BitFit's last-epoch gap to Full-FT here: {ours['bitfit'] - ours['full']:+.1f} points. The "
+              f"committed grid (results/{profile.name}/) trains {max(r.train_size for r in committed):,} examples and "
+              f"gives bias-only methods the extra epochs they need ('ep.' in its column): a gap of "
+              f"{grid['bitfit'] - grid['full']:+.1f} points over its seeds.")
     print(f"\nThe last column is the paper's, not ours: {paper.CITATION}, BERT-base, "
           "the average over the 8 GLUE tasks, not this task alone.")
 
@@ -209,6 +231,31 @@ def _tsv_texts(path: str) -> list[str]:
     except (OSError, UnicodeDecodeError) as error:
         raise BitFitError(f"cannot read --tsv {path}: {error}") from None
     return [PAIR_SEPARATOR.join(line.split("\t")) for line in lines if line.strip()]
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .classroom import doctor
+
+    return doctor.run()
+
+
+def cmd_student(args: argparse.Namespace) -> None:
+    from .classroom import grading
+
+    written = grading.student_edition(Path(args.out))
+    print(f"{len(written)} notebooks without their answers in {args.out}; exercises.check works in them.")
+
+
+def cmd_grade(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from .classroom import grading
+
+    out = Path(args.csv or Path(args.submissions) / "grades.csv")
+    rows = grading.grade(Path(args.submissions), out, timeout=args.timeout)
+    counts = Counter(row.result for row in rows)
+    print(f"{len({row.student for row in rows})} students, {len(rows)} rows: "
+          + ", ".join(f"{count} {result}" for result, count in sorted(counts.items())) + f". Written to {out}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -289,6 +336,21 @@ def parser() -> argparse.ArgumentParser:
                                               "columns")
     predict_parser.add_argument("text", nargs="*", help="sentences; a pair written 'first ||| second'")
     predict_parser.set_defaults(func=cmd_predict)
+
+    doctor_parser = sub.add_parser("doctor", help="is this machine ready for the course? one line per item, OK or "
+                                                  "FAIL with the fix")
+    doctor_parser.set_defaults(func=cmd_doctor)
+
+    classroom = sub.add_parser("classroom", help="the student edition of the notebooks, and grading submissions")
+    classroom_sub = classroom.add_subparsers(dest="classroom_command", required=True)
+    student = classroom_sub.add_parser("student", help="write the notebooks without their answers")
+    student.add_argument("out", help="folder to write the student notebooks to")
+    student.set_defaults(func=cmd_student)
+    grade_parser = classroom_sub.add_parser("grade", help="execute and grade SUBMISSIONS/<student>/<notebook>.ipynb")
+    grade_parser.add_argument("submissions", help="a folder with one sub-folder per student")
+    grade_parser.add_argument("--csv", help="where to write the grades (default: SUBMISSIONS/grades.csv)")
+    grade_parser.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default: 600)")
+    grade_parser.set_defaults(func=cmd_grade)
     return main
 
 
@@ -298,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if not is_main_process():  # torchrun's other processes train alongside the first and stay quiet
         sys.stdout = open(os.devnull, "w")
     try:
-        args.func(args)
+        status = args.func(args)
     except BitFitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -309,4 +371,4 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    return 0
+    return status or 0

@@ -141,3 +141,18 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
                "--dry-run | head -n 1")
     done = subprocess.run(command, shell=True, capture_output=True, text=True, check=True)
     assert done.stdout.startswith("ablation on profile smoke") and "Traceback" not in done.stderr
+
+
+def test_demo_table_sets_the_committed_grid_beside_the_demo():
+    from synthetic_records import record
+
+    from bitfit_edu.cli import demo_table
+
+    demo = [record(m, 0, 1e-3, [0.7, s], task="sst2") for m, s in (("full", 0.82), ("bitfit", 0.79), ("frozen", 0.7))]
+    grid = [record(m, seed, 1e-3, [0.7, s + seed / 100], task="sst2") for m, s in (("full", 0.82), ("bitfit", 0.81))
+            for seed in range(2)]
+    table = demo_table(demo, grid)
+    assert list(table.index) == ["Full-FT", "BitFit", "Frozen"]
+    assert table.loc["BitFit", "committed grid: last epoch"] == "81.5 (2 seeds, 2 ep.)"
+    assert table.loc["Frozen", "committed grid: last epoch"] == "not run"
+    assert "committed grid: last epoch" not in demo_table(demo)

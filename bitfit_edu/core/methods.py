@@ -1,13 +1,13 @@
 """Fine-tuning methods behind one interface: which parameters (or which entries of them) train.
 
-=============== ==========================================================================
-``full``        every parameter (Full-FT)
-``bitfit``      the bias terms of the chosen groups (default: all) and the task head
-``frozen``      the task head only
+================ ==========================================================================
+``full``         every parameter (Full-FT)
+``bitfit``       the bias terms of the chosen groups (default: all) and the task head
+``frozen``       the task head only
 ``rand_uniform`` N random entries of the encoder layers' weight matrices, N = the bias count
 ``rand_row_col`` whole random rows or columns of those matrices, N entries in all
-``lora_r8`` ... LoRA, IA3 and BEFT through peft (``adapters.PEFT_METHODS``)
-=============== ==========================================================================
+``lora_r8`` ...  LoRA, IA3 and BEFT through peft (``adapters.PEFT_METHODS``)
+================ ==========================================================================
 
 The random baselines train a masked subset of a weight matrix: a gradient hook zeroes the gradient
 of every other entry. With AdamW and no weight decay on those matrices, a zero gradient keeps the

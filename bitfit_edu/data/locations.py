@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import BitFitError
 
 DATA_VARIABLE = "BITFIT_EDU_DATA"
-CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root for a clone or an editable install
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository root for a clone or an editable install
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -14,6 +14,13 @@ from ..core.methods import optimizer_groups, prepare
 from ..core.precision import bf16_products
 
 
+def token_batch(batch: int, length: int, num_labels: int = 2) -> dict[str, torch.Tensor]:
+    """A batch of ``batch`` random token sequences of ``length`` tokens, for timing (what it says is not read)."""
+    return {"input_ids": torch.randint(1000, 2000, (batch, length)),
+            "attention_mask": torch.ones(batch, length, dtype=torch.long),
+            "labels": torch.randint(0, num_labels, (batch,))}
+
+
 def step_seconds(model: torch.nn.Module, method: str, batches: list[dict], steps: int,
                  number_format: str = "fp32") -> list[float]:
     """Seconds of each of ``steps`` optimizer steps (forward, backward, AdamW) of ``method`` over ``batches``,

@@ -1,0 +1,230 @@
+"""The student edition of the notebooks, and grading what students hand back.
+
+``student_edition`` writes the course notebooks without their answers: every cell tagged ``answer`` is
+dropped, and each exercise cell keeps its source (``exercises.check(key, None)``) with its outputs
+cleared. ``exercises.check`` works in them as in the full notebooks.
+
+``grade`` executes each submitted notebook in a fresh kernel (nbclient, the smoke profile, a time limit
+per notebook, in a process of its own, so that a loop that never ends or a kernel that dies stops only
+that notebook) and writes one row per student and exercise: right, wrong or not attempted, and why. The
+answers are judged here, by ``Exercise.is_right``, never from what the notebook printed: before running,
+each ``exercises.check(key, answer)`` call is rewritten to hand its answer to a recorder whose printed
+lines carry a random token the notebook cannot know.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from copy import deepcopy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from ..data.locations import repo_root
+from ..errors import BitFitError
+from .exercises import EXERCISES
+
+ANSWER_TAG = "answer"
+CHECK_CALL = re.compile(r"\bexercises\.check\(")
+RECORDER = "__bitfit_edu_grade__"
+DEFAULT_TIMEOUT = 600
+
+
+def is_exercise_cell(cell) -> bool:
+    return cell.cell_type == "code" and bool(CHECK_CALL.search(cell.source))
+
+
+def student_edition(out: Path, notebooks: Path | None = None) -> list[Path]:
+    """Write every course notebook to ``out`` without its answer cells, exercise outputs cleared."""
+    notebooks = notebooks or repo_root() / "notebooks"
+    sources = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
+    if not sources:
+        raise BitFitError(f"no course notebooks (NN_name.ipynb) in {notebooks}: run this from a checkout")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sources:
+        notebook = nbformat.read(source, as_version=4)
+        notebook.cells = [cell for cell in notebook.cells if ANSWER_TAG not in cell.metadata.get("tags", [])]
+        for cell in notebook.cells:
+            if is_exercise_cell(cell):
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(notebook, out / source.name)
+        written.append(out / source.name)
+    return written
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One row of the grades: a student's result on one exercise, and why."""
+
+    student: str
+    notebook: str
+    exercise: str
+    result: str  # 'right', 'wrong', 'not attempted' or 'not graded'
+    why: str
+
+
+def _check_calls(source: str) -> list[tuple[str, bool]]:
+    """(key, attempted) for each ``exercises.check("key", answer)`` in a cell; answer None: not attempted."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return [(key, True) for key in re.findall(r"exercises\.check\(\s*[\"']([\w.]+)[\"']", source)]
+    calls = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "check"
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            answer = node.args[1] if len(node.args) > 1 else None
+            attempted = not (answer is None or (isinstance(answer, ast.Constant) and answer.value is None))
+            calls.append((node.args[0].value, attempted))
+    return calls
+
+
+def _instrumented(notebook, token: str):
+    """A copy whose exercise cells hand their answers to the recorder instead of ``exercises.check``."""
+    copy = deepcopy(notebook)
+    recorder = (f"def {RECORDER}(key, answer=None):\n"
+                f"    import json\n"
+                f"    shown = answer if isinstance(answer, (str, int, float, type(None))) else repr(answer)\n"
+                f"    print({token!r} + json.dumps({{'key': key, 'answer': shown}}))\n")
+    for cell in copy.cells:
+        if is_exercise_cell(cell):
+            cell.source = CHECK_CALL.sub(f"{RECORDER}(", cell.source)
+    copy.cells.insert(0, nbformat.v4.new_code_cell(recorder))
+    return copy
+
+
+def _execute(notebook_path: Path, executed_path: Path, timeout: int) -> str | None:
+    """Run one notebook in its own process group; None when it finished, else why it did not. The executed
+    notebook is written after every cell, so the cells that ran before a stop are still graded."""
+    environment = {**os.environ, "BITFIT_EDU_PROFILE": "smoke", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "bitfit_edu.classroom.grading", str(notebook_path), str(executed_path),
+               str(repo_root() / "notebooks")]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the kernel too: it is in the same process group
+        process.communicate()
+        return f"ran past the time limit of {timeout} s"
+    if process.returncode != 0:
+        last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        return f"stopped: {last[0][:200]}"
+    return None
+
+
+def _recorded(executed, token: str) -> dict[str, object]:
+    answers = {}
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            if output.get("name") == "stdout":
+                for line in output["text"].splitlines():
+                    if line.startswith(token):
+                        found = json.loads(line[len(token):])
+                        answers[found["key"]] = found["answer"]
+    return answers
+
+
+def _cell_errors(executed) -> dict[str, str]:
+    """Exercise key -> the error its cell raised, for exercise cells that raised."""
+    errors = {}
+    for cell in executed.cells:
+        if cell.cell_type != "code":
+            continue
+        raised = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if raised:
+            for key, _ in _check_calls(cell.source.replace(f"{RECORDER}(", "exercises.check(")):
+                errors[key] = f"{raised[0]['ename']}: {raised[0]['evalue']}"[:200]
+    return errors
+
+
+def _judge(key: str, answer: object) -> tuple[str, str]:
+    exercise = EXERCISES[key]
+    try:
+        right = exercise.is_right(answer)
+    except BitFitError as error:
+        return "wrong", str(error)
+    return ("right", "") if right else ("wrong", f"answered {answer!r}")
+
+
+def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT) -> list[Grade]:
+    """One student's notebook: a row per exercise of its chapter."""
+    chapter = path.stem[:2]
+    keys = [key for key in EXERCISES if key.startswith(f"{chapter}.")]
+    if not keys:
+        return [Grade(student, path.name, "", "not graded", "not a course notebook (its name starts with no "
+                      "chapter number that has exercises)")]
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception as error:  # any way a file can fail to be a notebook
+        return [Grade(student, path.name, key, "not graded", f"the notebook does not parse: {error}"[:300])
+                for key in keys]
+    calls = {key: attempted for cell in notebook.cells if is_exercise_cell(cell) for key, attempted in
+             _check_calls(cell.source)}
+    token = f"#grade-{secrets.token_hex(8)}#"
+    with tempfile.TemporaryDirectory() as scratch:
+        submitted, executed_path = Path(scratch) / "submitted.ipynb", Path(scratch) / "executed.ipynb"
+        nbformat.write(_instrumented(notebook, token), submitted)
+        stopped = _execute(submitted, executed_path, timeout)
+        executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
+    answers = _recorded(executed, token) if executed else {}
+    errors = _cell_errors(executed) if executed else {}
+    grades = []
+    for key in keys:
+        if key not in calls:
+            result, why = "not attempted", "its exercise cell is missing"
+        elif not calls[key]:
+            result, why = "not attempted", "the answer is still None"
+        elif key in errors:
+            result, why = "wrong", f"its cell raised {errors[key]}"
+        elif key in answers:
+            result, why = _judge(key, answers[key])
+        else:
+            result, why = "not graded", f"the notebook {stopped or 'ended before this cell'}"
+        grades.append(Grade(student, path.name, key, result, why))
+    return grades
+
+
+def grade(submissions: Path, out_csv: Path, timeout: int = DEFAULT_TIMEOUT) -> list[Grade]:
+    """Grade ``submissions/<student>/<notebook>.ipynb`` for every student; write the rows to ``out_csv``."""
+    if not submissions.is_dir():
+        raise BitFitError(f"{submissions} is not a folder: give a folder with one sub-folder per student")
+    students = sorted(p for p in submissions.iterdir() if p.is_dir())
+    if not students:
+        raise BitFitError(f"{submissions} holds no student folders: put each student's notebooks in "
+                          f"{submissions}/<student>/")
+    rows = []
+    for student in students:
+        for path in sorted(student.glob("*.ipynb")):
+            rows.extend(grade_notebook(student.name, path, timeout))
+            with out_csv.open("w", newline="") as handle:  # after each notebook: nothing finished is lost
+                writer = csv.DictWriter(handle, fieldnames=list(Grade.__dataclass_fields__))
+                writer.writeheader()
+                writer.writerows(asdict(row) for row in rows)
+    return rows
+
+
+def _run_one(submitted: str, executed: str, working_folder: str) -> None:
+    """Execute one notebook with nbclient, errors allowed (each raising cell is graded on its own)."""
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(submitted, as_version=4)
+    client = NotebookClient(notebook, kernel_name="python3", allow_errors=True, timeout=None,
+                            resources={"metadata": {"path": working_folder}},
+                            on_cell_executed=lambda **_: nbformat.write(notebook, executed))
+    client.execute()
+
+
+if __name__ == "__main__":
+    _run_one(*sys.argv[1:4])
