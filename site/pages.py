@@ -1,0 +1,136 @@
+"""The site's measured parts, written as Markdown into ``site/_generated/`` before Sphinx reads the pages.
+
+Nothing here is typed: the course map and the instructor guide come from ``bitfit_edu.classroom.course``
+(each notebook's time from its committed, executed copy; each grid's cost from its records), the verdicts
+from the outputs of the committed notebooks' cells tagged ``verdicts``, and every figure's alt text from
+``results/figures/<name>.alt.txt``, which the notebooks wrote when they drew the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tomllib
+
+from bitfit_edu.classroom import course
+from bitfit_edu.console import quiet_outputs
+from bitfit_edu.data.locations import results_folder
+from bitfit_edu.evidence import plots
+
+SITE = Path(__file__).resolve().parent
+GENERATED = SITE / "_generated"
+REPOSITORY = tomllib.loads((SITE.parent / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+SLUG = REPOSITORY.removeprefix("https://github.com/")
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def course_map() -> str:
+    """The home page's table: each notebook, what it teaches, its measured time, where to open it."""
+    rows = ["| notebook | what it teaches | time (last execution, 2 cores) | open it |", "|---|---|---|---|"]
+    for chapter in course.CHAPTERS:
+        colab = f"https://colab.research.google.com/github/{SLUG}/blob/main/notebooks/{chapter.stem}.ipynb"
+        binder = f"https://mybinder.org/v2/gh/{SLUG}/main?urlpath=lab/tree/notebooks/{chapter.stem}.ipynb"
+        rows.append(f"| {{doc}}`{chapter.number}: {chapter.title} </notebooks/{chapter.stem}>` | {chapter.teaches} | "
+                    f"{_minutes(course.measured_seconds(chapter.notebook))} | [Colab]({colab}), [Binder]({binder}) |")
+    return "\n".join(rows) + "\n"
+
+
+def _mistakes(chapter: course.Chapter) -> str:
+    lines = []
+    for key, exercise in chapter.exercises().items():
+        expected = exercise.answer()
+        if exercise.choices:
+            wrong = "; ".join(f"({letter}) {text}" for letter, text in exercise.choices.items() if letter != expected)
+            lines.append(f"- `{key}`: *{exercise.question}* The wrong choices: {wrong}. The reasoning: "
+                         f"{exercise.why()}")
+        else:
+            lines.append(f"- `{key}`: *{exercise.question}* A number, right within {exercise.tolerance:.0%}. The "
+                         f"reasoning: {exercise.why()}")
+    return "\n".join(lines) or "- (no exercises)"
+
+
+def _regeneration(chapter: course.Chapter) -> str:
+    if not (chapter.experiments or chapter.records):
+        return "Nothing to regenerate: everything it shows is computed live."
+    cost = course.regeneration_cost(chapter)
+    if chapter.records == "deployment":
+        how = ("python -m bitfit_edu grid --experiment deployment --results results/deployment "
+               "--deltas results/deployment/classroom/deltas")
+    elif chapter.records:
+        how = "# set RETRAIN = True in the notebook's parameter cell, then run it"
+    else:
+        how = "\n".join(f"python -m bitfit_edu grid --experiment {name}" for name in chapter.experiments)
+    spent = f"{cost['cpu_core_hours']:.1f} CPU core-hours"
+    if cost["gpu_hours"]:
+        spent += f" and {cost['gpu_hours']:.1f} GPU process-hours"
+    return (f"\n\n```bash\n{how}\n```\n\nThe committed classroom records behind it: {cost['runs']} runs, {spent}, "
+            f"as measured by the records themselves (devices: {cost['devices'] or 'not recorded'}). A 2-core machine "
+            "supplies two core-hours per hour with two 1-thread workers (`--worker 1/2`, `--worker 2/2`).")
+
+
+def instructor_chapters() -> str:
+    """One section per notebook: objectives, prerequisites, time, what runs live, questions, mistakes, cost."""
+    sections = []
+    for chapter in course.CHAPTERS:
+        objectives = "\n".join(f"- {objective}" for objective in chapter.objectives)
+        questions = "\n".join(f"{index}. {question}" for index, question in enumerate(chapter.questions, 1))
+        sections.append(
+            f"## {chapter.number}: {chapter.title}\n\n"
+            f"{{doc}}`Open the notebook </notebooks/{chapter.stem}>`. It teaches {chapter.teaches}.\n\n"
+            f"**Learning objectives.** Students can:\n\n{objectives}\n\n"
+            f"**Prerequisites.** {chapter.prerequisites[0].upper() + chapter.prerequisites[1:]}.\n\n"
+            f"**Time.** {_minutes(course.measured_seconds(chapter.notebook))} to run top to bottom on 2 cores "
+            "(its last execution).\n\n"
+            f"**Live in class:** {chapter.live}. **Read from committed results:** {chapter.committed}.\n\n"
+            f"**Discussion questions.**\n\n{questions}\n\n"
+            f"**Mistakes the exercises catch.**\n\n{_mistakes(chapter)}\n\n"
+            f"**Regenerating its committed results.** {_regeneration(chapter)}\n")
+    return "\n".join(sections)
+
+
+def verdicts() -> str:
+    """The outputs of every committed notebook cell tagged ``verdicts``, under the notebook's title and the
+    section the cell sits in: its Markdown verdict lines where it displays them, else what it printed."""
+    parts = []
+    for chapter in course.CHAPTERS:
+        section = ""
+        for cell in json.loads(chapter.notebook.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "markdown":
+                headings = [line.lstrip("#").strip() for line in source.splitlines() if line.startswith("#")]
+                section = headings[-1] if headings else section
+                continue
+            if "verdicts" not in cell.get("metadata", {}).get("tags", []):
+                continue
+            outputs = cell.get("outputs", [])
+            markdown = ["".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {})]
+            printed = ["".join(o["text"]) for o in outputs if o.get("name") == "stdout"]
+            body = "\n".join(markdown) if markdown else "```text\n" + "".join(printed).rstrip() + "\n```"
+            parts.append(f"### Notebook {chapter.number}, {section}\n\n{body}\n")
+    return "\n".join(parts)
+
+
+def figures() -> str:
+    """Every figure with alt text in ``results/figures/``, under its file name."""
+    texts = plots.alt_texts()
+    blocks = []
+    for name, alt in texts.items():
+        path = results_folder("figures") / f"{name}.png"
+        if path.is_file():
+            blocks.append(f"### {name}\n\n```{{image}} ../results/figures/{name}.png\n:alt: {alt}\n```\n")
+    return "\n".join(blocks)
+
+
+def write_all() -> None:
+    """Write every generated page part into ``site/_generated/``."""
+    quiet_outputs()
+    GENERATED.mkdir(exist_ok=True)
+    for name, text in {"course_map": course_map(), "instructor_chapters": instructor_chapters(),
+                       "verdicts": verdicts(), "figures": figures()}.items():
+        (GENERATED / f"{name}.md").write_text(text)
