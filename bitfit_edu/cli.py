@@ -22,7 +22,7 @@ from .data import locations
 from .data.glue import get_task
 from .deploy.deltas import DELTA_METHODS
 from .deploy.serving import PAIR_SEPARATOR, predict, serve
-from .errors import BitFitError
+from .errors import BitFitError, Terminated, stop_on_sigterm
 from .evidence.tables import results_summary, runs_frame
 from .experiments.grids import EXPERIMENTS, MAIN, experiment_configs, grid_progress
 from .experiments.profiles import PROFILES, get_profile
@@ -359,11 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     quiet_outputs()  # a run shows its own progress bar; loading models and data shows none
     if not is_main_process():  # torchrun's other processes train alongside the first and stay quiet
         sys.stdout = open(os.devnull, "w")
+    stop_on_sigterm()
     try:
         status = args.func(args)
     except BitFitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("\nterminated (SIGTERM): every run that finished is kept; run the same command again to resume "
+              "(finished runs are skipped)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\ninterrupted: every run that finished is kept; run the same command again to resume "
               "(finished runs are skipped)", file=sys.stderr)

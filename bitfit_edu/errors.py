@@ -4,12 +4,29 @@ Every error the package raises on bad input is a :class:`BitFitError`, so the CL
 message and exit non-zero without a traceback.
 """
 
+import signal
 import sys
+import threading
 import warnings
 
 
 class BitFitError(ValueError):
     """Bad input: an unknown name, missing data, a model BitFit cannot apply to, a corrupt file."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``docker stop``, Binder culling), raised where the process was, as Ctrl-C is: the
+    run in progress stops, its lock is released, and every finished run is kept."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` (from the main thread; elsewhere the default stays)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def unknown_choice(kind: str, value: object, choices: object) -> BitFitError:

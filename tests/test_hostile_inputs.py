@@ -24,6 +24,7 @@ The cases, so that the next person can extend the list (issue 24 of the tracker)
 | `grid --experiment size_curve` in a profile without sizes for it | error: no runs in that profile     |
 | `--groups b_pooler` with mean pooling            | error: trains nothing in the encoder                   |
 | Ctrl-C                                           | one line: finished runs are kept, run again to resume; exit 130 |
+| SIGTERM during a `run` or `grid` (real process)  | one line, as Ctrl-C; the run's lock released; exit 143  |
 | the same run on a private copy of the data       | another run id (a digest of the files read)            |
 | `--train-size 100000` on a 60-row file           | error: more than the file's examples                   |
 | ELECTRA-small (embeddings narrower than layers)  | error: plainly not supported (ELECTRA-base/large are)  |
@@ -34,6 +35,10 @@ The multi-process path: `test_torchrun.py`.
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from synthetic_records import fake_record, stored_record
@@ -205,6 +210,25 @@ def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
     assert main(["report"]) == 130
     assert capsys.readouterr().err.strip() == ("interrupted: every run that finished is kept; run the same command "
                                                "again to resume (finished runs are skipped)")
+
+
+@pytest.mark.parametrize("command", [["run", "--task", "rte", "--method", "bitfit"],
+                                     ["grid", "--experiment", "main", "--tasks", "rte"]])
+def test_sigterm_stops_a_run_like_ctrl_c_and_releases_its_lock(shared_glue_dir, tmp_path, command):
+    """A scheduler, `docker stop` or Binder's culler sends SIGTERM: one line, the lock gone, nothing half-written."""
+    argv = [sys.executable, "-m", "bitfit_edu", *command, "--profile", "smoke", "--glue-dir", str(shared_glue_dir),
+            "--results", str(tmp_path)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
+    deadline = time.time() + 180
+    while not list(tmp_path.rglob("*.lock")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.rglob("*.lock")), "the run never claimed its lock"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "terminated (SIGTERM): every run that finished is kept" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*.lock")) and not list(tmp_path.rglob("*.tmp"))
 
 
 def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
