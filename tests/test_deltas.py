@@ -18,6 +18,7 @@ from bitfit_edu.deploy.deltas import (
     read_delta,
     reference_gap,
     save_delta,
+    tensors_digest,
 )
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments.runs import RunConfig
@@ -86,11 +87,13 @@ def test_a_head_of_the_wrong_size_is_refused_and_nothing_changes(trained, tiny_m
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
-def edited(path, tmp_path, drop=None, add=None, manifest_edit=None):
-    """A copy of the delta at ``path`` with a tensor dropped or added, or its manifest edited."""
+def edited(path, tmp_path, drop=None, add=None, manifest_edit=None, tensor_edit=None):
+    """A copy of the delta at ``path`` with a tensor dropped, added or edited in place, or its manifest edited."""
     with safe_open(path, framework="pt") as file:
         metadata = file.metadata()
         tensors = {n: file.get_tensor(n) for n in file.keys() if n != drop}
+    if tensor_edit:
+        tensor_edit(tensors)
     if add:
         tensors[add] = torch.zeros(3)
     manifest = json.loads(metadata[MANIFEST_KEY])
@@ -109,8 +112,9 @@ def test_missing_and_extra_tensors_are_named(trained, tmp_path, tiny_model_dir):
     with pytest.raises(BitFitError, match=r"holds \['bert.extra.bias'\] tensors it does not list"):
         load_delta(model, edited(trained["rte"], tmp_path, add="bert.extra.bias"))
 
-    def list_extra(manifest):
+    def list_extra(manifest):  # listed, as a renamed or added tensor would be in a delta without a digest
         manifest["tensors"]["bert.extra.bias"] = [3]
+        manifest["tensors_sha256"] = None
     with pytest.raises(BitFitError, match="holds bert.extra.bias, which this model does not have"):
         load_delta(model, edited(trained["rte"], tmp_path, add="bert.extra.bias", manifest_edit=list_extra))
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
@@ -135,6 +139,53 @@ def test_an_unknown_delta_format_asks_for_an_update(trained, tmp_path, tiny_mode
         manifest["format"] = "bitfit_edu.delta/9"
     with pytest.raises(BitFitError, match="format 'bitfit_edu.delta/9'.*update the package"):
         load_delta(backbone(tiny_model_dir, 2), edited(trained["rte"], tmp_path, manifest_edit=future))
+
+
+def query_bias(tensors):
+    return next(name for name in tensors if name.endswith("layer.0.attention.self.query.bias"))
+
+
+def test_a_delta_altered_after_saving_is_refused_by_its_digest(trained, tmp_path, tiny_model_dir):
+    model = backbone(tiny_model_dir, 2)
+    before = state(model)
+
+    def nudge(tensors):
+        tensors["classifier.bias"] += 0.5  # flips answers, and nothing in the file's shape says so
+    with pytest.raises(BitFitError, match="was changed after it was saved.*SHA-256"):
+        load_delta(model, edited(trained["rte"], tmp_path, tensor_edit=nudge))
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_a_nan_is_refused_even_when_the_digest_matches(trained, tmp_path, tiny_model_dir):
+    """A run that diverged and saved anyway: the digest was taken over the NaN."""
+    def poison(tensors):
+        tensors[query_bias(tensors)][0] = float("nan")
+        poison.digest = tensors_digest(tensors)
+
+    def redigest(manifest):
+        manifest["tensors_sha256"] = poison.digest
+    copy = edited(trained["rte"], tmp_path, tensor_edit=poison, manifest_edit=redigest)
+    with pytest.raises(BitFitError, match=r"query.bias holds 1 non-finite value\(s\) \(NaN or infinity\)"):
+        load_delta(backbone(tiny_model_dir, 2), copy)
+
+
+def test_an_old_delta_without_a_digest_is_checked_by_its_reference_logits(trained, tmp_path, tiny_model_dir):
+    def old(manifest):
+        manifest["tensors_sha256"] = None
+
+    def nudge(tensors):
+        tensors["classifier.bias"] += 0.5
+    load_delta(backbone(tiny_model_dir, 2), edited(trained["rte"], tmp_path, manifest_edit=old))  # intact: loads
+    model = backbone(tiny_model_dir, 2)
+    before = state(model)
+    with pytest.raises(BitFitError, match=r"logits .* away from those the fine-tuned model gave \(at most 0.0001"):
+        load_delta(model, edited(trained["rte"], tmp_path, manifest_edit=old, tensor_edit=nudge))
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters()), "restored after the failed check"
+
+    def neither(manifest):
+        manifest["tensors_sha256"], manifest["reference"] = None, None
+    with pytest.raises(BitFitError, match="neither a digest nor reference logits"):
+        load_delta(model, edited(trained["rte"], tmp_path, manifest_edit=neither))
 
 
 def test_full_fine_tuning_has_no_bias_delta(tiny_model_dir, tmp_path):

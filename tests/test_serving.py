@@ -116,3 +116,28 @@ def test_the_deployment_helpers_report_each_task_and_a_mixed_batch(deltas, tiny_
     assert switch_milliseconds(server, repeats=10) > 0
     assert examples_per_second(server, batch, repeats=2) > 0
     assert examples_per_second(server, batch, ["sst2", "rte", "stsb", "sst2"], repeats=2) > 0
+
+
+def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_model_dir, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from bitfit_edu.deploy.deltas import MANIFEST_KEY
+
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, {"rte": paths["rte"]})
+    server.switch("rte")
+    before = {n: p.detach().clone() for n, p in server.model.named_parameters()}
+    with safe_open(paths["rte"], framework="pt") as file:
+        manifest = json.loads(file.metadata()[MANIFEST_KEY])
+        tensors = {n: file.get_tensor(n) for n in file.keys()}
+    tensors["classifier.bias"] += 0.5
+    manifest["tensors_sha256"] = None  # an old-format delta: only its reference logits can tell
+    tampered = tmp_path / "tampered.safetensors"
+    save_file(tensors, tampered, metadata={MANIFEST_KEY: json.dumps(manifest)})
+    with pytest.raises(BitFitError, match="gives logits .* away from those the fine-tuned model gave"):
+        server.add(tampered, name="tampered")
+    assert list(server.tasks) == ["rte"] and server.current == "rte"
+    assert all(torch.equal(before[n], p) for n, p in server.model.named_parameters())

@@ -8,9 +8,12 @@ backbone it was trained on, the readout, the task and its labels, the method and
 tensor's name and shape, the package version, and a few reference inputs with the logits the fine-tuned
 model gave them, so that anyone who loads the delta can check they get the same model back.
 
-``load_delta`` checks everything before it changes anything: a delta made for another backbone, a
-missing or extra tensor, a wrong shape or a corrupt file each get one clear error, and the backbone is
-left as it was.
+``load_delta`` checks everything before it keeps anything: a delta made for another backbone, a missing
+or extra tensor, a wrong shape or a corrupt file each get one clear error, and the backbone is left as it
+was. A delta cannot be silently corrupted either: its manifest carries a SHA-256 of its tensors
+(``tensors_sha256``), checked on reading; a tensor with a NaN or an infinity is refused; and the backbone
+with the delta must give the manifest's reference logits to ``REFERENCE_TOLERANCE``, which also checks
+deltas saved before the digest existed.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ..errors import BitFitError
 FORMAT = "bitfit_edu.delta/1"
 DELTA_METHODS = ("bitfit", "frozen")  # the methods whose runs change only biases and the head
 MANIFEST_KEY = "bitfit_edu.delta"
+REFERENCE_TOLERANCE = 1e-4  # largest |logit difference| from the reference logits a loaded delta may give
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class DeltaManifest:
     tensors: dict[str, list[int]]  # name -> shape
     package_version: str
     reference: Reference | None = None
+    tensors_sha256: str | None = None  # ``tensors_digest`` of its tensors; None in deltas saved before it existed
     format: str = FORMAT
 
     def to_json(self) -> str:
@@ -91,6 +96,15 @@ def backbone_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a delta's tensors: names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def delta_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """What a task trained into ``model`` (``methods.prepare`` marks it): its bias terms and its head.
     Only a bias-only method (BitFit and its subsets, or Frozen: the head alone) has a delta."""
@@ -107,7 +121,8 @@ def delta_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest) -> Path:
     """Write the delta of ``model`` to ``path`` (``.safetensors``); ``manifest.tensors`` is filled in here."""
     tensors = delta_tensors(model)
-    manifest = replace(manifest, tensors={name: list(t.shape) for name, t in tensors.items()})
+    manifest = replace(manifest, tensors={name: list(t.shape) for name, t in tensors.items()},
+                       tensors_sha256=tensors_digest(tensors))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata={MANIFEST_KEY: manifest.to_json()})
@@ -136,7 +151,36 @@ def read_delta(path: str | Path) -> tuple[DeltaManifest, dict[str, torch.Tensor]
     if listed != present:
         raise BitFitError(f"corrupt delta file {path}: its manifest lists {sorted(listed - present) or 'no'} "
                           f"tensors it lacks and it holds {sorted(present - listed) or 'no'} tensors it does not list")
+    check_integrity(manifest, tensors, str(path))
     return manifest, tensors
+
+
+def check_integrity(manifest: DeltaManifest, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """One clear error unless the tensors are those the manifest's digest names, and finite; a delta without
+    a digest must carry reference logits, by which it is checked when loaded."""
+    if manifest.tensors_sha256 is not None and tensors_digest(tensors) != manifest.tensors_sha256:
+        raise BitFitError(f"{source} was changed after it was saved: its tensors do not match the SHA-256 in its "
+                          "manifest. Do not use it; save the delta again from its run")
+    for name, tensor in tensors.items():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise BitFitError(f"{source}: {name} holds {bad} non-finite value(s) (NaN or infinity): the run diverged "
+                              "or the file is damaged. Save the delta again from a run that finished")
+    if manifest.tensors_sha256 is None and manifest.reference is None:
+        raise BitFitError(f"{source} carries neither a digest nor reference logits, so it cannot be checked: save "
+                          "the delta again from its run")
+
+
+def check_reference(model: nn.Module, manifest: DeltaManifest, source: str) -> None:
+    """One clear error unless ``model`` (the backbone with the delta in place) gives the manifest's reference
+    logits to ``REFERENCE_TOLERANCE``."""
+    if manifest.reference is None:
+        return
+    gap = reference_gap(model, manifest.reference)
+    if not gap <= REFERENCE_TOLERANCE:
+        raise BitFitError(f"{source}: the backbone with this delta gives logits {gap:.3g} away from those the "
+                          f"fine-tuned model gave (at most {REFERENCE_TOLERANCE:g} allowed): the delta was altered or "
+                          "does not belong to this backbone. Save it again from its run")
 
 
 def check_fits(model: nn.Module, manifest: DeltaManifest, tensors: dict[str, torch.Tensor], source: str,
@@ -163,13 +207,20 @@ def check_fits(model: nn.Module, manifest: DeltaManifest, tensors: dict[str, tor
 
 def load_delta(model: nn.Module, path: str | Path) -> DeltaManifest:
     """Apply the delta at ``path`` to ``model`` (its backbone's pre-trained weights, a head of the task's
-    size). Everything is checked first: on any error the model is left untouched."""
+    size). Everything is checked; on any error the model is left as it was."""
     manifest, tensors = read_delta(path)
     check_fits(model, manifest, tensors, str(path))
     parameters = dict(model.named_parameters())
+    before = {name: parameters[name].detach().clone() for name in tensors}
     with torch.no_grad():
         for name, tensor in tensors.items():
             parameters[name].copy_(tensor)
+        try:
+            check_reference(model, manifest, str(path))
+        except BitFitError:
+            for name, tensor in before.items():
+                parameters[name].copy_(tensor)
+            raise
     return manifest
 
 

@@ -35,7 +35,7 @@ from ..core.methods import display_name
 from ..core.readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
 from ..data.glue import GlueTask, get_task
 from ..errors import BitFitError
-from .deltas import DeltaManifest, backbone_digest, check_fits, read_delta, reference_gap
+from .deltas import DeltaManifest, backbone_digest, check_fits, check_reference, read_delta, reference_gap
 
 
 @dataclass
@@ -83,12 +83,14 @@ class MultiTask:
         parameters = dict(model.named_parameters())
         self.bias_names = [term.name for term in bias_census(model)]
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
+        self.original_head = model.classifier
         self.tasks: dict[str, TaskDelta] = {}
         self.current: str | None = None
 
     def add(self, path: str | Path, name: str | None = None) -> str:
-        """Load the delta at ``path`` as task ``name`` (default: its task, e.g. 'sst2'). The backbone is
-        not changed until a ``switch``."""
+        """Load the delta at ``path`` as task ``name`` (default: its task, e.g. 'sst2'), checked first: its
+        digest, finite values, its fit, and the reference logits the backbone with it must give. On any error
+        the server and its model are left as they were."""
         manifest, tensors = read_delta(path)
         name = name or manifest.task
         if name in self.tasks:
@@ -106,7 +108,28 @@ class MultiTask:
                                       f"but this backbone's head reads vectors of shape {width}")
                 setattr(head, attribute, nn.Parameter(tensor, requires_grad=False))
         self.tasks[name] = TaskDelta(manifest, {**self.pretrained, **biases}, head)
+        current = self.current
+        try:
+            self.switch(name)
+            check_reference(self.model, manifest, str(path))
+        except BitFitError:
+            del self.tasks[name]
+            raise
+        finally:
+            self._switch_back(current)
         return name
+
+    def _switch_back(self, task: str | None) -> None:
+        """Back to ``task``, or to the pre-trained backbone with its own head when it is None."""
+        if task is not None:
+            self.switch(task)
+            return
+        parameters = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name in self.bias_names:
+                parameters[name].copy_(self.pretrained[name])
+        self.model.classifier = self.original_head
+        self.current = None
 
     def switch(self, task: str) -> None:
         """Make ``task`` the model's: its bias vectors copied in place, its head set."""
