@@ -141,3 +141,25 @@ def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_mode
         server.add(tampered, name="tampered")
     assert list(server.tasks) == ["rte"] and server.current == "rte"
     assert all(torch.equal(before[n], p) for n, p in server.model.named_parameters())
+
+
+def test_many_derived_tasks_each_row_its_own_task_match_their_own_models(deltas, tiny_model_dir, tmp_path):
+    """Scale: 40 tasks derived from one delta by small perturbations, each row of the batch its own task."""
+    from bitfit_edu.deploy.deltas import derived_delta
+
+    readout, paths = deltas
+    manifest, _ = read_delta(paths["rte"])
+    model = load_classifier(tiny_model_dir, manifest.num_labels, readout, seed=7)
+    derived = [derived_delta(model, paths["rte"], tmp_path / f"task{k}.safetensors", seed=k) for k in range(40)]
+    server = MultiTask(load_classifier(tiny_model_dir, 2, readout, seed=7), capacity=2)  # grows as tasks arrive
+    names = [server.add(path, name=f"task{k}") for k, path in enumerate(derived)]
+    assert server.tables[server.bias_names[0]].shape[0] >= 40 and server.head_biases.shape[0] >= 40
+    tokenizer = load_tokenizer(tiny_model_dir)
+    batch = tokenizer([f"sentence number {k} about a cat" for k in range(40)],
+                      [f"a dog ran {k} times" for k in range(40)], padding=True, return_tensors="pt")
+    mixed = server.mixed_logits(dict(batch), names)
+    for row in (0, 7, 23, 39):
+        server.switch(names[row])
+        alone = server.logits({k: v[row:row + 1] for k, v in batch.items()})
+        assert (mixed[row] - alone[0]).abs().max() <= 1e-5
+    assert len({round(float(m[0]), 6) for m in mixed}) > 1, "the derived tasks differ"

@@ -243,6 +243,28 @@ def reference_gap(model: nn.Module, reference: Reference) -> float:
     return float((logits - torch.tensor(reference.logits)).abs().max())
 
 
+@torch.no_grad()
+def derived_delta(model: nn.Module, path: str | Path, out: str | Path, seed: int, scale: float = 0.01) -> Path:
+    """A new delta derived from the one at ``path`` by a small perturbation: each tensor plus Gaussian noise of
+    ``scale`` times its own standard deviation, with reference logits recomputed on ``model`` (the backbone
+    the delta belongs to, with a head of its size) and a fresh digest. For scale tests of serving: a derived
+    delta is a plausible task, not a trained one."""
+    manifest, tensors = read_delta(path)
+    generator = torch.Generator().manual_seed(seed)
+    derived = {name: tensor + scale * tensor.std().nan_to_num() * torch.randn(tensor.shape, generator=generator)
+               for name, tensor in tensors.items()}
+    check_fits(model, manifest, derived, str(path))
+    parameters = dict(model.named_parameters())
+    for name, tensor in derived.items():
+        parameters[name].copy_(tensor)
+    batch = {k: torch.tensor(v) for k, v in manifest.reference.inputs.items()}
+    manifest = replace(manifest, reference=reference_for(model, batch), tensors_sha256=tensors_digest(derived))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(derived, out, metadata={MANIFEST_KEY: manifest.to_json()})
+    return out
+
+
 def package_version() -> str:
     try:
         return version("bitfit_edu")

@@ -8,8 +8,8 @@ memory and, per task, a few kilobytes. Two ways to answer requests for several t
 - **Mixed batches.** ``MultiTask.mixed_logits(batch, tasks)`` answers a batch whose rows belong to
   different tasks in one forward pass. Every biased Linear and LayerNorm computes its shared part once
   for the whole batch, ``W x`` or ``g * norm(x)``, then adds the bias of each row's own task,
-  ``+ B[t_i]``: a gather from a (tasks x width) table. No weight matrix is copied. Each row's sentence
-  vector then goes through its own task's head.
+  ``+ B[t_i]``: one gather from a (tasks x width) table built when the delta was added. No weight matrix
+  is copied. The heads are gathered the same way, one batched product for all rows.
 
 Both give the predictions of each separately fine-tuned model (``tests/test_serving.py``). Heads are a
 module named ``classifier`` reading one vector per sentence: mean pooling, or BERT's [CLS] + pooler.
@@ -17,10 +17,8 @@ module named ``classifier`` reading one vector per sentence: mean pooling, or BE
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,42 +38,68 @@ from .deltas import DeltaManifest, backbone_digest, check_fits, check_reference,
 
 @dataclass
 class TaskDelta:
-    """One task as the server holds it: every bias term (the task's own where it trained them, the
-    backbone's pre-trained values elsewhere) and its head."""
+    """One task as the server holds it: its manifest and its row in the server's tables (its biases and head
+    live there, not here)."""
 
     manifest: DeltaManifest
-    biases: dict[str, torch.Tensor]
-    head: nn.Module
+    row: int
 
 
 class RowTasks:
-    """The task index of each row of the batch being answered, shared by every ``RowBias``."""
+    """The task row of each row of the batch being answered, shared by every row-bias module; None while the
+    model answers for the switched-in task alone."""
 
     index: torch.Tensor | None = None
 
 
-class RowBias(nn.Module):
-    """A biased Linear or LayerNorm whose bias is chosen per row: y_i = W x_i + B[t_i] (Linear) or
-    y_i = g * norm(x_i) + B[t_i] (LayerNorm), with B a (tasks x width) table and t_i row i's task."""
+def _gathered_add(shared: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    bias = table.index_select(0, index)  # (batch, width): each row's own task's bias
+    return shared + bias.view(bias.shape[0], *[1] * (shared.dim() - 2), bias.shape[1])
 
-    def __init__(self, module: nn.Linear | nn.LayerNorm, table: torch.Tensor, rows: RowTasks):
-        super().__init__()
-        self.module, self.table, self.rows = module, table, rows
+
+class RowLinear(nn.Linear):
+    """A Linear that, while ``rows.index`` is set, adds each row's own task's bias: y_i = W x_i + B[t_i]."""
+
+    rows: RowTasks
+    row_table: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.module
-        shared = (F.linear(x, m.weight) if isinstance(m, nn.Linear)
-                  else F.layer_norm(x, m.normalized_shape, m.weight, None, m.eps))
-        bias = self.table[self.rows.index]  # (batch, width)
-        return shared + bias.view(bias.shape[0], *[1] * (shared.dim() - 2), bias.shape[1])
+        if self.rows.index is None:
+            return super().forward(x)
+        return _gathered_add(F.linear(x, self.weight), self.row_table, self.rows.index)
+
+
+class RowLayerNorm(nn.LayerNorm):
+    """A LayerNorm that, while ``rows.index`` is set, adds each row's own task's bias:
+    y_i = g * norm(x_i) + B[t_i]."""
+
+    rows: RowTasks
+    row_table: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rows.index is None:
+            return super().forward(x)
+        shared = F.layer_norm(x, self.normalized_shape, self.weight, None, self.eps)
+        return _gathered_add(shared, self.row_table, self.rows.index)
+
+
+ROW_CLASSES = {nn.Linear: RowLinear, nn.LayerNorm: RowLayerNorm}
+GROWTH = 1.15  # tables grow by 15% when full: few copies, little slack
 
 
 class MultiTask:
     """A classifier's backbone shared by task deltas loaded onto it. ``model`` must hold the pre-trained
-    backbone (``readout.load_classifier``); its own head is replaced by each task's."""
+    backbone (``readout.load_classifier``); its own head is replaced by each task's.
 
-    def __init__(self, model: nn.Module):
-        if not all(name.startswith("classifier.") for name in head_parameters(model)):
+    Every bias site keeps one (tasks x width) table, filled when a delta is added; the heads are two more
+    tables, weights (tasks x labels x width) and biases (tasks x labels), padded to the most labels. Each
+    biased Linear and LayerNorm of the backbone becomes a row-bias module once (its class swapped, its
+    parameters and their names unchanged): answering for one task it is the module it was, and in a mixed
+    batch it adds each row's bias from its table in one gathered add."""
+
+    def __init__(self, model: nn.Module, capacity: int = 8):
+        if not all(name.startswith("classifier.") for name in head_parameters(model)) or \
+                not isinstance(getattr(model, "classifier", None), nn.Linear):
             raise BitFitError("serving several tasks needs a head named 'classifier' that reads one vector per "
                               "sentence: the mean readout, or BERT's [CLS] + pooler")
         self.model = model.eval()
@@ -84,8 +108,45 @@ class MultiTask:
         self.bias_names = [term.name for term in bias_census(model)]
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
         self.original_head = model.classifier
+        self.rows = RowTasks()
+        self.sites = {name: self._row_module(name) for name in self.bias_names}
+        self.tables = {name: torch.empty(capacity, *self.pretrained[name].shape) for name in self.bias_names}
+        width = model.classifier.in_features
+        self.head_weights, self.head_biases = torch.zeros(capacity, 1, width), torch.zeros(capacity, 1)
+        self._point_sites_at_tables()
         self.tasks: dict[str, TaskDelta] = {}
         self.current: str | None = None
+
+    def _row_module(self, bias_name: str) -> nn.Module:
+        module = self.model.get_submodule(bias_name.rsplit(".", 1)[0])
+        row_class = ROW_CLASSES.get(type(module))
+        if row_class is None:
+            raise BitFitError(f"{bias_name} belongs to a {type(module).__name__}; mixed-task serving handles the "
+                              "biases of Linear and LayerNorm modules")
+        module.__class__ = row_class
+        module.rows = self.rows
+        return module
+
+    def _point_sites_at_tables(self) -> None:
+        for name, module in self.sites.items():
+            module.row_table = self.tables[name]
+
+    def _make_room(self, rows: int, labels: int) -> None:
+        """Grow every table to hold ``rows`` tasks and heads of ``labels`` outputs, copying what it holds."""
+        capacity, most_labels = self.head_biases.shape
+        if rows <= capacity and labels <= most_labels:
+            return
+        capacity = max(capacity, math.ceil(rows * GROWTH)) if rows > capacity else capacity
+        used = len(self.tasks)
+        for name, table in self.tables.items():
+            grown = torch.empty(capacity, *table.shape[1:])
+            grown[:used] = table[:used]
+            self.tables[name] = grown
+        weights = torch.zeros(capacity, max(labels, most_labels), self.head_weights.shape[2])
+        biases = torch.zeros(capacity, max(labels, most_labels))
+        weights[:used, :most_labels], biases[:used, :most_labels] = self.head_weights[:used], self.head_biases[:used]
+        self.head_weights, self.head_biases = weights, biases
+        self._point_sites_at_tables()
 
     def add(self, path: str | Path, name: str | None = None) -> str:
         """Load the delta at ``path`` as task ``name`` (default: its task, e.g. 'sst2'), checked first: its
@@ -98,22 +159,24 @@ class MultiTask:
         head_prefix = "classifier."
         biases = {n: t for n, t in tensors.items() if not n.startswith(head_prefix)}
         check_fits(self.model, manifest, biases, str(path), self.digest)
-        head = copy.deepcopy(self.model.classifier)
-        for tensor_name, tensor in tensors.items():
-            if tensor_name.startswith(head_prefix):
-                attribute = tensor_name[len(head_prefix):]
-                width = tuple(getattr(head, attribute).shape[1:])
-                if tuple(tensor.shape[1:]) != width:
-                    raise BitFitError(f"{path}: head tensor {tensor_name} has shape {tuple(tensor.shape)}, "
-                                      f"but this backbone's head reads vectors of shape {width}")
-                setattr(head, attribute, nn.Parameter(tensor, requires_grad=False))
-        self.tasks[name] = TaskDelta(manifest, {**self.pretrained, **biases}, head)
+        head = {n[len(head_prefix):]: t for n, t in tensors.items() if n.startswith(head_prefix)}
+        if set(head) != {"weight", "bias"} or head["weight"].shape[1:] != self.head_weights.shape[2:]:
+            raise BitFitError(f"{path}: its head is not a linear map from this backbone's "
+                              f"{self.head_weights.shape[2]}-wide sentence vectors")
+        row, labels = len(self.tasks), len(head["bias"])
+        self._make_room(row + 1, labels)
+        for bias_name in self.bias_names:
+            self.tables[bias_name][row] = biases.get(bias_name, self.pretrained[bias_name])
+        self.head_weights[row].zero_()
+        self.head_biases[row].zero_()
+        self.head_weights[row, :labels], self.head_biases[row, :labels] = head["weight"], head["bias"]
+        self.tasks[name] = TaskDelta(manifest, row)
         current = self.current
         try:
             self.switch(name)
             check_reference(self.model, manifest, str(path))
         except BitFitError:
-            del self.tasks[name]
+            del self.tasks[name]  # its row is the last; the next delta added overwrites it
             raise
         finally:
             self._switch_back(current)
@@ -131,14 +194,23 @@ class MultiTask:
         self.model.classifier = self.original_head
         self.current = None
 
+    def head(self, task: str) -> nn.Linear:
+        """``task``'s head as a Linear whose parameters are views of the head tables (nothing copied)."""
+        delta = self.delta(task)
+        labels = delta.manifest.num_labels
+        head = nn.Linear(self.head_weights.shape[2], labels, device="meta")  # its parameters are set next
+        head.weight = nn.Parameter(self.head_weights[delta.row, :labels], requires_grad=False)
+        head.bias = nn.Parameter(self.head_biases[delta.row, :labels], requires_grad=False)
+        return head
+
     def switch(self, task: str) -> None:
-        """Make ``task`` the model's: its bias vectors copied in place, its head set."""
+        """Make ``task`` the model's: its bias vectors copied in place from its rows, its head set."""
         delta = self.delta(task)
         parameters = dict(self.model.named_parameters())
         with torch.no_grad():
             for name in self.bias_names:
-                parameters[name].copy_(delta.biases[name])
-        self.model.classifier = delta.head
+                parameters[name].copy_(self.tables[name][delta.row])
+        self.model.classifier = self.head(task)
         self.current = task
 
     @torch.no_grad()
@@ -148,44 +220,28 @@ class MultiTask:
             raise BitFitError("no task is switched in: call switch(task) first")
         return self.model(**batch).logits
 
+    def task_rows(self, tasks: list[str]) -> torch.Tensor:
+        """The table row of each task name, as an index tensor."""
+        return torch.tensor([self.delta(task).row for task in tasks])
+
     @torch.no_grad()
     def mixed_logits(self, batch: dict[str, torch.Tensor], tasks: list[str]) -> list[torch.Tensor]:
         """Logits of each row for its own task (``tasks[i]`` for row i), in one forward pass of the
-        backbone. Rows of tasks with different label counts get logits of different lengths."""
+        backbone: each bias site adds its rows' biases in one gathered add, and the heads are gathered too.
+        Rows of tasks with different label counts get logits of different lengths."""
         if len(tasks) != len(batch["input_ids"]):
             raise BitFitError(f"{len(tasks)} task names for a batch of {len(batch['input_ids'])} rows: "
                               "give one per row")
-        names = list(dict.fromkeys(tasks))
-        deltas = [self.delta(name) for name in names]
-        index = torch.tensor([names.index(task) for task in tasks])
-        with self._row_biases(deltas, index):
-            features = sentence_vectors(self.model, batch)
-        logits: list[torch.Tensor | None] = [None] * len(tasks)
-        for position, delta in enumerate(deltas):
-            rows = (index == position).nonzero().flatten()
-            for row, row_logits in zip(rows.tolist(), delta.head(features[rows]), strict=True):
-                logits[row] = row_logits
-        return logits
-
-    @contextmanager
-    def _row_biases(self, deltas: list[TaskDelta], index: torch.Tensor):
-        """Every biased Linear and LayerNorm of the backbone replaced by a ``RowBias`` for the duration."""
-        rows = RowTasks()
-        rows.index = index
-        replaced = []
-        for name in self.bias_names:
-            owner_name = name.rsplit(".", 1)[0]
-            parent_name, _, attribute = owner_name.rpartition(".")
-            parent = self.model.get_submodule(parent_name)
-            module = getattr(parent, attribute)
-            table = torch.stack([delta.biases[name] for delta in deltas])
-            setattr(parent, attribute, RowBias(module, table, rows))
-            replaced.append((parent, attribute, module))
+        index = self.task_rows(tasks)
+        self.rows.index = index
         try:
-            yield
+            features = sentence_vectors(self.model, batch)
         finally:
-            for parent, attribute, module in replaced:
-                setattr(parent, attribute, module)
+            self.rows.index = None
+        logits = torch.baddbmm(self.head_biases[index].unsqueeze(2), self.head_weights[index],
+                               features.unsqueeze(2)).squeeze(2)
+        labels = [self.tasks[task].manifest.num_labels for task in tasks]
+        return [row[:count] for row, count in zip(logits, labels, strict=True)]
 
     def delta(self, task: str) -> TaskDelta:
         """The loaded delta of ``task``, or a clear error naming those loaded."""
