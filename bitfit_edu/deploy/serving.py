@@ -33,7 +33,7 @@ from ..core.methods import display_name
 from ..core.readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
 from ..data.glue import GlueTask, get_task
 from ..errors import BitFitError
-from .deltas import DeltaManifest, backbone_digest, check_fits, check_reference, read_delta, reference_gap
+from .deltas import REFERENCE_TOLERANCE, DeltaManifest, backbone_digest, check_fits, read_delta, reference_gap
 
 
 @dataclass
@@ -43,6 +43,7 @@ class TaskDelta:
 
     manifest: DeltaManifest
     row: int
+    source: str  # the file it came from
 
 
 class RowTasks:
@@ -107,7 +108,6 @@ class MultiTask:
         parameters = dict(model.named_parameters())
         self.bias_names = [term.name for term in bias_census(model)]
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
-        self.original_head = model.classifier
         self.rows = RowTasks()
         self.sites = {name: self._row_module(name) for name in self.bias_names}
         self.tables = {name: torch.empty(capacity, *self.pretrained[name].shape) for name in self.bias_names}
@@ -149,9 +149,28 @@ class MultiTask:
         self._point_sites_at_tables()
 
     def add(self, path: str | Path, name: str | None = None) -> str:
-        """Load the delta at ``path`` as task ``name`` (default: its task, e.g. 'sst2'), checked first: its
-        digest, finite values, its fit, and the reference logits the backbone with it must give. On any error
-        the server and its model are left as they were."""
+        """Load the delta at ``path`` as task ``name`` (default: its task, e.g. 'sst2'); see ``add_many``."""
+        return self.add_many([path], None if name is None else [name])[0]
+
+    def add_many(self, paths: list[str | Path], names: list[str] | None = None) -> list[str]:
+        """Load the deltas at ``paths`` as tasks ``names`` (default: each its task), each checked: its digest,
+        finite values, its fit to this backbone, and the reference logits the backbone with it must give
+        (``REFERENCE_TOLERANCE``), all deltas' references answered together in mixed batches. On any error
+        none of them is added, and the server and its model are left as they were."""
+        names = list(names) if names is not None else [None] * len(paths)
+        added = []
+        try:
+            for path, name in zip(paths, names, strict=True):
+                added.append(self._fill(path, name))
+            self._check_references(added)
+        except BitFitError:
+            for name in added:
+                del self.tasks[name]  # their rows are the last; the next deltas added overwrite them
+            raise
+        return added
+
+    def _fill(self, path: str | Path, name: str | None) -> str:
+        """Read and check one delta and write its biases and head into the next row of the tables."""
         manifest, tensors = read_delta(path)
         name = name or manifest.task
         if name in self.tasks:
@@ -170,29 +189,32 @@ class MultiTask:
         self.head_weights[row].zero_()
         self.head_biases[row].zero_()
         self.head_weights[row, :labels], self.head_biases[row, :labels] = head["weight"], head["bias"]
-        self.tasks[name] = TaskDelta(manifest, row)
-        current = self.current
-        try:
-            self.switch(name)
-            check_reference(self.model, manifest, str(path))
-        except BitFitError:
-            del self.tasks[name]  # its row is the last; the next delta added overwrites it
-            raise
-        finally:
-            self._switch_back(current)
+        self.tasks[name] = TaskDelta(manifest, row, str(path))
         return name
 
-    def _switch_back(self, task: str | None) -> None:
-        """Back to ``task``, or to the pre-trained backbone with its own head when it is None."""
-        if task is not None:
-            self.switch(task)
-            return
-        parameters = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name in self.bias_names:
-                parameters[name].copy_(self.pretrained[name])
-        self.model.classifier = self.original_head
-        self.current = None
+    @torch.no_grad()
+    def _check_references(self, names: list[str], rows_per_batch: int = 64) -> None:
+        """Each task's reference inputs, answered in mixed batches, must give its reference logits: every
+        reference row of a delta without a digest, the first row of one whose digest has vouched for its
+        tensors (that row still checks the backbone and the file's own consistency, at a quarter of the cost)."""
+        rows = []
+        for name in names:
+            manifest = self.tasks[name].manifest
+            if manifest.reference is None:
+                continue
+            pairs = list(zip(_reference_rows(manifest.reference.inputs), manifest.reference.logits, strict=True))
+            rows += [(name, inputs, logits) for inputs, logits in pairs[:1 if manifest.tensors_sha256 else None]]
+        for start in range(0, len(rows), rows_per_batch):
+            chunk = rows[start:start + rows_per_batch]
+            batch = _padded([inputs for _, inputs, _ in chunk])
+            answered = self.mixed_logits(batch, [name for name, _, _ in chunk])
+            for (name, _, expected), found in zip(chunk, answered, strict=True):
+                gap = float((found - torch.tensor(expected)).abs().max())
+                if not gap <= REFERENCE_TOLERANCE:
+                    raise BitFitError(f"{self.tasks[name].source}: the backbone with this delta gives logits "
+                                      f"{gap:.3g} away from those the fine-tuned model gave (at most "
+                                      f"{REFERENCE_TOLERANCE:g} allowed): the delta was altered or does not belong "
+                                      "to this backbone. Save it again from its run")
 
     def head(self, task: str) -> nn.Linear:
         """``task``'s head as a Linear whose parameters are views of the head tables (nothing copied)."""
@@ -248,6 +270,19 @@ class MultiTask:
         if task not in self.tasks:
             raise BitFitError(f"no task {task!r} loaded; loaded: {', '.join(self.tasks) or 'none'}")
         return self.tasks[task]
+
+
+def _reference_rows(inputs: dict[str, list[list[int]]]) -> list[dict[str, list[int]]]:
+    """A delta's padded reference inputs, one dict per row, with the padding taken off."""
+    masks = inputs["attention_mask"]
+    return [{key: [value for value, kept in zip(values[index], mask, strict=True) if kept]
+             for key, values in inputs.items()} for index, mask in enumerate(masks)]
+
+
+def _padded(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    """Rows of token lists as one batch, padded at the end (attention mask 0 there)."""
+    longest = max(len(row["input_ids"]) for row in rows)
+    return {key: torch.tensor([row[key] + [0] * (longest - len(row[key])) for row in rows]) for key in rows[0]}
 
 
 def sentence_vectors(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

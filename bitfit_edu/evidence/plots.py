@@ -333,3 +333,31 @@ def verdict_probability_figure(curves: dict[str, pd.DataFrame], title: str, seed
                        for label, curve in curves.items())
     return Chart(fig, f"Line charts, one per assumed true gap: {title}. Probability of each verdict against the "
                       f"number of seeds per method, with a line at 0.8. {panels}.")
+
+
+def multitask_throughput_figure(results: list[dict], title: str) -> Chart:
+    """Rows per second of mixed-task batches against the number of tasks (log x), relative to a one-task batch
+    of the same rows: BitFit's gathered biases and, where peft could hold the adapters, LoRA's ``adapter_names``
+    (``benchmarks/multitask.py``)."""
+    frame = pd.DataFrame(results).set_index("tasks")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    lines = []
+    paths = (("BitFit mixed", "BitFit, mixed batch"), ("LoRA mixed", "LoRA r=8, mixed (peft adapter_names)"))
+    for index, (path, label) in enumerate(paths):
+        if f"{path} rows/s" not in frame:
+            continue
+        relative = (frame[f"{path} rows/s"] / frame["one-task batch rows/s"]).dropna()
+        ax.plot(relative.index, relative, "o-", color=f"C{index}", label=label)
+        lines.append(f"{label}: " + ", ".join(f"{tasks:,} tasks {value:.2f}" for tasks, value in relative.items()))
+    ax.axhline(1.0, color="0.4", linestyle=":", label="one-task batch of the same rows")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(frame.index), [f"{tasks:,}" for tasks in frame.index])
+    ax.set_xlabel("distinct tasks in the batch")
+    ax.set_ylabel("throughput / one-task batch")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return Chart(fig, f"Line chart, log x-axis: {title}. Throughput of a mixed-task batch relative to a one-task "
+                      f"batch of the same rows, against the number of distinct tasks. " + "; ".join(lines) + ".")

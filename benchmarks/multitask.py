@@ -1,0 +1,208 @@
+"""Mixed-task batches at 1 to 1,024 tasks: BitFit's gathered biases against peft's LoRA, on the same rows.
+
+    python benchmarks/multitask.py            # a few minutes on 2 cores; run it on a quiet machine
+
+The classroom model, fp32, real SST-2 dev sentences (the first ``--rows``, padded to the longest), and the
+threads torch has. Tasks beyond the committed SST-2 delta are derived from it by small perturbations
+(``deltas.derived_delta``: each tensor plus noise of 1% of its spread, reference logits recomputed), so they
+are plausible tasks, not trained ones. For each number of tasks N (at N >= rows, each row its own task):
+
+- **one-task batch**: the same rows answered by one switched-in task (what a single-task server does);
+- **BitFit mixed**: ``MultiTask.mixed_logits``, each row its own task's biases and head, one forward pass;
+- **LoRA mixed**: peft LoRA r=8 on W_q and W_v with N adapters, called with ``adapter_names`` (one per row),
+  heads left out (they cost the same for both methods and little).
+
+Throughput is rows per second, the median of interleaved repeats (the three paths take turns). It also
+measures the 1,024-task server: the time to add 1,024 deltas, the memory they add against their bytes, and
+the largest logit difference, on sampled rows, between the mixed batch and each row's task switched in.
+It writes ``results/benchmarks/multitask.json`` (every target met or missed, and by how much) and the figure
+``results/figures/multitask_throughput.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bitfit_edu.console import quiet_outputs
+from bitfit_edu.core.precision import hardware_name
+from bitfit_edu.core.readout import load_classifier, load_tokenizer, mean_pool
+from bitfit_edu.data import glue
+from bitfit_edu.data.locations import repo_root, results_folder
+from bitfit_edu.deploy.deltas import derived_delta, read_delta
+from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.evidence import plots
+from bitfit_edu.experiments.profiles import get_profile
+
+DELTAS = results_folder("deployment", "classroom", "deltas")
+OUTPUT = results_folder("benchmarks", "multitask.json")
+TASK_COUNTS = (1, 4, 16, 64, 256, 1024)
+TARGETS = {"BitFit mixed / one-task batch, worst task count": (">=", 0.95),
+           "BitFit mixed / LoRA mixed at 64 tasks": (">=", 1.25),
+           "seconds to add the deltas (1,024)": ("<=", 10.0),
+           "memory added by the deltas / their bytes": ("<=", 1.2),
+           "max |logit difference|, every row its own task (sampled rows)": ("<=", 1e-5)}
+
+
+def memory_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rows_batch(tokenizer, count: int) -> dict[str, torch.Tensor]:
+    sentences = glue.load_split(glue.get_task("sst2"), "validation")["sentence"]
+    chosen = [sentences[i % len(sentences)] for i in range(count)]
+    return dict(tokenizer(chosen, padding=True, return_tensors="pt"))
+
+
+def lora_encoder(model_name: str, adapters: int, budget_seconds: float):
+    """The encoder with ``adapters`` LoRA r=8 adapters (random, so that they compute), or None past the budget."""
+    import peft
+    from transformers import AutoModel
+
+    from bitfit_edu.data.locations import model_options
+
+    encoder = AutoModel.from_pretrained(model_name, **model_options()).eval()
+    config = peft.LoraConfig(r=8, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"],
+                             init_lora_weights=False)
+    started = time.perf_counter()
+    model = peft.get_peft_model(encoder, config, adapter_name="task0")
+    for k in range(1, adapters):
+        model.add_adapter(f"task{k}", config)
+        if time.perf_counter() - started > budget_seconds:
+            return None, time.perf_counter() - started
+    return model.eval(), time.perf_counter() - started
+
+
+def timed(answer, repeats: int) -> list[float]:
+    answer()  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        answer()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def answers(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str], lora) -> dict:
+    """The three ways to answer ``batch`` (LoRA's only when peft could hold the adapters)."""
+    paths = {"one-task batch": lambda: server.logits(batch), "BitFit mixed": lambda: server.mixed_logits(batch, tasks)}
+    if lora is not None:
+        adapter_names = [f"task{int(name.removeprefix('task'))}" for name in tasks]
+        inputs = {k: v for k, v in batch.items() if k != "token_type_ids"}
+        paths["LoRA mixed"] = lambda: mean_pool(lora(**inputs, adapter_names=adapter_names).last_hidden_state,
+                                                batch["attention_mask"])
+    return paths
+
+
+@torch.no_grad()
+def measure(server: MultiTask, names: list[str], tokenizer, model_name: str, count: int, rows: int, repeats: int,
+            lora_budget: float) -> dict:
+    """Rows per second of each path with ``count`` distinct tasks, the median of interleaved repeats."""
+    size = max(rows, count)
+    batch = rows_batch(tokenizer, size)
+    tasks = [names[i % count] for i in range(size)]
+    server.switch(tasks[0])
+    lora, built = lora_encoder(model_name, count, lora_budget)
+    paths = answers(server, batch, tasks, lora)
+    seconds = {name: [] for name in paths}
+    for _ in range(repeats):  # interleaved: each path once per round
+        for name, answer in paths.items():
+            seconds[name] += timed(answer, 1)
+    row = {"tasks": count, "rows": size, "lora_adapters_built_seconds": built,
+           "lora": "measured" if lora is not None else f"stopped: {count} adapters took over {lora_budget:.0f} s"}
+    for name, spent in seconds.items():
+        row[f"{name} rows/s"] = size / statistics.median(spent)
+    print(f"  {count:>5} tasks, {size} rows: " + ", ".join(f"{name} {row[f'{name} rows/s']:.0f} rows/s"
+                                                          for name in seconds) + f" ({row['lora']})", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=64, help="rows per batch below 64 tasks (default 64)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--task-counts", default=",".join(map(str, TASK_COUNTS)),
+                        help="comma separated (default: %(default)s); the largest is the server's size")
+    parser.add_argument("--lora-budget", type=float, default=120.0,
+                        help="seconds peft may take to build the adapters of one task count before it is skipped")
+    args = parser.parse_args()
+    counts = [int(count) for count in args.task_counts.split(",")]
+    quiet_outputs()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # peft 0.21
+    profile = get_profile("classroom")
+    source = DELTAS / next(p.name for p in sorted(DELTAS.glob("sst2_*.safetensors")))
+    manifest, _ = read_delta(source)
+    print(f"classroom model, fp32, {torch.get_num_threads()} threads, {hardware_name()}")
+    with tempfile.TemporaryDirectory() as folder:
+        model = load_classifier(profile.model, manifest.num_labels, profile.readout)
+        started = time.perf_counter()
+        derived = [derived_delta(model, source, Path(folder) / f"task{k}.safetensors", seed=k)
+                   for k in range(max(counts))]
+        print(f"derived {len(derived)} deltas from {source.name} in {time.perf_counter() - started:.0f} s")
+        server = MultiTask(load_classifier(profile.model, manifest.num_labels, profile.readout))
+        before = memory_mb()
+        started = time.perf_counter()
+        names = [server.add(path, name=f"task{k}") for k, path in enumerate(derived)]
+        add_seconds = time.perf_counter() - started
+        added_mb = memory_mb() - before
+        table_mb = (sum(t.numel() * t.element_size() for t in server.tables.values())
+                    + server.head_weights.numel() * 4 + server.head_biases.numel() * 4) / 2**20
+        delta_mb = sum(t.numel() * t.element_size() for path in derived for t in read_delta(path)[1].values()) / 2**20
+    print(f"added {len(names)} deltas in {add_seconds:.1f} s; memory +{added_mb:.0f} MB (tables {table_mb:.0f} MB) "
+          f"for {delta_mb:.0f} MB of deltas")
+    tokenizer = load_tokenizer(profile.model)
+    batch = rows_batch(tokenizer, len(names))
+    mixed = server.mixed_logits(batch, names)
+    gap = 0.0
+    for row in range(0, len(names), 97):
+        server.switch(names[row])
+        alone = server.logits({k: v[row:row + 1] for k, v in batch.items()})
+        gap = max(gap, float((mixed[row] - alone[0]).abs().max()))
+    print("throughput (rows per second, median of interleaved repeats):")
+    results = [measure(server, names, tokenizer, profile.model, count, args.rows, args.repeats, args.lora_budget)
+               for count in counts]
+    at = {row["tasks"]: row for row in results}
+    at.setdefault(64, {"BitFit mixed rows/s": float("nan")})
+    measured = {
+        "BitFit mixed / one-task batch, worst task count":
+            min(row["BitFit mixed rows/s"] / row["one-task batch rows/s"] for row in results),
+        "BitFit mixed / LoRA mixed at 64 tasks":
+            at[64]["BitFit mixed rows/s"] / at[64].get("LoRA mixed rows/s", float("nan")),
+        "seconds to add the deltas (1,024)": add_seconds,
+        "memory added by the deltas / their bytes": added_mb / delta_mb,
+        "max |logit difference|, every row its own task (sampled rows)": gap,
+    }
+    compare = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
+    targets = {name: {"measured": value, "target": f"{TARGETS[name][0]} {TARGETS[name][1]:g}",
+                      "met": bool(compare[TARGETS[name][0]](value, TARGETS[name][1])),
+                      "by": value / TARGETS[name][1]} for name, value in measured.items()}
+    for name, found in targets.items():
+        print(f"  {name}: {found['measured']:.4g} (target {found['target']}): {'met' if found['met'] else 'MISSED'}")
+    chart = plots.multitask_throughput_figure(results, f"classroom model, {torch.get_num_threads()} threads, "
+                                                       f"{hardware_name()}")
+    print(chart.save("multitask_throughput"))
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps({
+        "throughput": results, "targets": targets, "deltas": len(names), "derived_from": source.name,
+        "delta_mb": delta_mb, "added_mb": added_mb, "table_mb": table_mb, "add_seconds": add_seconds,
+        "device": hardware_name(),
+        "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=1) + "\n")
+    print(f"wrote {OUTPUT.relative_to(repo_root())}")
+
+
+if __name__ == "__main__":
+    main()
