@@ -233,6 +233,14 @@ def _tsv_texts(path: str) -> list[str]:
     return [PAIR_SEPARATOR.join(line.split("\t")) for line in lines if line.strip()]
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .deploy.service import Settings, run_service
+
+    folder = locations.existing_folder("--deltas", args.deltas)
+    settings = Settings(folder, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_length=args.max_length)
+    return run_service(settings, args.host, args.port)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .classroom import doctor
 
@@ -336,6 +344,17 @@ def parser() -> argparse.ArgumentParser:
                                               "columns")
     predict_parser.add_argument("text", nargs="*", help="sentences; a pair written 'first ||| second'")
     predict_parser.set_defaults(func=cmd_predict)
+
+    serve_parser = sub.add_parser("serve", help="answer requests for every delta of a folder as a web service "
+                                                "(mixed-task batches on one backbone)")
+    serve_parser.add_argument("--deltas", required=True, metavar="DIR", help="a folder of delta files, one backbone")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--max-batch", type=int, default=32, help="most rows in one mixed batch (default 32)")
+    serve_parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                              help="how long a batch's first request waits for others (default 5 ms)")
+    serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
+    serve_parser.set_defaults(func=cmd_serve)
 
     doctor_parser = sub.add_parser("doctor", help="is this machine ready for the course? one line per item, OK or "
                                                   "FAIL with the fix")

@@ -1,0 +1,253 @@
+"""One backbone, many tasks, as a web service: ``python -m bitfit_edu serve --deltas DIR``.
+
+Requests for any loaded task are gathered into mixed batches (``MultiTask.mixed_logits``): the first
+request of a batch waits at most ``max_wait_ms`` for others, and a batch holds at most ``max_batch`` rows.
+The model runs in one worker thread, so the event loop keeps accepting requests while a batch is answered.
+
+Endpoints:
+
+- ``POST /v1/predict`` with ``{"task": "sst2", "text": "..."}``, or ``"text_pair"`` as well for a pair task:
+  the label and its probability (or a regression task's score) and the logits;
+- ``GET /v1/tasks``: the loaded tasks, their kind and labels;
+- ``POST /v1/tasks/scan``: add the deltas that appeared in the folder since, without a restart;
+- ``GET /healthz``.
+
+Bad input gets a 4xx with one message and never touches other requests: an unknown task (404), a pair for a
+single-sentence task or the reverse, an empty text (422), a body that is not UTF-8 JSON (400), a body over
+``max_body_bytes`` (413). Text over ``max_length`` tokens is truncated and the response says so. On SIGTERM,
+uvicorn stops accepting connections and the requests in flight are answered before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from transformers import DataCollatorWithPadding
+
+from ..core.readout import load_tokenizer
+from ..data.glue import get_task
+from ..errors import BitFitError
+from .serving import MultiTask, serve
+
+
+class RequestError(Exception):
+    """Bad input to the service: its HTTP status and one message that says what to do."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Settings:
+    deltas: Path
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_length: int = 128
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass
+class Pending:
+    """One request waiting for its batch: its task, its tokenized row, and where its answer goes."""
+
+    task: str
+    row: dict[str, list[int]]
+    truncated: bool
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    """Gathers requests of any task into mixed batches and answers each batch in one forward pass."""
+
+    def __init__(self, server: MultiTask, settings: Settings):
+        self.server, self.settings = server, settings
+        self.tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
+        self.collate = DataCollatorWithPadding(self.tokenizer)
+        self.queue: asyncio.Queue[Pending | None] = asyncio.Queue()
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitfit-model")
+        self.answered = 0
+        self.lock = threading.Lock()  # adding deltas and answering batches never overlap
+
+    def encode(self, task: str, text: str, text_pair: str | None) -> tuple[dict[str, list[int]], bool]:
+        """One request's row, truncated to ``max_length`` tokens, after its texts are checked for its task."""
+        spec = get_task(self.server.delta(task).manifest.task)
+        texts = [text] + ([text_pair] if text_pair is not None else [])
+        if len(texts) != len(spec.text_fields):
+            pair = len(spec.text_fields) == 2
+            wanted = "a pair: give 'text' and 'text_pair'" if pair else "one text: drop 'text_pair'"
+            raise RequestError(422, f"task {task!r} ({spec.folder}) reads {wanted}")
+        if not all(isinstance(t, str) and t.strip() for t in texts):
+            raise RequestError(422, "'text' (and 'text_pair') must be non-empty strings")
+        full = self.tokenizer(*texts)
+        row = self.tokenizer(*texts, truncation=True, max_length=self.settings.max_length)
+        return dict(row), len(full["input_ids"]) > self.settings.max_length
+
+    async def submit(self, task: str, row: dict[str, list[int]], truncated: bool) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(Pending(task, row, truncated, future))
+        return await future
+
+    async def run(self) -> None:
+        """Form batches until ``None`` arrives, then answer what is left and stop."""
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self.queue.get()
+            if first is None:
+                break
+            batch, deadline = [first], loop.time() + self.settings.max_wait_ms / 1000
+            while len(batch) < self.settings.max_batch:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                answers = await loop.run_in_executor(self.model_thread, self.answer, batch)
+            except Exception as error:  # a fault in the model: each waiting request hears of it, the loop goes on
+                for item in batch:
+                    item.future.set_exception(error)
+                continue
+            for item, answer in zip(batch, answers, strict=True):
+                item.future.set_result(answer)
+
+    @torch.no_grad()
+    def answer(self, batch: list[Pending]) -> list[dict]:
+        """The answers of one mixed batch (in the model thread)."""
+        with self.lock:
+            inputs = dict(self.collate([item.row for item in batch]))
+            logits = self.server.mixed_logits(inputs, [item.task for item in batch])
+            self.answered += len(batch)
+            return [self.describe(item, row_logits) for item, row_logits in zip(batch, logits, strict=True)]
+
+    def describe(self, item: Pending, logits: torch.Tensor) -> dict:
+        manifest = self.server.delta(item.task).manifest
+        found = {"task": item.task, "logits": [round(float(x), 6) for x in logits], "truncated": item.truncated}
+        if not manifest.label_names:
+            return {**found, "score": float(logits[0])}
+        probabilities = logits.softmax(-1)
+        best = int(probabilities.argmax())
+        return {**found, "label": manifest.label_names[best], "probability": float(probabilities[best])}
+
+    def scan(self) -> list[str]:
+        """Add the deltas of the folder that are not loaded yet (checked as ``MultiTask.add_many`` checks)."""
+        with self.lock:
+            known = {delta.source for delta in self.server.tasks.values()}
+            new = [p for p in sorted(self.settings.deltas.glob("*.safetensors")) if str(p) not in known]
+            return self.server.add_many(new) if new else []
+
+
+async def _json_body(request: Request, limit: int) -> dict:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the body is over {limit:,} bytes: send one request per text")
+    body = await request.body()
+    if len(body) > limit:
+        raise RequestError(413, f"the body is over {limit:,} bytes: send one request per text")
+    try:
+        found = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError(400, "the body is not UTF-8: send JSON encoded as UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise RequestError(400, f"the body is not JSON ({error.msg}): send {{\"task\": ..., \"text\": ...}}") from None
+    if not isinstance(found, dict):
+        raise RequestError(400, "the body must be a JSON object: {\"task\": ..., \"text\": ...}")
+    return found
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service for the deltas in ``settings.deltas`` (all on one backbone)."""
+    paths = sorted(Path(settings.deltas).glob("*.safetensors"))
+    if not paths:
+        raise BitFitError(f"no delta files (*.safetensors) in {settings.deltas}: save some with "
+                          "'python -m bitfit_edu run ... --deltas DIR'")
+    state: dict[str, MicroBatcher] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state["batcher"] = app.state.batcher = batcher = MicroBatcher(serve(paths), settings)
+        worker = asyncio.create_task(batcher.run())
+        yield
+        await batcher.queue.put(None)  # after uvicorn has let the requests in flight finish
+        await worker
+        batcher.model_thread.shutdown(wait=True)
+
+    app = FastAPI(title="bitfit_edu: one backbone, many tasks", lifespan=lifespan)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, error: RequestError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(BitFitError)
+    async def bitfit_error(request: Request, error: BitFitError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=422)
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> dict:
+        batcher = state["batcher"]
+        body = await _json_body(request, settings.max_body_bytes)
+        task = body.get("task")
+        if not isinstance(task, str) or task not in batcher.server.tasks:
+            raise RequestError(404, f"no task {task!r}; loaded: {', '.join(batcher.server.tasks)} (GET /v1/tasks)")
+        row, truncated = batcher.encode(task, body.get("text"), body.get("text_pair"))
+        return await batcher.submit(task, row, truncated)
+
+    @app.get("/v1/tasks")
+    async def tasks() -> dict:
+        server = state["batcher"].server
+        return {"tasks": [{"task": name, "glue_task": delta.manifest.task, "method": delta.manifest.label,
+                           "labels": list(delta.manifest.label_names) or None,
+                           "pair": len(get_task(delta.manifest.task).text_fields) == 2}
+                          for name, delta in server.tasks.items()]}
+
+    @app.post("/v1/tasks/scan")
+    async def scan() -> dict:
+        batcher = state["batcher"]
+        added = await asyncio.get_running_loop().run_in_executor(batcher.model_thread, batcher.scan)
+        return {"added": added, "tasks": len(batcher.server.tasks)}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        batcher = state.get("batcher")
+        return {"status": "ok" if batcher else "starting", "tasks": len(batcher.server.tasks) if batcher else 0,
+                "answered": batcher.answered if batcher else 0}
+
+    return app
+
+
+def run_service(settings: Settings, host: str, port: int) -> int:
+    """Serve until SIGTERM or Ctrl-C; uvicorn answers the requests in flight first, then this says how many
+    requests were answered in all. Returns the exit status (143 after SIGTERM, 130 after Ctrl-C)."""
+    import uvicorn
+
+    from ..errors import Terminated
+
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    print(f"serving the deltas of {settings.deltas} on http://{host}:{port} (POST /v1/predict, GET /v1/tasks); "
+          "SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
+    status = 0
+    try:
+        server.run()  # uvicorn re-raises the signal that stopped it once it has shut down
+    except Terminated:
+        status = 143
+    except KeyboardInterrupt:
+        status = 130
+    answered = getattr(getattr(app.state, "batcher", None), "answered", 0)
+    print(f"stopped{' (SIGTERM)' if status == 143 else ''}: {answered} requests answered, none left waiting",
+          flush=True)
+    return status

@@ -1,0 +1,146 @@
+"""The service: mixed batches of real requests, each answered as its own task's model would, and bad input
+answered with one 4xx message that never touches the other requests."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+from conftest import write_synthetic_glue
+from fastapi.testclient import TestClient
+
+from bitfit_edu.core.readout import load_classifier, load_tokenizer
+from bitfit_edu.deploy.deltas import read_delta
+from bitfit_edu.deploy.service import Settings, create_app
+from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import run
+
+
+@pytest.fixture(scope="module")
+def deltas(tiny_model_dir, tmp_path_factory):
+    """Tiny real BitFit runs saved as deltas: SST-2 (one sentence), RTE (a pair), STS-B (a regression)."""
+    folder = tmp_path_factory.mktemp("service")
+    glue_dir = write_synthetic_glue(folder / "glue")
+    for task in ("sst2", "rte", "stsb"):
+        config = RunConfig(model=tiny_model_dir, task=task, method="bitfit", epochs=1, batch_size=8,
+                           train_eval_size=8, learning_rate=1e-2, readout="mean")
+        run(config, glue_dir=glue_dir, progress=False, delta=folder / "deltas" / f"{task}.safetensors")
+    return folder / "deltas"
+
+
+@pytest.fixture()
+def client(deltas):
+    with TestClient(create_app(Settings(deltas, max_batch=8, max_wait_ms=20, max_length=16,
+                                        max_body_bytes=2048))) as client:
+        yield client
+
+
+def own_model_logits(tiny_model_dir, deltas, task, *texts):
+    manifest, _ = read_delta(deltas / f"{task}.safetensors")
+    server = MultiTask(load_classifier(tiny_model_dir, manifest.num_labels, "mean"))
+    server.add(deltas / f"{task}.safetensors")
+    server.switch(task)
+    return server.logits(dict(load_tokenizer(tiny_model_dir)(*texts, return_tensors="pt")))[0]
+
+
+def test_concurrent_requests_of_many_tasks_each_get_their_own_tasks_answer(client, deltas, tiny_model_dir):
+    requests = [{"task": "sst2", "text": f"a good film number {k}"} for k in range(6)]
+    requests += [{"task": "rte", "text": f"the cat sat {k}", "text_pair": "a cat sat"} for k in range(6)]
+    requests += [{"task": "stsb", "text": "a man plays", "text_pair": f"someone plays {k}"} for k in range(6)]
+    answers = [None] * len(requests)
+
+    def send(index):
+        answers[index] = client.post("/v1/predict", json=requests[index])
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers if a.status_code != 200]
+    for request, answer in zip(requests, answers, strict=True):
+        found = answer.json()
+        assert found["task"] == request["task"] and not found["truncated"]
+        texts = [request["text"]] + ([request["text_pair"]] if "text_pair" in request else [])
+        expected = own_model_logits(tiny_model_dir, deltas, request["task"], *texts)
+        assert torch.allclose(torch.tensor(found["logits"]), expected, atol=1e-4)
+        assert ("score" in found) == (request["task"] == "stsb")
+    assert client.get("/healthz").json()["answered"] >= len(requests)
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"task": "cola", "text": "x"}, 404, "no task 'cola'; loaded: "),
+    ({"task": "sst2", "text": "a", "text_pair": "b"}, 422, "reads one text: drop 'text_pair'"),
+    ({"task": "rte", "text": "a"}, 422, "reads a pair: give 'text' and 'text_pair'"),
+    ({"task": "sst2", "text": "   "}, 422, "must be non-empty strings"),
+    ({"task": "sst2", "text": 5}, 422, "must be non-empty strings"),
+    ([1, 2], 400, "must be a JSON object"),
+])
+def test_bad_requests_get_one_clear_message(client, body, status, message):
+    answer = client.post("/v1/predict", json=body)
+    assert answer.status_code == status and message in answer.json()["error"]
+
+
+def test_bodies_that_are_not_json_not_utf8_or_too_big(client):
+    assert client.post("/v1/predict", content=b"{not json").status_code == 400
+    answer = client.post("/v1/predict", content=b'{"task": "sst2", "text": "\xff\xfe"}')
+    assert answer.status_code == 400 and "not UTF-8" in answer.json()["error"]
+    answer = client.post("/v1/predict", json={"task": "sst2", "text": "word " * 1000})
+    assert answer.status_code == 413 and "over 2,048 bytes" in answer.json()["error"]
+    assert client.post("/v1/predict", json={"task": "sst2", "text": "still fine"}).status_code == 200
+
+
+def test_long_text_is_truncated_and_says_so(client):
+    answer = client.post("/v1/predict", json={"task": "sst2", "text": "a very long film review " * 10})
+    assert answer.status_code == 200 and answer.json()["truncated"] is True
+
+
+def test_tasks_are_listed_and_a_new_delta_is_added_without_a_restart(client, deltas, tmp_path):
+    assert {t["task"] for t in client.get("/v1/tasks").json()["tasks"]} == {"sst2", "rte", "stsb"}
+    copy = deltas / "sst2_copy.safetensors"
+    shutil.copy(deltas / "sst2.safetensors", copy)
+    try:
+        answer = client.post("/v1/tasks/scan")
+        assert answer.status_code == 422 and "a task named 'sst2' is loaded already" in answer.json()["error"]
+    finally:
+        copy.unlink()
+    assert client.post("/v1/tasks/scan").json() == {"added": [], "tasks": 3}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits(deltas):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bitfit_edu", "serve", "--deltas", str(deltas), "--port",
+                                str(port), "--max-wait-ms", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").json()["status"] == "ok":
+                break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    answers = []
+    sender = threading.Thread(target=lambda: answers.append(
+        httpx.post(f"{url}/v1/predict", json={"task": "sst2", "text": "in flight"}, timeout=60)))
+    sender.start()
+    time.sleep(0.1)  # the request now waits up to 300 ms for its batch
+    process.send_signal(signal.SIGTERM)
+    sender.join()
+    out, err = process.communicate(timeout=60)
+    assert answers and answers[0].status_code == 200, err
+    assert process.returncode == 143 and "stopped (SIGTERM): 1 requests answered" in out, (out, err)
+    assert "Traceback" not in err
