@@ -237,7 +237,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .deploy.service import Settings, run_service
 
     folder = locations.existing_folder("--deltas", args.deltas)
-    settings = Settings(folder, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_length=args.max_length)
+    settings = Settings(folder, max_batch=1 if args.switching else args.max_batch, max_wait_ms=args.max_wait_ms,
+                        max_length=args.max_length, switching=args.switching)
     return run_service(settings, args.host, args.port)
 
 
@@ -354,6 +355,8 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--max-wait-ms", type=float, default=5.0,
                               help="how long a batch's first request waits for others (default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
+    serve_parser.add_argument("--switching", action="store_true",
+                              help="answer one request at a time, switching tasks (a load test's baseline)")
     serve_parser.set_defaults(func=cmd_serve)
 
     doctor_parser = sub.add_parser("doctor", help="is this machine ready for the course? one line per item, OK or "

@@ -102,16 +102,25 @@ def test_long_text_is_truncated_and_says_so(client):
     assert answer.status_code == 200 and answer.json()["truncated"] is True
 
 
-def test_tasks_are_listed_and_a_new_delta_is_added_without_a_restart(client, deltas, tmp_path):
+def test_tasks_are_listed_and_a_new_delta_is_added_without_a_restart(client, deltas):
     assert {t["task"] for t in client.get("/v1/tasks").json()["tasks"]} == {"sst2", "rte", "stsb"}
-    copy = deltas / "sst2_copy.safetensors"
+    copy = deltas / "sst2_customer_b.safetensors"  # a second SST-2 delta: served under its file's name
     shutil.copy(deltas / "sst2.safetensors", copy)
     try:
-        answer = client.post("/v1/tasks/scan")
-        assert answer.status_code == 422 and "a task named 'sst2' is loaded already" in answer.json()["error"]
+        assert client.post("/v1/tasks/scan").json() == {"added": ["sst2_customer_b"], "tasks": 4}
+        answer = client.post("/v1/predict", json={"task": "sst2_customer_b", "text": "a good film"})
+        assert answer.status_code == 200 and answer.json()["task"] == "sst2_customer_b"
+        assert client.post("/v1/tasks/scan").json() == {"added": [], "tasks": 4}
     finally:
         copy.unlink()
-    assert client.post("/v1/tasks/scan").json() == {"added": [], "tasks": 3}
+    broken = deltas / "broken.safetensors"
+    broken.write_text("not a delta")
+    try:
+        answer = client.post("/v1/tasks/scan")
+        assert answer.status_code == 422 and "corrupt delta file" in answer.json()["error"]
+        assert client.post("/v1/predict", json={"task": "sst2", "text": "still served"}).status_code == 200
+    finally:
+        broken.unlink()
 
 
 def free_port() -> int:

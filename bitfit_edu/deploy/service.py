@@ -6,6 +6,9 @@ The model runs in one worker thread, so the event loop keeps accepting requests 
 
 Endpoints:
 
+Each delta is served under its GLUE task's name ("sst2") where that is unique in the folder, else under its
+file's name without ``.safetensors``.
+
 - ``POST /v1/predict`` with ``{"task": "sst2", "text": "..."}``, or ``"text_pair"`` as well for a pair task:
   the label and its probability (or a regression task's score) and the logits;
 - ``GET /v1/tasks``: the loaded tasks, their kind and labels;
@@ -37,7 +40,7 @@ from transformers import DataCollatorWithPadding
 from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
-from .serving import MultiTask, serve
+from .serving import MultiTask, serve, task_names
 
 
 class RequestError(Exception):
@@ -55,6 +58,7 @@ class Settings:
     max_wait_ms: float = 5.0
     max_length: int = 128
     max_body_bytes: int = 64 * 1024
+    switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
 
 
 @dataclass
@@ -127,10 +131,17 @@ class MicroBatcher:
 
     @torch.no_grad()
     def answer(self, batch: list[Pending]) -> list[dict]:
-        """The answers of one mixed batch (in the model thread)."""
+        """The answers of one mixed batch (in the model thread); with ``switching``, of each request alone,
+        its task switched in."""
         with self.lock:
-            inputs = dict(self.collate([item.row for item in batch]))
-            logits = self.server.mixed_logits(inputs, [item.task for item in batch])
+            if self.settings.switching:
+                logits = []
+                for item in batch:
+                    self.server.switch(item.task)
+                    logits.append(self.server.logits(dict(self.collate([item.row])))[0])
+            else:
+                inputs = dict(self.collate([item.row for item in batch]))
+                logits = self.server.mixed_logits(inputs, [item.task for item in batch])
             self.answered += len(batch)
             return [self.describe(item, row_logits) for item, row_logits in zip(batch, logits, strict=True)]
 
@@ -148,7 +159,7 @@ class MicroBatcher:
         with self.lock:
             known = {delta.source for delta in self.server.tasks.values()}
             new = [p for p in sorted(self.settings.deltas.glob("*.safetensors")) if str(p) not in known]
-            return self.server.add_many(new) if new else []
+            return self.server.add_many(new, task_names(new, set(self.server.tasks))) if new else []
 
 
 async def _json_body(request: Request, limit: int) -> dict:
@@ -179,7 +190,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["batcher"] = app.state.batcher = batcher = MicroBatcher(serve(paths), settings)
+        server = serve(paths, task_names(paths))
+        state["batcher"] = app.state.batcher = batcher = MicroBatcher(server, settings)
         worker = asyncio.create_task(batcher.run())
         yield
         await batcher.queue.put(None)  # after uvicorn has let the requests in flight finish

@@ -342,8 +342,17 @@ def examples_per_second(server: MultiTask, batch: dict[str, torch.Tensor], tasks
 PAIR_SEPARATOR = " ||| "  # how a sentence pair is written on the command line: 'first ||| second'
 
 
-def serve(paths: list[str | Path]) -> MultiTask:
-    """A backbone loaded once, with every delta in ``paths`` added; they must share its backbone."""
+def task_names(paths: list[str | Path], taken: set[str] = frozenset()) -> list[str]:
+    """A name per delta file: its GLUE task ('sst2') where no other file or loaded task has it, else the file's
+    name without its suffix (deltas of one task for several customers, say)."""
+    tasks = [read_delta(path)[0].task for path in paths]
+    return [task if tasks.count(task) == 1 and task not in taken else Path(path).stem
+            for task, path in zip(tasks, paths, strict=True)]
+
+
+def serve(paths: list[str | Path], names: list[str] | None = None) -> MultiTask:
+    """A backbone loaded once, with every delta in ``paths`` added (as ``names``, default: each its task);
+    they must share its backbone."""
     manifests = [read_delta(path)[0] for path in paths]
     backbones = {(m.model, m.readout) for m in manifests}
     if len(backbones) > 1:
@@ -352,8 +361,7 @@ def serve(paths: list[str | Path]) -> MultiTask:
                           "give deltas of one backbone")
     first = manifests[0]
     server = MultiTask(load_classifier(first.model, first.num_labels, first.readout))
-    for path in paths:
-        server.add(path)
+    server.add_many(paths, names)
     return server
 
 

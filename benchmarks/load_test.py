@@ -1,0 +1,107 @@
+"""The service under load: 64 tasks, concurrency 1, 8 and 32, against one request at a time with a task switch.
+
+    python benchmarks/load_test.py          # a few minutes on 2 cores; run it on a quiet machine
+
+The classroom model's committed SST-2 delta and 63 tasks derived from it by small perturbations
+(``deltas.derived_delta``), served by ``python -m bitfit_edu serve`` on 127.0.0.1. Requests draw a task and
+one of ``--texts`` real SST-2 dev sentences at random. For each concurrency, the mixed-batch service and the
+same service answering one request at a time with a task switch (``--switching``) get the same requests;
+every answer is checked against its own task's model (no wrong task, no lost request). Then ``--soak``
+requests at concurrency 32 check that the server's resident memory grows by at most 5%. It writes
+``results/benchmarks/load_test.json``, with each target met or missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bitfit_edu.console import quiet_outputs
+from bitfit_edu.core.precision import hardware_name
+from bitfit_edu.core.readout import load_classifier
+from bitfit_edu.data import glue
+from bitfit_edu.data.locations import repo_root, results_folder
+from bitfit_edu.deploy import loadtest
+from bitfit_edu.deploy.deltas import derived_delta
+from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.experiments.profiles import get_profile
+
+DELTAS = results_folder("deployment", "classroom", "deltas")
+OUTPUT = results_folder("benchmarks", "load_test.json")
+CONCURRENCY = (1, 8, 32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=64)
+    parser.add_argument("--texts", type=int, default=32, help="distinct SST-2 sentences drawn from")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency and service")
+    parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
+    args = parser.parse_args()
+    quiet_outputs()
+    profile = get_profile("classroom")
+    source = sorted(DELTAS.glob("sst2_*.safetensors"))[0]
+    texts = list(glue.load_split(glue.get_task("sst2"), "validation")["sentence"][:args.texts])
+    with tempfile.TemporaryDirectory() as folder:
+        model = load_classifier(profile.model, 2, profile.readout)
+        paths = [derived_delta(model, source, Path(folder) / f"task{k:04d}.safetensors", seed=k)
+                 for k in range(args.tasks)]
+        server = MultiTask(load_classifier(profile.model, 2, profile.readout))
+        names = server.add_many(paths, [path.stem for path in paths])
+        requests = loadtest.requests_for(names, texts, args.requests)
+        soak = loadtest.requests_for(names, texts, args.soak, seed=1)
+        print(f"{args.tasks} tasks, {len(texts)} sentences; computing each task's own answers ...", flush=True)
+        expected = loadtest.expected_logits(server, set(requests) | set(soak))
+        rows = []
+        for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
+            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", *options)
+            try:
+                for concurrency in CONCURRENCY:
+                    loadtest.load(url, requests[:50], concurrency)  # warm-up
+                    sent, seconds = loadtest.load(url, requests, concurrency)
+                    row = {"service": mode, "concurrency": concurrency, **loadtest.summary(sent, seconds),
+                           **loadtest.check(sent, expected)}
+                    rows.append(row)
+                    print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s, p50 "
+                          f"{row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; lost "
+                          f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']}",
+                          flush=True)
+                if mode == "mixed batches":
+                    before = loadtest.resident_mb(process.pid)
+                    sent, seconds = loadtest.load(url, soak, 32)
+                    after = loadtest.resident_mb(process.pid)
+                    soak_row = {"requests": len(soak), "rss_before_mb": before, "rss_after_mb": after,
+                                "growth": after / before - 1, **loadtest.check(sent, expected)}
+                    print(f"  soak: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB", flush=True)
+            finally:
+                loadtest.stop_service(process)
+    at = {(row["service"], row["concurrency"]): row for row in rows}
+    speedup = (at[("mixed batches", 32)]["requests_per_second"]
+               / at[("one at a time, task switch", 32)]["requests_per_second"])
+    targets = {
+        "throughput at concurrency 32 / one at a time": {"measured": speedup, "target": ">= 2", "met": speedup >= 2},
+        "RSS growth over the soak": {"measured": soak_row["growth"], "target": "<= 0.05",
+                                     "met": soak_row["growth"] <= 0.05},
+        "lost or wrong answers": {"measured": sum(r["lost"] + r["wrong_task"] + r["wrong_logits"]
+                                                  for r in [*rows, soak_row]), "target": "0"},
+    }
+    targets["lost or wrong answers"]["met"] = targets["lost or wrong answers"]["measured"] == 0
+    for name, found in targets.items():
+        print(f"  {name}: {found['measured']:.4g} (target {found['target']}): {'met' if found['met'] else 'MISSED'}")
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps({
+        "loads": rows, "soak": soak_row, "targets": targets, "tasks": args.tasks, "derived_from": source.name,
+        "device": hardware_name(), "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=1) + "\n")
+    print(f"wrote {OUTPUT.relative_to(repo_root())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""A load test of the service (``service.py``), bounded in count and time, on 127.0.0.1 only.
+
+``start_service`` runs ``python -m bitfit_edu serve`` in a process of its own; ``load`` sends a fixed list of
+requests from many tasks at a given concurrency with httpx's async client and times each; ``check`` compares
+every answer with the logits each task's own model gives (no wrong task, no lost request); ``summary``
+gives throughput and latency percentiles. ``benchmarks/load_test.py`` runs it on the classroom model, and
+``tests/test_loadtest.py`` at a small size in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from ..core.readout import load_tokenizer
+from ..errors import BitFitError
+from .serving import MultiTask
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request of a load test and what came back."""
+
+    task: str
+    text: str
+    status: int
+    seconds: float
+    answer: dict | None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_service(deltas: Path, *options: str, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+    """``serve`` on a free port of 127.0.0.1, once it answers ``/healthz``; returns the process and its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bitfit_edu", "serve", "--deltas", str(deltas), "--port",
+                                str(port), *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise BitFitError(f"the service stopped while starting: {process.stderr.read()[-500:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).json().get("status") == "ok":
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise BitFitError(f"the service did not answer /healthz within {timeout:.0f} s")
+
+
+def stop_service(process: subprocess.Popen) -> str:
+    """SIGTERM, then what it printed."""
+    process.terminate()
+    out, _ = process.communicate(timeout=60)
+    return out
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def requests_for(tasks: list[str], texts: list[str], count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``count`` (task, text) requests drawn at random, reproducibly."""
+    generator = random.Random(seed)
+    return [(generator.choice(tasks), generator.choice(texts)) for _ in range(count)]
+
+
+async def _load(url: str, requests: list[tuple[str, str]], concurrency: int, timeout: float) -> list[Sent]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    queue = list(enumerate(requests))
+    sent: list[Sent | None] = [None] * len(requests)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            index, (task, text) = queue.pop()
+            started = time.perf_counter()
+            try:
+                response = await client.post(f"{url}/v1/predict", json={"task": task, "text": text})
+                status, answer = response.status_code, response.json()
+            except httpx.HTTPError:
+                status, answer = 0, None
+            sent[index] = Sent(task, text, status, time.perf_counter() - started, answer)
+
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return sent
+
+
+def load(url: str, requests: list[tuple[str, str]], concurrency: int,
+         timeout: float = 60.0) -> tuple[list[Sent], float]:
+    """Send ``requests`` with ``concurrency`` in flight at a time; the answers and the wall seconds."""
+    started = time.perf_counter()
+    sent = asyncio.run(_load(url, requests, concurrency, timeout))
+    return sent, time.perf_counter() - started
+
+
+@torch.no_grad()
+def expected_logits(server: MultiTask, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], torch.Tensor]:
+    """Each (task, text)'s logits from its own task switched in, one text at a time (no padding)."""
+    tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
+    found = {}
+    for task, text in sorted(pairs):
+        server.switch(task)
+        found[(task, text)] = server.logits(dict(tokenizer(text, return_tensors="pt")))[0]
+    return found
+
+
+def check(sent: list[Sent], expected: dict[tuple[str, str], torch.Tensor], tolerance: float = 1e-4) -> dict:
+    """Lost requests (no 200 answer), answers for another task, and answers whose logits differ from the own
+    task's model by more than ``tolerance``."""
+    lost = [s for s in sent if s.status != 200 or s.answer is None]
+    answered = [s for s in sent if s not in lost]
+    wrong_task = [s for s in answered if s.answer["task"] != s.task]
+    wrong_logits = [s for s in answered if float((torch.tensor(s.answer["logits"])
+                                                   - expected[(s.task, s.text)]).abs().max()) > tolerance]
+    return {"requests": len(sent), "lost": len(lost), "wrong_task": len(wrong_task), "wrong_logits": len(wrong_logits)}
+
+
+def summary(sent: list[Sent], seconds: float) -> dict:
+    """Throughput and latency percentiles (milliseconds) of one load."""
+    latencies = np.array([s.seconds for s in sent]) * 1000
+    return {"requests_per_second": len(sent) / seconds, "p50_ms": float(np.percentile(latencies, 50)),
+            "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
+            "seconds": seconds, "cpu_count": os.cpu_count()}

@@ -1,0 +1,45 @@
+"""The load test at a small size (CI): many tasks, concurrent requests, every answer its own task's, none lost."""
+
+import pytest
+from conftest import write_synthetic_glue
+
+from bitfit_edu.core.readout import load_classifier
+from bitfit_edu.deploy import loadtest
+from bitfit_edu.deploy.deltas import derived_delta, read_delta
+from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.experiments.runs import RunConfig
+from bitfit_edu.experiments.training import run
+
+TEXTS = ["a good film", "a dull and long film", "the cast shines", "nothing works here", "a quiet gem"]
+
+
+@pytest.fixture(scope="module")
+def sixteen_tasks(tiny_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("load")
+    config = RunConfig(model=tiny_model_dir, task="sst2", method="bitfit", epochs=1, batch_size=8,
+                       train_eval_size=8, learning_rate=1e-2, readout="mean")
+    source = folder / "sst2.safetensors"
+    run(config, glue_dir=write_synthetic_glue(folder / "glue"), progress=False, delta=source)
+    model = load_classifier(tiny_model_dir, 2, "mean")
+    for k in range(16):
+        derived_delta(model, source, folder / "deltas" / f"task{k:02d}.safetensors", seed=k)
+    return folder / "deltas"
+
+
+def test_a_small_load_loses_nothing_and_answers_each_request_for_its_own_task(sixteen_tasks, tiny_model_dir):
+    server = MultiTask(load_classifier(tiny_model_dir, 2, "mean"))
+    paths = sorted(sixteen_tasks.glob("*.safetensors"))
+    names = server.add_many(paths, [p.stem for p in paths])
+    requests = loadtest.requests_for(names, TEXTS, 120)
+    expected = loadtest.expected_logits(server, set(requests))
+    for options in ((), ("--switching",)):
+        process, url = loadtest.start_service(sixteen_tasks, "--max-wait-ms", "10", *options)
+        try:
+            sent, seconds = loadtest.load(url, requests, concurrency=8)
+        finally:
+            out = loadtest.stop_service(process)
+        assert loadtest.check(sent, expected) == {"requests": 120, "lost": 0, "wrong_task": 0, "wrong_logits": 0}
+        found = loadtest.summary(sent, seconds)
+        assert found["requests_per_second"] > 0 and found["p50_ms"] <= found["p95_ms"] <= found["p99_ms"]
+        assert "120 requests answered" in out
+    assert {read_delta(p)[0].task for p in paths} == {"sst2"}
