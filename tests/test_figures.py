@@ -49,10 +49,15 @@ def test_every_kind_of_figure_has_alt_text_with_its_numbers():
         "seeds": plots.learning_curves_over_seeds(curves, "seeds"),
         "sizes": plots.size_curve_figure(sizes, sizes * 0, "size", [1000.0]),
         "power": plots.verdict_probability_figure({"gap 0": curve}, "power", seeds_now=5),
+        "latency": plots.latency_figure([10.0] * 98 + [50.0, 90.0], "service"),
+        "multitask": plots.multitask_throughput_figure(
+            [{"tasks": n, "one-task batch rows/s": 100.0, "BitFit mixed rows/s": 98.0, "LoRA mixed rows/s": 100 / n}
+             for n in (1, 4)], "mixed"),
     }
     expected = {"kinds": "biases b 1 (0.1%)", "curves": "dev 50.0, 60.0", "heat": "Largest cell: b_m2 at 0, 0.004",
                 "seeds": "BitFit 50.0 at epoch 1, 65.0 at epoch 2", "sizes": "cross near 1,000",
-                "power": "at 5 seeds holds"}
+                "power": "at 5 seeds holds", "latency": "100 requests, latency from 10 to 90 ms; percentiles p50 10 ms",
+                "multitask": "BitFit, mixed batch: 1 tasks 0.98, 4 tasks 0.98; LoRA r=8"}
     for name, chart in charts.items():
         assert expected[name] in chart.alt, (name, chart.alt)
 

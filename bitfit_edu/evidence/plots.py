@@ -361,3 +361,22 @@ def multitask_throughput_figure(results: list[dict], title: str) -> Chart:
     fig.tight_layout()
     return Chart(fig, f"Line chart, log x-axis: {title}. Throughput of a mixed-task batch relative to a one-task "
                       f"batch of the same rows, against the number of distinct tasks. " + "; ".join(lines) + ".")
+
+
+def latency_figure(latencies_ms: list[float], title: str) -> Chart:
+    """A histogram of request latencies (milliseconds) with the 50th, 95th and 99th percentiles marked."""
+    values = np.asarray(latencies_ms)
+    marks = {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.hist(values, bins=40, color="C0", alpha=0.8)
+    for index, (label, value) in enumerate(marks.items()):
+        ax.axvline(value, color=f"C{index + 1}", linestyle="--", label=f"{label}: {value:.0f} ms")
+    ax.set_xlabel("latency of one request (ms)")
+    ax.set_ylabel("requests")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    listed = ", ".join(f"{label} {value:.0f} ms" for label, value in marks.items())
+    return Chart(fig, f"Histogram: {title}. {len(values)} requests, latency from {values.min():.0f} to "
+                      f"{values.max():.0f} ms; percentiles {listed}.")
