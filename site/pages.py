@@ -127,10 +127,32 @@ def figures() -> str:
     return "\n".join(blocks)
 
 
+BENCHMARKS = {"deployment.json": "training, padding and serving (`benchmarks/deployment.py`)",
+              "multitask.json": "mixed batches up to 1,024 tasks, beside LoRA (`benchmarks/multitask.py`)",
+              "load_test.json": "the service under load (`benchmarks/load_test.py`)"}
+
+
+def deployment_targets() -> str:
+    """One table of every deployment benchmark's targets: measured, target, met, and the machine."""
+    rows = ["| benchmark | measure | ours | target | | measured on |", "|---|---|---|---|---|---|"]
+    for file, about in BENCHMARKS.items():
+        path = results_folder("benchmarks", file)
+        if not path.is_file():
+            rows.append(f"| {about} | not measured yet | | | | |")
+            continue
+        found = json.loads(path.read_text())
+        machine = f"{found.get('device', '?')}, {found.get('torch_threads', '?')} threads, {found['measured_at'][:10]}"
+        for name, target in found["targets"].items():
+            rows.append(f"| {about} | {name} | {target['measured']:.4g} | {target['target']} | "
+                        f"{'met' if target['met'] else 'missed'} | {machine} |")
+    return "\n".join(rows) + "\n"
+
+
 def write_all() -> None:
     """Write every generated page part into ``site/_generated/``."""
     quiet_outputs()
     GENERATED.mkdir(exist_ok=True)
     for name, text in {"course_map": course_map(), "instructor_chapters": instructor_chapters(),
-                       "verdicts": verdicts(), "figures": figures()}.items():
+                       "verdicts": verdicts(), "figures": figures(),
+                       "deployment_targets": deployment_targets()}.items():
         (GENERATED / f"{name}.md").write_text(text)
