@@ -236,9 +236,12 @@ def _tsv_texts(path: str) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .deploy.service import Settings, run_service
 
-    folder = locations.existing_folder("--deltas", args.deltas)
-    settings = Settings(folder, max_batch=1 if args.switching else args.max_batch, max_wait_ms=args.max_wait_ms,
-                        max_length=args.max_length, switching=args.switching)
+    folder = Path(args.deltas)
+    if not folder.is_dir():
+        raise BitFitError(f"--deltas {args.deltas} is not a folder: give the folder that holds the delta files "
+                          "(*.safetensors), e.g. results/deployment/classroom/deltas")
+    settings = Settings(folder.resolve(), max_batch=1 if args.switching else args.max_batch,
+                        max_wait_ms=args.max_wait_ms, max_length=args.max_length, switching=args.switching)
     return run_service(settings, args.host, args.port)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..data.locations import repo_root
+from ..data.locations import CHECKOUT, repo_root
 from ..errors import BitFitError
 from .exercises import EXERCISES
 
@@ -46,7 +46,9 @@ def is_exercise_cell(cell) -> bool:
 
 def student_edition(out: Path, notebooks: Path | None = None) -> list[Path]:
     """Write every course notebook to ``out`` without its answer cells, exercise outputs cleared."""
-    notebooks = notebooks or repo_root() / "notebooks"
+    if notebooks is None:  # the working directory's checkout, else the one this package was installed from
+        notebooks = next((root / "notebooks" for root in (repo_root(), CHECKOUT) if (root / "notebooks").is_dir()),
+                         repo_root() / "notebooks")
     sources = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not sources:
         raise BitFitError(f"no course notebooks (NN_name.ipynb) in {notebooks}: run this from a checkout")
