@@ -184,24 +184,24 @@ def check_reference(model: nn.Module, manifest: DeltaManifest, source: str) -> N
 
 
 def check_fits(model: nn.Module, manifest: DeltaManifest, tensors: dict[str, torch.Tensor], source: str,
-               digest: str | None = None) -> None:
+               digest: str | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> None:
     """One clear error unless the delta fits ``model``: same backbone, and a parameter of the same shape
-    for every tensor. ``digest``: the model's ``backbone_digest``, if already known."""
+    for every tensor. ``digest`` and ``shapes`` (parameter name -> shape): the model's, if already known."""
     digest = digest or backbone_digest(model)
     if manifest.backbone_sha256 != digest:
         raise BitFitError(f"{source} was trained on another backbone: {manifest.model} with weights "
                           f"{manifest.backbone_sha256[:12]}..., and this model's weights are {digest[:12]}...: "
                           f"load it onto {manifest.model}")
-    parameters = dict(model.named_parameters())
+    parameters = shapes or {name: tuple(p.shape) for name, p in model.named_parameters()}
     missing = [name for name in tensors if name not in parameters]
     if missing:
         raise BitFitError(f"{source} holds {missing[0]}, which this model does not have"
                           f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}: was it saved "
                           f"from a model with the {manifest.readout} readout?")
     for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(parameters[name].shape):
+        if tuple(tensor.shape) != tuple(parameters[name]):
             raise BitFitError(f"{source}: {name} has shape {tuple(tensor.shape)}, the model's has "
-                              f"{tuple(parameters[name].shape)}: a head for {manifest.num_labels} labels "
+                              f"{tuple(parameters[name])}: a head for {manifest.num_labels} labels "
                               f"({manifest.task}) needs a model built with num_labels={manifest.num_labels}")
 
 

@@ -17,6 +17,7 @@ module named ``classifier`` reading one vector per sentence: mean pooling, or BE
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ class RowTasks:
 
 
 def _gathered_add(shared: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    bias = table.index_select(0, index)  # (batch, width): each row's own task's bias
-    return shared + bias.view(bias.shape[0], *[1] * (shared.dim() - 2), bias.shape[1])
+    """``shared`` (a fresh output: W x, or g * norm(x)) plus each row's own task's bias, added in place."""
+    bias = table.index_select(0, index)  # (batch, width)
+    return shared.add_(bias.view(bias.shape[0], *[1] * (shared.dim() - 2), bias.shape[1]))
 
 
 class RowLinear(nn.Linear):
@@ -107,6 +109,7 @@ class MultiTask:
         self.digest = backbone_digest(model)
         parameters = dict(model.named_parameters())
         self.bias_names = [term.name for term in bias_census(model)]
+        self.shapes = {name: tuple(parameter.shape) for name, parameter in parameters.items()}
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
         self.rows = RowTasks()
         self.sites = {name: self._row_module(name) for name in self.bias_names}
@@ -158,6 +161,7 @@ class MultiTask:
         (``REFERENCE_TOLERANCE``), all deltas' references answered together in mixed batches. On any error
         none of them is added, and the server and its model are left as they were."""
         names = list(names) if names is not None else [None] * len(paths)
+        self._make_room(len(self.tasks) + len(paths), self.head_biases.shape[1])  # one copy, not one per growth
         added = []
         try:
             for path, name in zip(paths, names, strict=True):
@@ -167,6 +171,8 @@ class MultiTask:
             for name in added:
                 del self.tasks[name]  # their rows are the last; the next deltas added overwrite them
             raise
+        finally:
+            _return_freed_memory()  # the files' tensors, copied into the tables, are freed in many small pieces
         return added
 
     def _fill(self, path: str | Path, name: str | None) -> str:
@@ -177,7 +183,7 @@ class MultiTask:
             raise BitFitError(f"a task named {name!r} is loaded already: give the delta {path} another name")
         head_prefix = "classifier."
         biases = {n: t for n, t in tensors.items() if not n.startswith(head_prefix)}
-        check_fits(self.model, manifest, biases, str(path), self.digest)
+        check_fits(self.model, manifest, biases, str(path), self.digest, self.shapes)
         head = {n[len(head_prefix):]: t for n, t in tensors.items() if n.startswith(head_prefix)}
         if set(head) != {"weight", "bias"} or head["weight"].shape[1:] != self.head_weights.shape[2:]:
             raise BitFitError(f"{path}: its head is not a linear map from this backbone's "
@@ -270,6 +276,15 @@ class MultiTask:
         if task not in self.tasks:
             raise BitFitError(f"no task {task!r} loaded; loaded: {', '.join(self.tasks) or 'none'}")
         return self.tasks[task]
+
+
+def _return_freed_memory() -> None:
+    """Hand memory freed in small pieces back to the system (glibc's malloc_trim), so that the process's size
+    shows what it holds; nothing elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reference_rows(inputs: dict[str, list[list[int]]]) -> list[dict[str, list[int]]]:
