@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +108,11 @@ async def _load(url: str, requests: list[tuple[str, str]], concurrency: int, tim
 
 def load(url: str, requests: list[tuple[str, str]], concurrency: int,
          timeout: float = 60.0) -> tuple[list[Sent], float]:
-    """Send ``requests`` with ``concurrency`` in flight at a time; the answers and the wall seconds."""
+    """Send ``requests`` with ``concurrency`` in flight at a time; the answers and the wall seconds. The client
+    runs its own event loop in a thread, so this works in a notebook too (whose kernel runs a loop already)."""
     started = time.perf_counter()
-    sent = asyncio.run(_load(url, requests, concurrency, timeout))
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        sent = thread.submit(asyncio.run, _load(url, requests, concurrency, timeout)).result()
     return sent, time.perf_counter() - started
 
 
