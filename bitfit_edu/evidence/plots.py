@@ -56,11 +56,13 @@ class Chart:
         (folder / f"{name}{ALT_SUFFIX}").write_text(self.alt + "\n")
         return path.relative_to(repo_root()).as_posix()
 
-    def show(self, name: str) -> None:
-        """Save the chart (``save``), print where, and display it as an image with its alt text."""
+    def show(self, name: str | None = None) -> None:
+        """Save the chart as ``name`` (``save``) and print where, then display it as an image with its alt
+        text. Without a name (a live measurement, not a committed result) it is only displayed."""
         from IPython.display import display
 
-        print(self.save(name))
+        if name is not None:
+            print(self.save(name))
         plt.close(self.figure)  # displayed once, below, with its alt text; not again by the inline backend
         display(self)
 
