@@ -212,8 +212,8 @@ def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
                                                "again to resume (finished runs are skipped)")
 
 
-@pytest.mark.parametrize("command", [["run", "--task", "rte", "--method", "bitfit"],
-                                     ["grid", "--experiment", "main", "--tasks", "rte"]])
+@pytest.mark.parametrize("command", [["run", "--task", "rte", "--method", "bitfit", "--epochs", "30"],
+                                     ["grid", "--experiment", "main"]])  # every task: still mid-grid at the signal
 def test_sigterm_stops_a_run_like_ctrl_c_and_releases_its_lock(shared_glue_dir, tmp_path, command):
     """A scheduler, `docker stop` or Binder's culler sends SIGTERM: one line, the lock gone, nothing half-written."""
     argv = [sys.executable, "-m", "bitfit_edu", *command, "--profile", "smoke", "--glue-dir", str(shared_glue_dir),
@@ -224,6 +224,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_releases_its_lock(shared_glue_dir, 
     while not list(tmp_path.rglob("*.lock")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert list(tmp_path.rglob("*.lock")), "the run never claimed its lock"
+    assert process.poll() is None, "finished before the signal could be sent"
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
