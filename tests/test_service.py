@@ -3,7 +3,6 @@ answered with one 4xx message that never touches the other requests."""
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from conftest import write_synthetic_glue
 from fastapi.testclient import TestClient
 
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
+from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.deltas import read_delta
 from bitfit_edu.deploy.service import Settings, create_app
 from bitfit_edu.deploy.serving import MultiTask
@@ -123,14 +123,8 @@ def test_tasks_are_listed_and_a_new_delta_is_added_without_a_restart(client, del
         broken.unlink()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_sigterm_answers_the_requests_in_flight_then_exits(deltas):
-    port = free_port()
+    port = loadtest.free_port()
     process = subprocess.Popen([sys.executable, "-m", "bitfit_edu", "serve", "--deltas", str(deltas), "--port",
                                 str(port), "--max-wait-ms", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

@@ -250,6 +250,9 @@ def derived_delta(model: nn.Module, path: str | Path, out: str | Path, seed: int
     the delta belongs to, with a head of its size) and a fresh digest. For scale tests of serving: a derived
     delta is a plausible task, not a trained one."""
     manifest, tensors = read_delta(path)
+    if manifest.reference is None:
+        raise BitFitError(f"{path} carries no reference inputs, so a delta derived from it could not be checked: "
+                          "derive from a delta saved with reference logits")
     generator = torch.Generator().manual_seed(seed)
     derived = {name: tensor + scale * tensor.std().nan_to_num() * torch.randn(tensor.shape, generator=generator)
                for name, tensor in tensors.items()}
