@@ -12,7 +12,8 @@ are plausible tasks, not trained ones. For each number of tasks N (at N >= rows,
 - **LoRA mixed**: peft LoRA r=8 on W_q and W_v with N adapters, called with ``adapter_names`` (one per row),
   heads left out (they cost the same for both methods and little).
 
-Throughput is rows per second, the median of interleaved repeats (the three paths take turns). It also
+Throughput is rows per second, the median of interleaved rounds (the three paths take turns), and each
+ratio is the median of the ratios within a round. It also
 measures the 1,024-task server: the time to add 1,024 deltas, the memory they add against their bytes, and
 the largest logit difference, on sampled rows, between the mixed batch and each row's task switched in.
 It writes ``results/benchmarks/multitask.json`` (every target met or missed, and by how much) and the figure
@@ -85,14 +86,10 @@ def lora_encoder(model_name: str, adapters: int, budget_seconds: float):
     return model.eval(), time.perf_counter() - started
 
 
-def timed(answer, repeats: int) -> list[float]:
-    answer()  # warm-up
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        answer()
-        seconds.append(time.perf_counter() - started)
-    return seconds
+def seconds_of(answer) -> float:
+    started = time.perf_counter()
+    answer()
+    return time.perf_counter() - started
 
 
 def answers(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str], lora) -> dict:
@@ -109,30 +106,46 @@ def answers(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str],
 @torch.no_grad()
 def measure(server: MultiTask, names: list[str], tokenizer, model_name: str, count: int, rows: int, repeats: int,
             lora_budget: float) -> dict:
-    """Rows per second of each path with ``count`` distinct tasks, the median of interleaved repeats."""
+    """Rows per second of each path with ``count`` distinct tasks (the median of interleaved rounds), and each
+    path's speed against the one-task batch: the median over rounds of the ratio within a round, so that a
+    slow moment of the machine slows both sides of a ratio alike."""
     size = max(rows, count)
     batch = rows_batch(tokenizer, size)
     tasks = [names[i % count] for i in range(size)]
     server.switch(tasks[0])
     lora, built = lora_encoder(model_name, count, lora_budget)
     paths = answers(server, batch, tasks, lora)
+    for answer in paths.values():
+        answer()  # warm-up
     seconds = {name: [] for name in paths}
     for _ in range(repeats):  # interleaved: each path once per round
         for name, answer in paths.items():
-            seconds[name] += timed(answer, 1)
-    row = {"tasks": count, "rows": size, "lora_adapters_built_seconds": built,
+            seconds[name].append(seconds_of(answer))
+    row = {"tasks": count, "rows": size, "rounds": repeats, "lora_adapters_built_seconds": built,
            "lora": "measured" if lora is not None else f"stopped: {count} adapters took over {lora_budget:.0f} s"}
     for name, spent in seconds.items():
         row[f"{name} rows/s"] = size / statistics.median(spent)
-    print(f"  {count:>5} tasks, {size} rows: " + ", ".join(f"{name} {row[f'{name} rows/s']:.0f} rows/s"
-                                                          for name in seconds) + f" ({row['lora']})", flush=True)
+    for name in ("BitFit mixed", "LoRA mixed"):
+        if name in seconds:
+            ratios = [one / other for one, other in zip(seconds["one-task batch"], seconds[name], strict=True)]
+            row[f"{name} / one-task batch"] = statistics.median(ratios)
+            row[f"{name} / one-task batch, quartiles"] = statistics.quantiles(ratios, n=4)[::2]
+    if "LoRA mixed" in seconds:
+        row["BitFit mixed / LoRA mixed"] = statistics.median(
+            [lora_seconds / bitfit for lora_seconds, bitfit in zip(seconds["LoRA mixed"], seconds["BitFit mixed"],
+                                                                   strict=True)])
+    print(f"  {count:>5} tasks, {size} rows, {repeats} rounds: "
+          + ", ".join(f"{name} {row[f'{name} rows/s']:.0f} rows/s" for name in seconds)
+          + f"; BitFit mixed / one-task {row['BitFit mixed / one-task batch']:.3f} ({row['lora']})", flush=True)
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=64, help="rows per batch below 64 tasks (default 64)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per task count (default 15)")
+    parser.add_argument("--large-repeats", type=int, default=5,
+                        help="rounds where a batch has over 64 rows (256 and 1,024 tasks; default 5)")
     parser.add_argument("--task-counts", default=",".join(map(str, TASK_COUNTS)),
                         help="comma separated (default: %(default)s); the largest is the server's size")
     parser.add_argument("--lora-budget", type=float, default=120.0,
@@ -157,7 +170,7 @@ def main() -> None:
         names = [server.add(path, name=f"task{k}") for k, path in enumerate(derived)]
         add_seconds = time.perf_counter() - started
         added_mb = memory_mb() - before
-        table_mb = (sum(t.numel() * t.element_size() for t in server.tables.values())
+        table_mb = (server.bias_rows.numel() * 4
                     + server.head_weights.numel() * 4 + server.head_biases.numel() * 4) / 2**20
         delta_mb = sum(t.numel() * t.element_size() for path in derived for t in read_delta(path)[1].values()) / 2**20
     print(f"added {len(names)} deltas in {add_seconds:.1f} s; memory +{added_mb:.0f} MB (tables {table_mb:.0f} MB) "
@@ -171,15 +184,13 @@ def main() -> None:
         alone = server.logits({k: v[row:row + 1] for k, v in batch.items()})
         gap = max(gap, float((mixed[row] - alone[0]).abs().max()))
     print("throughput (rows per second, median of interleaved repeats):")
-    results = [measure(server, names, tokenizer, profile.model, count, args.rows, args.repeats, args.lora_budget)
+    results = [measure(server, names, tokenizer, profile.model, count, args.rows,
+                       args.repeats if max(count, args.rows) <= 64 else args.large_repeats, args.lora_budget)
                for count in counts]
     at = {row["tasks"]: row for row in results}
-    at.setdefault(64, {"BitFit mixed rows/s": float("nan")})
     measured = {
-        "BitFit mixed / one-task batch, worst task count":
-            min(row["BitFit mixed rows/s"] / row["one-task batch rows/s"] for row in results),
-        "BitFit mixed / LoRA mixed at 64 tasks":
-            at[64]["BitFit mixed rows/s"] / at[64].get("LoRA mixed rows/s", float("nan")),
+        "BitFit mixed / one-task batch, worst task count": min(row["BitFit mixed / one-task batch"] for row in results),
+        "BitFit mixed / LoRA mixed at 64 tasks": at.get(64, {}).get("BitFit mixed / LoRA mixed", float("nan")),
         "seconds to add the deltas (1,024)": add_seconds,
         "memory added by the deltas / their bytes": added_mb / delta_mb,
         "max |logit difference|, every row its own task (sampled rows)": gap,

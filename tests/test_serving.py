@@ -12,6 +12,7 @@ from bitfit_edu.deploy.serving import (
     delta_table,
     encode_rows,
     examples_per_second,
+    length_groups,
     mixed_batch_gap,
     predict,
     switch_milliseconds,
@@ -153,7 +154,8 @@ def test_many_derived_tasks_each_row_its_own_task_match_their_own_models(deltas,
     derived = [derived_delta(model, paths["rte"], tmp_path / f"task{k}.safetensors", seed=k) for k in range(40)]
     server = MultiTask(load_classifier(tiny_model_dir, 2, readout, seed=7), capacity=2)  # grows as tasks arrive
     names = [server.add(path, name=f"task{k}") for k, path in enumerate(derived)]
-    assert server.tables[server.bias_names[0]].shape[0] >= 40 and server.head_biases.shape[0] >= 40
+    assert server.bias_rows.shape[0] >= 40 and server.head_biases.shape[0] >= 40
+    assert server.tables[server.bias_names[0]].shape[0] >= 40
     tokenizer = load_tokenizer(tiny_model_dir)
     batch = tokenizer([f"sentence number {k} about a cat" for k in range(40)],
                       [f"a dog ran {k} times" for k in range(40)], padding=True, return_tensors="pt")
@@ -163,3 +165,11 @@ def test_many_derived_tasks_each_row_its_own_task_match_their_own_models(deltas,
         alone = server.logits({k: v[row:row + 1] for k, v in batch.items()})
         assert (mixed[row] - alone[0]).abs().max() <= 1e-5
     assert len({round(float(m[0]), 6) for m in mixed}) > 1, "the derived tasks differ"
+
+
+def test_rows_are_grouped_by_length_when_padding_costs_more_than_a_pass():
+    lengths = [40, 8, 9, 41, 10, 39]
+    assert length_groups(lengths, call_cost_tokens=10) == [[1, 2, 4], [5, 0, 3]]  # 3*10 + 3*41 + 2 passes
+    assert length_groups(lengths, call_cost_tokens=1000) == [[1, 2, 4, 5, 0, 3]]  # one pass: padding is cheaper
+    assert length_groups([12] * 5, call_cost_tokens=0) == [[0, 1, 2, 3, 4]]  # nothing to save: one pass
+    assert sorted(i for group in length_groups([5, 3, 30, 2, 17], 7) for i in group) == [0, 1, 2, 3, 4]

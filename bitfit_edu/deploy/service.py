@@ -2,6 +2,8 @@
 
 Requests for any loaded task are gathered into mixed batches (``MultiTask.mixed_logits``): the first
 request of a batch waits at most ``max_wait_ms`` for others, and a batch holds at most ``max_batch`` rows.
+A batch is padded to its longest row, so rows of very different lengths go through in a few passes, grouped
+by length (``serving.length_groups``): padding work saved against the cost of one more pass.
 The model runs in one worker thread, so the event loop keeps accepting requests while a batch is answered.
 
 Endpoints:
@@ -40,7 +42,7 @@ from transformers import DataCollatorWithPadding
 from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
-from .serving import MultiTask, serve, task_names
+from .serving import MultiTask, length_groups, serve, task_names
 
 
 class RequestError(Exception):
@@ -58,7 +60,9 @@ class Settings:
     max_wait_ms: float = 5.0
     max_length: int = 128
     max_body_bytes: int = 64 * 1024
+    call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
+    threads: int | None = None  # torch's threads for the model; None: as torch has them
 
 
 @dataclass
@@ -140,8 +144,13 @@ class MicroBatcher:
                     self.server.switch(item.task)
                     logits.append(self.server.logits(dict(self.collate([item.row])))[0])
             else:
-                inputs = dict(self.collate([item.row for item in batch]))
-                logits = self.server.mixed_logits(inputs, [item.task for item in batch])
+                logits = [None] * len(batch)
+                lengths = [len(item.row["input_ids"]) for item in batch]
+                for group in length_groups(lengths, self.settings.call_cost_tokens):
+                    inputs = dict(self.collate([batch[index].row for index in group]))
+                    found = self.server.mixed_logits(inputs, [batch[index].task for index in group])
+                    for index, row_logits in zip(group, found, strict=True):
+                        logits[index] = row_logits
             self.answered += len(batch)
             return [self.describe(item, row_logits) for item, row_logits in zip(batch, logits, strict=True)]
 
@@ -190,6 +199,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
         server = serve(paths, task_names(paths))
         state["batcher"] = app.state.batcher = batcher = MicroBatcher(server, settings)
         worker = asyncio.create_task(batcher.run())
@@ -250,8 +261,9 @@ def run_service(settings: Settings, host: str, port: int) -> int:
 
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    print(f"serving the deltas of {settings.deltas} on http://{host}:{port} (POST /v1/predict, GET /v1/tasks); "
-          "SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
+    threads = f", {settings.threads} model thread{'s' * (settings.threads > 1)}" if settings.threads else ""
+    print(f"serving the deltas of {settings.deltas} on http://{host}:{port}{threads} (POST /v1/predict, "
+          "GET /v1/tasks); SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
     status = 0
     try:
         server.run()  # uvicorn re-raises the signal that stopped it once it has shut down

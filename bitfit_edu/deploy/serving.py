@@ -54,14 +54,17 @@ class RowTasks:
     index: torch.Tensor | None = None
 
 
-def _gathered_add(shared: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``shared`` (a fresh output: W x, or g * norm(x)) plus each row's own task's bias, added in place."""
+def _row_biases(table: torch.Tensor, index: torch.Tensor, dims: int) -> torch.Tensor:
+    """Each row's own task's bias, B[t_i], shaped to broadcast over a ``dims``-dimensional output."""
     bias = table.index_select(0, index)  # (batch, width)
-    return shared.add_(bias.view(bias.shape[0], *[1] * (shared.dim() - 2), bias.shape[1]))
+    return bias.view(bias.shape[0], *[1] * (dims - 2), bias.shape[1])
 
 
 class RowLinear(nn.Linear):
-    """A Linear that, while ``rows.index`` is set, adds each row's own task's bias: y_i = W x_i + B[t_i]."""
+    """A Linear that, while ``rows.index`` is set, adds each row's own task's bias: y_i = W x_i + B[t_i].
+
+    It costs what ``nn.Linear`` costs: as there, the output starts as the biases and one matrix product is
+    accumulated into it (``addmm_``); only the biases now differ from row to row."""
 
     rows: RowTasks
     row_table: torch.Tensor
@@ -69,7 +72,10 @@ class RowLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rows.index is None:
             return super().forward(x)
-        return _gathered_add(F.linear(x, self.weight), self.row_table, self.rows.index)
+        y = _row_biases(self.row_table, self.rows.index, x.dim()).expand(*x.shape[:-1], self.out_features)
+        y = y.contiguous()
+        y.view(-1, self.out_features).addmm_(x.reshape(-1, self.in_features), self.weight.t())
+        return y
 
 
 class RowLayerNorm(nn.LayerNorm):
@@ -83,7 +89,7 @@ class RowLayerNorm(nn.LayerNorm):
         if self.rows.index is None:
             return super().forward(x)
         shared = F.layer_norm(x, self.normalized_shape, self.weight, None, self.eps)
-        return _gathered_add(shared, self.row_table, self.rows.index)
+        return shared.add_(_row_biases(self.row_table, self.rows.index, x.dim()))
 
 
 ROW_CLASSES = {nn.Linear: RowLinear, nn.LayerNorm: RowLayerNorm}
@@ -94,7 +100,8 @@ class MultiTask:
     """A classifier's backbone shared by task deltas loaded onto it. ``model`` must hold the pre-trained
     backbone (``readout.load_classifier``); its own head is replaced by each task's.
 
-    Every bias site keeps one (tasks x width) table, filled when a delta is added; the heads are two more
+    Every bias site keeps one (tasks x width) table, filled when a delta is added: the tables are column
+    blocks of one (tasks x all bias numbers) matrix, so that adding a task writes one row. The heads are two more
     tables, weights (tasks x labels x width) and biases (tasks x labels), padded to the most labels. Each
     biased Linear and LayerNorm of the backbone becomes a row-bias module once (its class swapped, its
     parameters and their names unchanged): answering for one task it is the module it was, and in a mixed
@@ -113,7 +120,8 @@ class MultiTask:
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
         self.rows = RowTasks()
         self.sites = {name: self._row_module(name) for name in self.bias_names}
-        self.tables = {name: torch.empty(capacity, *self.pretrained[name].shape) for name in self.bias_names}
+        self.widths = [self.pretrained[name].numel() for name in self.bias_names]
+        self.bias_rows = torch.empty(capacity, sum(self.widths))
         width = model.classifier.in_features
         self.head_weights, self.head_biases = torch.zeros(capacity, 1, width), torch.zeros(capacity, 1)
         self._point_sites_at_tables()
@@ -131,6 +139,8 @@ class MultiTask:
         return module
 
     def _point_sites_at_tables(self) -> None:
+        """Each site's table: its block of columns of ``bias_rows`` (a view, nothing copied)."""
+        self.tables = dict(zip(self.bias_names, self.bias_rows.split(self.widths, dim=1), strict=True))
         for name, module in self.sites.items():
             module.row_table = self.tables[name]
 
@@ -141,10 +151,9 @@ class MultiTask:
             return
         capacity = max(capacity, math.ceil(rows * GROWTH)) if rows > capacity else capacity
         used = len(self.tasks)
-        for name, table in self.tables.items():
-            grown = torch.empty(capacity, *table.shape[1:])
-            grown[:used] = table[:used]
-            self.tables[name] = grown
+        grown = torch.empty(capacity, self.bias_rows.shape[1])
+        grown[:used] = self.bias_rows[:used]
+        self.bias_rows = grown
         weights = torch.zeros(capacity, max(labels, most_labels), self.head_weights.shape[2])
         biases = torch.zeros(capacity, max(labels, most_labels))
         weights[:used, :most_labels], biases[:used, :most_labels] = self.head_weights[:used], self.head_biases[:used]
@@ -190,8 +199,7 @@ class MultiTask:
                               f"{self.head_weights.shape[2]}-wide sentence vectors")
         row, labels = len(self.tasks), len(head["bias"])
         self._make_room(row + 1, labels)
-        for bias_name in self.bias_names:
-            self.tables[bias_name][row] = biases.get(bias_name, self.pretrained[bias_name])
+        self.bias_rows[row] = torch.cat([biases.get(name, self.pretrained[name]) for name in self.bias_names])
         self.head_weights[row].zero_()
         self.head_biases[row].zero_()
         self.head_weights[row, :labels], self.head_biases[row, :labels] = head["weight"], head["bias"]
@@ -201,15 +209,18 @@ class MultiTask:
     @torch.no_grad()
     def _check_references(self, names: list[str], rows_per_batch: int = 64) -> None:
         """Each task's reference inputs, answered in mixed batches, must give its reference logits: every
-        reference row of a delta without a digest, the first row of one whose digest has vouched for its
-        tensors (that row still checks the backbone and the file's own consistency, at a quarter of the cost)."""
+        reference row of a delta without a digest, the shortest row of one whose digest has vouched for its
+        tensors (that row still checks the backbone and the file's own consistency, at a fraction of the cost).
+        Rows are batched by length, so that little of each batch is padding."""
         rows = []
         for name in names:
             manifest = self.tasks[name].manifest
             if manifest.reference is None:
                 continue
-            pairs = list(zip(_reference_rows(manifest.reference.inputs), manifest.reference.logits, strict=True))
+            pairs = sorted(zip(_reference_rows(manifest.reference.inputs), manifest.reference.logits, strict=True),
+                           key=lambda pair: len(pair[0]["input_ids"]))
             rows += [(name, inputs, logits) for inputs, logits in pairs[:1 if manifest.tensors_sha256 else None]]
+        rows.sort(key=lambda row: len(row[1]["input_ids"]))
         for start in range(0, len(rows), rows_per_batch):
             chunk = rows[start:start + rows_per_batch]
             batch = _padded([inputs for _, inputs, _ in chunk])
@@ -409,6 +420,26 @@ def predict(server: MultiTask, texts: list[str], tasks: list[str] | None = None)
 def encode_rows(tokenizer: PreTrainedTokenizerBase, rows: list[tuple[str, ...]]) -> dict[str, torch.Tensor]:
     """One padded batch of rows that may mix single sentences and sentence pairs (tasks of both kinds)."""
     return dict(DataCollatorWithPadding(tokenizer)([tokenizer(*row) for row in rows]))
+
+
+def length_groups(lengths: list[int], call_cost_tokens: int) -> list[list[int]]:
+    """The rows of a batch (their token counts ``lengths``) split into groups answered by one forward pass
+    each, for the least work: a pass costs its rows times its longest row in tokens (padding included), plus
+    ``call_cost_tokens`` for the pass itself. Rows are taken in order of length and cut where a new pass saves
+    more padding than it costs (exact, by dynamic programming over the cuts). Returns row indices per group."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    cost, cut = [0.0] + [math.inf] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(end):
+            work = cost[start] + (end - start) * longest + call_cost_tokens
+            if work < cost[end]:
+                cost[end], cut[end] = work, start
+    groups, end = [], len(order)
+    while end:
+        groups.append(order[cut[end]:end])
+        end = cut[end]
+    return groups[::-1]
 
 
 def mixed_batch_gap(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str]) -> float:
