@@ -20,8 +20,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier
@@ -29,6 +27,7 @@ from bitfit_edu.data import glue
 from bitfit_edu.data.locations import repo_root, results_folder
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.deltas import derived_delta
+from bitfit_edu.deploy.service import default_threads
 from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.experiments.profiles import get_profile
 
@@ -43,6 +42,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=32, help="distinct SST-2 sentences drawn from")
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency and service")
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="the service's model threads, both modes (default: serve's, every core but one)")
     args = parser.parse_args()
     quiet_outputs()
     profile = get_profile("classroom")
@@ -60,7 +61,8 @@ def main() -> None:
         expected = loadtest.expected_logits(server, set(requests) | set(soak))
         rows = []
         for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
-            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", *options)
+            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", "--threads", str(args.threads),
+                                                  *options)
             try:
                 for concurrency in CONCURRENCY:
                     loadtest.load(url, requests[:50], concurrency)  # warm-up
@@ -97,7 +99,7 @@ def main() -> None:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps({
         "loads": rows, "soak": soak_row, "targets": targets, "tasks": args.tasks, "derived_from": source.name,
-        "device": hardware_name(), "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(),
+        "device": hardware_name(), "torch_threads": args.threads, "cpu_cores": os.cpu_count(),  # the service's
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")
     print(f"wrote {OUTPUT.relative_to(repo_root())}")

@@ -234,7 +234,7 @@ def _tsv_texts(path: str) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .deploy.service import Settings, run_service
+    from .deploy.service import Settings, default_threads, run_service
 
     folder = Path(args.deltas)
     if not folder.is_dir():
@@ -244,7 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise BitFitError(f"--threads {args.threads}: give at least 1")
     settings = Settings(folder.resolve(), max_batch=1 if args.switching else args.max_batch,
                         max_wait_ms=args.max_wait_ms, max_length=args.max_length, switching=args.switching,
-                        threads=args.threads or max(1, (os.cpu_count() or 1) - 1))
+                        threads=args.threads or default_threads())
     return run_service(settings, args.host, args.port)
 
 

@@ -19,14 +19,35 @@ class Terminated(KeyboardInterrupt):
     run in progress stops, its lock is released, and every finished run is kept."""
 
 
+TERMINATION = threading.Event()  # set by SIGTERM, for the code that checks ``raise_if_terminated``
+
+
 def _raise_terminated(signum, frame) -> None:
+    TERMINATION.set()
     raise Terminated
+
+
+def _drop_lost_termination(unraisable) -> None:
+    """``sys.unraisablehook``: a ``Terminated`` raised inside a finalizer is not printed as a traceback
+    (``raise_if_terminated`` raises it again); anything else is reported as Python would."""
+    if not isinstance(unraisable.exc_value, Terminated):
+        sys.__unraisablehook__(unraisable)
 
 
 def stop_on_sigterm() -> None:
     """Turn SIGTERM into ``Terminated`` (from the main thread; elsewhere the default stays)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+        sys.unraisablehook = _drop_lost_termination
+
+
+def raise_if_terminated() -> None:
+    """Raise ``Terminated`` again if SIGTERM came and its first one was lost. Python raises it in whatever code
+    runs when the signal lands: in a finalizer (a ``__del__``, a ``weakref.finalize``) Python drops it, and a
+    library's bare ``except:`` swallows it (``datasets`` hashing a ``map`` function did, see ``glue.tokenize``).
+    A grid checks this before each run and a run after every training step, so the process still stops."""
+    if TERMINATION.is_set():
+        raise Terminated
 
 
 def unknown_choice(kind: str, value: object, choices: object) -> BitFitError:

@@ -238,4 +238,8 @@ def tokenize(dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, task
         return tokenizer(*texts, truncation=True, max_length=max_length)
 
     text_columns = [c for c in dataset.column_names if c != "label"]
-    return dataset.map(encode, batched=True, remove_columns=text_columns, desc=f"tokenizing {task.name}")
+    # datasets would fingerprint the result by pickling ``encode`` and its tokenizer, which it cannot do
+    # reliably, and its bare ``except`` there swallows a Ctrl-C or SIGTERM that lands meanwhile: name it here
+    recipe = f"{dataset._fingerprint}|{tokenizer.name_or_path}|{len(tokenizer)}|{task.name}|{max_length}"
+    return dataset.map(encode, batched=True, remove_columns=text_columns, desc=f"tokenizing {task.name}",
+                       new_fingerprint=hashlib.sha256(recipe.encode()).hexdigest()[:16])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 from torch import nn
 
-from ..core.biases import bias_census, head_parameters
+from ..core.biases import BiasTerm, bias_census, head_parameters
 from ..errors import BitFitError
 
 FORMAT = "bitfit_edu.delta/1"
@@ -82,11 +83,12 @@ class DeltaManifest:
                               "Save the delta again from its run") from None
 
 
-def backbone_digest(model: nn.Module) -> str:
+def backbone_digest(model: nn.Module, census: Iterable[BiasTerm] | None = None) -> str:
     """SHA-256 of everything a delta does not replace: every encoder parameter but the bias terms (names,
-    shapes and fp32 values, in name order). Equal digests: the same pre-trained backbone."""
+    shapes and fp32 values, in name order). Equal digests: the same pre-trained backbone. ``census``: the
+    model's bias terms, if already taken."""
     head = head_parameters(model)
-    biases = {term.name for term in bias_census(model)}
+    biases = {term.name for term in (census or bias_census(model))}
     digest = hashlib.sha256()
     for name, parameter in sorted(model.named_parameters()):
         if name in head or name in biases:
@@ -105,10 +107,10 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def delta_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+def delta_tensors(model: nn.Module, census: Iterable[BiasTerm] | None = None) -> dict[str, torch.Tensor]:
     """What a task trained into ``model`` (``methods.prepare`` marks it): its bias terms and its head.
     Only a bias-only method (BitFit and its subsets, or Frozen: the head alone) has a delta."""
-    biases = {term.name for term in bias_census(model)}
+    biases = {term.name for term in (census or bias_census(model))}
     head = head_parameters(model)
     trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
     other = sorted(set(trained) - biases - set(head))
@@ -118,9 +120,10 @@ def delta_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().to(torch.float32).cpu().contiguous() for name, p in trained.items()}
 
 
-def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest) -> Path:
+def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest,
+               census: Iterable[BiasTerm] | None = None) -> Path:
     """Write the delta of ``model`` to ``path`` (``.safetensors``); ``manifest.tensors`` is filled in here."""
-    tensors = delta_tensors(model)
+    tensors = delta_tensors(model, census)
     manifest = replace(manifest, tensors={name: list(t.shape) for name, t in tensors.items()},
                        tensors_sha256=tensors_digest(tensors))
     path = Path(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..console import is_main_process
 from ..deploy.deltas import DELTA_METHODS
-from ..errors import BitFitError
+from ..errors import BitFitError, raise_if_terminated
 from .results import ResultStore
 from .runs import RunConfig, RunRecord
 
@@ -62,6 +62,7 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     if todo and writer:
         store.check_writable()
     for config in todo:
+        raise_if_terminated()  # SIGTERM came, but its exception was lost where it landed
         with store.claim(config) if alone else contextlib.nullcontext(True) as claimed:
             if not claimed or (store.finished(config) and not _delta_missing(config, deltas)):
                 continue

@@ -42,7 +42,7 @@ from ..core.readout import READOUTS, load_classifier, load_tokenizer
 from ..data import glue
 from ..data.metrics import trainer_metrics
 from ..deploy.deltas import DeltaManifest, backbone_digest, package_version, reference_for, save_delta
-from ..errors import BitFitError
+from ..errors import BitFitError, raise_if_terminated
 from .runs import SCHEMA, RunConfig, RunRecord
 
 
@@ -78,6 +78,14 @@ class StopWhenAsked(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.event.is_set():
             control.should_training_stop = control.should_evaluate = control.should_log = True
+
+
+class StopWhenTerminated(TrainerCallback):
+    """Raises ``Terminated`` after a training step if SIGTERM came and its first ``Terminated`` was lost
+    (``errors.raise_if_terminated``)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        raise_if_terminated()
 
 
 @dataclass
@@ -148,6 +156,7 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
         optimizers=(optimizer, get_constant_schedule(optimizer)),
     )
     trainer.remove_callback(PrinterCallback)  # it would print every log dict
+    trainer.add_callback(StopWhenTerminated())
     if progress and is_main_process():
         trainer.add_callback(RunProgress(f"{config.task} {display_name(config.label)} seed {config.seed}"))
     for callback in callbacks:
@@ -205,17 +214,18 @@ def bias_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
 
 
 def save_run_delta(model: nn.Module, config: RunConfig, data: PreparedData, tokenizer, path: str | Path,
-                   reference_rows: int = 4) -> Path:
-    """Save a trained run's delta, with the logits it gives its first dev examples as the reference."""
+                   census: Sequence[BiasTerm], reference_rows: int = 4) -> Path:
+    """Save a trained run's delta, with the logits it gives its first dev examples as the reference;
+    ``census``: the model's bias terms, as prepared."""
     dev = data.evaluation["dev"].select(range(min(reference_rows, len(data.evaluation["dev"]))))
     batch = DataCollatorWithPadding(tokenizer)([{k: row[k] for k in tokenizer.model_input_names if k in row}
                                                 for row in dev])
     task = config.task_spec
     manifest = DeltaManifest(
-        model=config.model, backbone_sha256=backbone_digest(model), readout=config.readout, task=task.name,
+        model=config.model, backbone_sha256=backbone_digest(model, census), readout=config.readout, task=task.name,
         label_names=task.label_names or (), num_labels=task.num_labels, label=config.label, tensors={},
         package_version=package_version(), reference=reference_for(model, dict(batch)))
-    return save_delta(model, path, manifest)
+    return save_delta(model, path, manifest, census)
 
 
 def _peak_memory_mb() -> float:
@@ -256,7 +266,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
     if delta is not None and is_main_process():
         # without the autocast wrapper that bf16 training put around forward: the reference logits are fp32
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped, keep_fp32_wrapper=False)
-        save_run_delta(model, config, data, tokenizer, delta)
+        save_run_delta(model, config, data, tokenizer, delta, prepared.census)
     best = max(epochs, key=lambda e: e["dev"]["score"])
     train_seconds = train_output.metrics["train_runtime"] - sum(e.get("eval_seconds", 0.0) for e in epochs)
     stopped = trainer.state.global_step < trainer.state.max_steps
