@@ -31,11 +31,20 @@ import sys
 import time
 from pathlib import Path
 
+from bitfit_edu.errors import BitFitError
 from bitfit_edu.evidence import tables
 from bitfit_edu.experiments.grids import PEFT_SEEDS, experiment_configs
 from bitfit_edu.experiments.profiles import get_profile
 from bitfit_edu.experiments.results import ResultStore
 from bitfit_edu.experiments.runner import run_grid, worker_runs
+
+
+def seed_range(text: str) -> range:
+    """``--seeds FIRST-LAST`` (or one seed) as a range, or one clear error."""
+    first, dash, last = text.partition("-")
+    if not first.strip().isdigit() or (dash and not last.strip().isdigit()) or int(last or first) < int(first):
+        raise BitFitError(f"--seeds {text!r}: give FIRST-LAST with FIRST <= LAST, e.g. 0-39, or one seed")
+    return range(int(first), int(last or first) + 1)
 
 
 def main() -> None:
@@ -57,8 +66,7 @@ def main() -> None:
     profile = get_profile(args.profile)
     store = ResultStore.in_folder(args.results, profile.name)
     if args.stage == "grid":
-        first, _, last = (args.seeds or "").partition("-")
-        seeds = range(int(first), int(last or first) + 1) if args.seeds else None
+        seeds = seed_range(args.seeds) if args.seeds else None
         configs = [c for c in experiment_configs(profile, args.experiment, seeds=seeds)
                    if not args.methods or c.label in args.methods.split(",")]
         run_grid(worker_runs(configs, worker, workers), store, progress=False)
@@ -99,4 +107,7 @@ def share(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BitFitError as error:
+        sys.exit(f"error: {error}")

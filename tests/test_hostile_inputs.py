@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from synthetic_records import fake_record, stored_record
@@ -318,3 +319,12 @@ def test_electra_small_is_said_plainly_to_be_unsupported():
     with pytest.raises(BitFitError, match="ELECTRA-small.*not supported. ELECTRA checkpoints whose embedding size"):
         bias_census(small)
     assert {term.group for term in bias_census(base)} >= {"b_q", "b_m2", "b_LN_emb"}
+
+
+@pytest.mark.parametrize("seeds", ["a", "3-1", "0-x"])
+def test_the_gpu_batch_script_refuses_a_malformed_seed_range_in_one_line(tmp_path, seeds):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_batch.py"
+    done = subprocess.run([sys.executable, str(script), "grid", "--experiment", "main", "--seeds", seeds,
+                           "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.strip() == (
+        f"error: --seeds '{seeds}': give FIRST-LAST with FIRST <= LAST, e.g. 0-39, or one seed")
