@@ -104,9 +104,10 @@ class MicroBatcher:
             raise RequestError(422, f"task {task!r} ({spec.folder}) reads {wanted}")
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise RequestError(422, "'text' (and 'text_pair') must be non-empty strings")
-        full = self.tokenizer(*texts)
-        row = self.tokenizer(*texts, truncation=True, max_length=self.settings.max_length)
-        return dict(row), len(full["input_ids"]) > self.settings.max_length
+        row = self.tokenizer(*texts)
+        if len(row["input_ids"]) <= self.settings.max_length:
+            return dict(row), False
+        return dict(self.tokenizer(*texts, truncation=True, max_length=self.settings.max_length)), True
 
     async def submit(self, task: str, row: dict[str, list[int]], truncated: bool) -> dict:
         future = asyncio.get_running_loop().create_future()
