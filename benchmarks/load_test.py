@@ -20,6 +20,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier
@@ -27,7 +29,6 @@ from bitfit_edu.data import glue
 from bitfit_edu.data.locations import repo_root, results_folder
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.deltas import derived_delta
-from bitfit_edu.deploy.service import default_threads
 from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.experiments.profiles import get_profile
 
@@ -42,8 +43,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=32, help="distinct SST-2 sentences drawn from")
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency and service")
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
-    parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="the service's model threads, both modes (default: serve's, every core but one)")
+    parser.add_argument("--threads", type=int, help="the service's model threads, both modes (default: serve's, "
+                                                    "torch's own)")
     args = parser.parse_args()
     quiet_outputs()
     profile = get_profile("classroom")
@@ -61,8 +62,8 @@ def main() -> None:
         expected = loadtest.expected_logits(server, set(requests) | set(soak))
         rows = []
         for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
-            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", "--threads", str(args.threads),
-                                                  *options)
+            threads = ("--threads", str(args.threads)) if args.threads else ()
+            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", *threads, *options)
             try:
                 for concurrency in CONCURRENCY:
                     loadtest.load(url, requests[:50], concurrency)  # warm-up
@@ -99,7 +100,8 @@ def main() -> None:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps({
         "loads": rows, "soak": soak_row, "targets": targets, "tasks": args.tasks, "derived_from": source.name,
-        "device": hardware_name(), "torch_threads": args.threads, "cpu_cores": os.cpu_count(),  # the service's
+        "device": hardware_name(), "torch_threads": args.threads or torch.get_num_threads(),  # the service's
+        "cpu_cores": os.cpu_count(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")
     print(f"wrote {OUTPUT.relative_to(repo_root())}")

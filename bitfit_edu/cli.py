@@ -234,7 +234,7 @@ def _tsv_texts(path: str) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .deploy.service import Settings, default_threads, run_service
+    from .deploy.service import Settings, run_service
 
     folder = Path(args.deltas)
     if not folder.is_dir():
@@ -244,7 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise BitFitError(f"--threads {args.threads}: give at least 1")
     settings = Settings(folder.resolve(), max_batch=1 if args.switching else args.max_batch,
                         max_wait_ms=args.max_wait_ms, max_length=args.max_length, switching=args.switching,
-                        threads=args.threads or default_threads())
+                        threads=args.threads)
     return run_service(settings, args.host, args.port)
 
 
@@ -361,8 +361,7 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--max-wait-ms", type=float, default=5.0,
                               help="how long a batch's first request waits for others (default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
-    serve_parser.add_argument("--threads", type=int, help="threads for the model (default: every core but one, "
-                                                          "which the web server and its clients need)")
+    serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
     serve_parser.add_argument("--switching", action="store_true",
                               help="answer one request at a time, switching tasks (a load test's baseline)")
     serve_parser.set_defaults(func=cmd_serve)

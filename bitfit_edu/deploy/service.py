@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,12 +51,6 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def default_threads() -> int:
-    """Threads for the model: every core but one, which the web server's event loop (and, on one machine, the
-    clients of a load test) needs; at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass
