@@ -7,7 +7,8 @@ The classroom model's committed SST-2 delta and 63 tasks derived from it by smal
 one of ``--texts`` real SST-2 dev sentences at random. For each concurrency, the mixed-batch service and the
 same service answering one request at a time with a task switch (``--switching``) get the same requests;
 every answer is checked against its own task's model (no wrong task, no lost request). Then ``--soak``
-requests at concurrency 32 check that the server's resident memory grows by at most 5%. It writes
+requests at concurrency 32 check that the server's resident memory grows by at most 5%, read every 1,000
+requests (a leak climbs all along; an allocator or a cache that fills levels off). It writes
 ``results/benchmarks/load_test.json``, with each target met or missed.
 """
 
@@ -35,6 +36,7 @@ from bitfit_edu.experiments.profiles import get_profile
 DELTAS = results_folder("deployment", "classroom", "deltas")
 OUTPUT = results_folder("benchmarks", "load_test.json")
 CONCURRENCY = (1, 8, 32)
+SOAK_STEP = 1000  # requests between two readings of the memory check
 
 
 def main() -> None:
@@ -76,12 +78,16 @@ def main() -> None:
                           f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']}",
                           flush=True)
                 if mode == "mixed batches":
-                    before = loadtest.resident_mb(process.pid)
-                    sent, seconds = loadtest.load(url, soak, 32)
-                    after = loadtest.resident_mb(process.pid)
+                    sent, curve = [], [loadtest.resident_mb(process.pid)]
+                    for start in range(0, len(soak), SOAK_STEP):  # RSS after each step: a leak climbs, a cache levels
+                        sent += loadtest.load(url, soak[start:start + SOAK_STEP], 32)[0]
+                        curve.append(loadtest.resident_mb(process.pid))
+                    before, after = curve[0], curve[-1]
                     soak_row = {"requests": len(soak), "rss_before_mb": before, "rss_after_mb": after,
-                                "growth": after / before - 1, **loadtest.check(sent, expected)}
-                    print(f"  soak: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB", flush=True)
+                                "growth": after / before - 1, "rss_every_mb": curve, "rss_step": SOAK_STEP,
+                                **loadtest.check(sent, expected)}
+                    print(f"  soak: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB (every {SOAK_STEP:,}: "
+                          f"{', '.join(f'{mb:.0f}' for mb in curve)})", flush=True)
             finally:
                 loadtest.stop_service(process)
     at = {(row["service"], row["concurrency"]): row for row in rows}

@@ -1,6 +1,11 @@
 """One backbone, many tasks: switching gives each fine-tuned model's logits, and a mixed-task batch answered
 in one forward pass gives each row what its own task's model gives it."""
 
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import write_synthetic_glue
@@ -173,3 +178,34 @@ def test_rows_are_grouped_by_length_when_padding_costs_more_than_a_pass():
     assert length_groups(lengths, call_cost_tokens=1000) == [[1, 2, 4, 5, 0, 3]]  # one pass: padding is cheaper
     assert length_groups([12] * 5, call_cost_tokens=0) == [[0, 1, 2, 3, 4]]  # nothing to save: one pass
     assert sorted(i for group in length_groups([5, 3, 30, 2, 17], 7) for i in group) == [0, 1, 2, 3, 4]
+
+
+FREED_BLOCK = """
+import ctypes, sys
+from bitfit_edu.deploy.serving import give_large_blocks_own_pages
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+
+def resident_bytes():
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+libc.free(libc.malloc(16 << 20))  # freeing a 16 MB block raises glibc's threshold for blocks of their own pages
+if sys.argv[1] == "own pages":
+    give_large_blocks_own_pages()
+block = libc.malloc(8 << 20)
+ctypes.memset(block, 1, 8 << 20)
+held = resident_bytes()
+libc.free(block)
+print(held - resident_bytes() > 4 << 20)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="glibc and /proc only")
+@pytest.mark.parametrize("mode,returned", [("left alone", False), ("own pages", True)])
+def test_a_freed_batch_sized_block_goes_back_to_the_system_once_large_blocks_get_their_own_pages(mode, returned):
+    """What keeps the service's memory flat: without it glibc keeps a freed 8 MB block (a batch's activations)."""
+    found = subprocess.run([sys.executable, "-c", FREED_BLOCK, mode], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == str(returned)

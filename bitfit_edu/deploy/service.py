@@ -42,7 +42,7 @@ from transformers import DataCollatorWithPadding
 from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
-from .serving import MultiTask, length_groups, serve, task_names
+from .serving import MultiTask, give_large_blocks_own_pages, length_groups, serve, task_names
 
 
 class RequestError(Exception):
@@ -260,6 +260,7 @@ def run_service(settings: Settings, host: str, port: int) -> int:
 
     from ..errors import Terminated
 
+    give_large_blocks_own_pages()  # a batch's activations go back to the system when freed: the process stays flat
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threads = f", {settings.threads} model thread{'s' * (settings.threads > 1)}" if settings.threads else ""

@@ -289,6 +289,21 @@ class MultiTask:
         return self.tasks[task]
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+LARGE_BLOCK_BYTES = 1 << 20
+
+
+def give_large_blocks_own_pages(threshold_bytes: int = LARGE_BLOCK_BYTES) -> None:
+    """Have glibc allocate each block of ``threshold_bytes`` or more in pages of its own (mmap), handed back to
+    the system when it is freed, from now on. Left alone, glibc raises this threshold each time such a block
+    is freed, up to 32 MB, and a service that answers batches of ever new shapes then keeps freed activations in
+    its heap, so the process grows although it holds no more. Nothing elsewhere than glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold_bytes)
+    except (OSError, AttributeError):
+        pass
+
+
 def _return_freed_memory() -> None:
     """Hand memory freed in small pieces back to the system (glibc's malloc_trim), so that the process's size
     shows what it holds; nothing elsewhere."""
