@@ -216,9 +216,11 @@ EXERCISES: dict[str, Exercise] = {
         "In a mixed-task batch every row shares the weight matrices. Why can rows not share the head as well?",
         answer=lambda: "b",
         choices={"a": "the head is not pre-trained", "b": "each task's head is a different matrix, with as many "
-                 "outputs as that task has labels; only biases are cheap to gather per row"},
-        why=lambda: "A bias per row is a gather of one vector; a head per row would be a matrix per row. The "
-                    "server groups the rows by task and applies each task's head to its rows."),
+                 "outputs as that task has labels, so each row needs its own task's head"},
+        why=lambda: "A bias per row is a gather of one vector. A head per row is a gather of one small matrix "
+                    "(labels x width), and the server applies all the rows' heads in one batched product "
+                    "(torch.baddbmm). The backbone's weight matrices, the same for every task, are applied once "
+                    "to the whole batch."),
     "07.b_m2_share": Exercise(
         "Tick b_m2 alone, in every layer, head off: what percentage of the classroom model trains?",
         answer=lambda: _classroom_share({"b_m2"}), tolerance=0.05,
