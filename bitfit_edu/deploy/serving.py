@@ -144,12 +144,13 @@ class MultiTask:
         for name, module in self.sites.items():
             module.row_table = self.tables[name]
 
-    def _make_room(self, rows: int, labels: int) -> None:
-        """Grow every table to hold ``rows`` tasks and heads of ``labels`` outputs, copying what it holds."""
+    def _make_room(self, rows: int, labels: int, growth: float = GROWTH) -> None:
+        """Grow every table to hold ``rows`` tasks (``growth`` times as many, room for the next ones) and heads
+        of ``labels`` outputs, copying what it holds."""
         capacity, most_labels = self.head_biases.shape
         if rows <= capacity and labels <= most_labels:
             return
-        capacity = max(capacity, math.ceil(rows * GROWTH)) if rows > capacity else capacity
+        capacity = max(capacity, math.ceil(rows * growth)) if rows > capacity else capacity
         used = len(self.tasks)
         grown = torch.empty(capacity, self.bias_rows.shape[1])
         grown[:used] = self.bias_rows[:used]
@@ -170,7 +171,8 @@ class MultiTask:
         (``REFERENCE_TOLERANCE``), all deltas' references answered together in mixed batches. On any error
         none of them is added, and the server and its model are left as they were."""
         names = list(names) if names is not None else [None] * len(paths)
-        self._make_room(len(self.tasks) + len(paths), self.head_biases.shape[1])  # one copy, not one per growth
+        # one copy, not one per growth; many deltas at once (a folder) get exactly their rows, one gets slack
+        self._make_room(len(self.tasks) + len(paths), self.head_biases.shape[1], GROWTH if len(paths) == 1 else 1.0)
         added = []
         try:
             for path, name in zip(paths, names, strict=True):
