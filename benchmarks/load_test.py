@@ -10,6 +10,13 @@ every answer is checked against its own task's model (no wrong task, no lost req
 requests at concurrency 32 check that the server's resident memory grows by at most 5%, read every 1,000
 requests (a leak climbs all along; an allocator or a cache that fills levels off). It writes
 ``results/benchmarks/load_test.json``, with each target met or missed.
+
+How the service hands freed activations back to the system (``serve --memory-release``) trades memory against
+speed; to compare the choices on one quiet machine::
+
+    for mode in mmap glibc; do
+        python benchmarks/load_test.py --memory-release $mode --output results/benchmarks/load_test_$mode.json
+    done
 """
 
 from __future__ import annotations
@@ -27,10 +34,10 @@ from bitfit_edu.console import quiet_outputs
 from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier
 from bitfit_edu.data import glue
-from bitfit_edu.data.locations import repo_root, results_folder
+from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.deltas import derived_delta
-from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.deploy.serving import MEMORY_RELEASE, MultiTask
 from bitfit_edu.experiments.profiles import get_profile
 
 DELTAS = results_folder("deployment", "classroom", "deltas")
@@ -47,6 +54,9 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
     parser.add_argument("--threads", type=int, help="the service's model threads, both modes (default: serve's, "
                                                     "torch's own)")
+    parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="trim",
+                        help="the services' --memory-release, both modes (default trim, serve's default)")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="where the JSON goes (default %(default)s)")
     args = parser.parse_args()
     quiet_outputs()
     profile = get_profile("classroom")
@@ -65,7 +75,8 @@ def main() -> None:
         rows = []
         for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
             threads = ("--threads", str(args.threads)) if args.threads else ()
-            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", *threads, *options)
+            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", "--memory-release",
+                                                  args.memory_release, *threads, *options)
             try:
                 for concurrency in CONCURRENCY:
                     loadtest.load(url, requests[:50], concurrency)  # warm-up
@@ -103,14 +114,15 @@ def main() -> None:
     targets["lost or wrong answers"]["met"] = targets["lost or wrong answers"]["measured"] == 0
     for name, found in targets.items():
         print(f"  {name}: {found['measured']:.4g} (target {found['target']}): {'met' if found['met'] else 'MISSED'}")
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps({
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
         "loads": rows, "soak": soak_row, "targets": targets, "tasks": args.tasks, "derived_from": source.name,
+        "memory_release": args.memory_release,
         "device": hardware_name(), "torch_threads": args.threads or torch.get_num_threads(),  # the service's
         "cpu_cores": os.cpu_count(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")
-    print(f"wrote {OUTPUT.relative_to(repo_root())}")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -148,11 +148,25 @@ def deployment_targets() -> str:
     return "\n".join(rows) + "\n"
 
 
+def memory_release() -> str:
+    """The load test under each ``serve --memory-release`` measured (``load_test*.json``): speed against memory."""
+    rows = ["| `--memory-release` | mixed, concurrency 32 (req/s) | one at a time (req/s) | ratio | RSS growth "
+            "over the soak | measured on |", "|---|---|---|---|---|---|"]
+    for path in sorted(results_folder("benchmarks").glob("load_test*.json")):
+        found = json.loads(path.read_text())
+        at = {(row["service"], row["concurrency"]): row["requests_per_second"] for row in found["loads"]}
+        mixed, alone = at[("mixed batches", 32)], at[("one at a time, task switch", 32)]
+        machine = f"{found.get('device', '?')}, {found.get('torch_threads', '?')} threads, {found['measured_at'][:16]}"
+        rows.append(f"| {found.get('memory_release', 'mmap')} | {mixed:.0f} | {alone:.0f} | {mixed / alone:.2f} | "
+                    f"{found['soak']['growth']:+.1%} | {machine} |")
+    return "\n".join(rows) + "\n"
+
+
 def write_all() -> None:
     """Write every generated page part into ``site/_generated/``."""
     quiet_outputs()
     GENERATED.mkdir(exist_ok=True)
     for name, text in {"course_map": course_map(), "instructor_chapters": instructor_chapters(),
                        "verdicts": verdicts(), "figures": figures(),
-                       "deployment_targets": deployment_targets()}.items():
+                       "deployment_targets": deployment_targets(), "memory_release": memory_release()}.items():
         (GENERATED / f"{name}.md").write_text(text)

@@ -42,7 +42,14 @@ from transformers import DataCollatorWithPadding
 from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
-from .serving import MultiTask, give_large_blocks_own_pages, length_groups, serve, task_names
+from .serving import (
+    MultiTask,
+    give_large_blocks_own_pages,
+    length_groups,
+    return_freed_memory,
+    serve,
+    task_names,
+)
 
 
 class RequestError(Exception):
@@ -63,6 +70,7 @@ class Settings:
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
     threads: int | None = None  # torch's threads for the model; None: as torch has them
+    memory_release: str = "trim"  # how freed activations go back to the system: a key of serving.MEMORY_RELEASE
 
 
 @dataclass
@@ -133,6 +141,8 @@ class MicroBatcher:
                 continue
             for item, answer in zip(batch, answers, strict=True):
                 item.future.set_result(answer)
+            if self.settings.memory_release == "trim":  # while the answers go out, before the next batch
+                loop.run_in_executor(self.model_thread, return_freed_memory)
 
     @torch.no_grad()
     def answer(self, batch: list[Pending]) -> list[dict]:
@@ -260,7 +270,8 @@ def run_service(settings: Settings, host: str, port: int) -> int:
 
     from ..errors import Terminated
 
-    give_large_blocks_own_pages()  # a batch's activations go back to the system when freed: the process stays flat
+    if settings.memory_release == "mmap":
+        give_large_blocks_own_pages()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threads = f", {settings.threads} model thread{'s' * (settings.threads > 1)}" if settings.threads else ""

@@ -183,7 +183,7 @@ class MultiTask:
                 del self.tasks[name]  # their rows are the last; the next deltas added overwrite them
             raise
         finally:
-            _return_freed_memory()  # the files' tensors, copied into the tables, are freed in many small pieces
+            return_freed_memory()  # the files' tensors, copied into the tables, are freed in many small pieces
         return added
 
     def _fill(self, path: str | Path, name: str | None) -> str:
@@ -293,6 +293,11 @@ class MultiTask:
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 LARGE_BLOCK_BYTES = 1 << 20
+MEMORY_RELEASE = {
+    "trim": "after each batch, hand the memory its activations freed back to the system (malloc_trim)",
+    "mmap": "give every block of 1 MB or more pages of its own, returned when freed (each batch page-faults anew)",
+    "glibc": "leave glibc's allocator as it is: freed activations stay in the process, which grows by a few per cent",
+}
 
 
 def give_large_blocks_own_pages(threshold_bytes: int = LARGE_BLOCK_BYTES) -> None:
@@ -306,9 +311,10 @@ def give_large_blocks_own_pages(threshold_bytes: int = LARGE_BLOCK_BYTES) -> Non
         pass
 
 
-def _return_freed_memory() -> None:
-    """Hand memory freed in small pieces back to the system (glibc's malloc_trim), so that the process's size
-    shows what it holds; nothing elsewhere."""
+def return_freed_memory() -> None:
+    """Hand the free pages of every glibc arena back to the system (``malloc_trim``), so that the process's size
+    shows what it holds: after a batch, what its activations freed; after loading deltas, the files' tensors
+    freed in many small pieces. A fraction of a millisecond; nothing elsewhere than glibc."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
