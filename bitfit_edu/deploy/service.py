@@ -1,7 +1,8 @@
 """One backbone, many tasks, as a web service: ``python -m bitfit_edu serve --deltas DIR``.
 
 Requests for any loaded task are gathered into mixed batches (``MultiTask.mixed_logits``): the first
-request of a batch waits at most ``max_wait_ms`` for others, and a batch holds at most ``max_batch`` rows.
+request of a batch waits at most ``max_wait_ms`` for others, counted from its arrival (a request that queued
+while the previous batch ran goes with the next at once), and a batch holds at most ``max_batch`` rows.
 A batch is padded to its longest row, so rows of very different lengths go through in a few passes, grouped
 by length (``serving.length_groups``): padding work saved against the cost of one more pass.
 The model runs in one worker thread, so the event loop keeps accepting requests while a batch is answered.
@@ -81,6 +82,7 @@ class Pending:
     row: dict[str, list[int]]
     truncated: bool
     future: asyncio.Future = field(repr=False)
+    arrived: float = 0.0  # the event loop's clock when it was queued
 
 
 class MicroBatcher:
@@ -111,8 +113,9 @@ class MicroBatcher:
         return dict(self.tokenizer(*texts, truncation=True, max_length=self.settings.max_length)), True
 
     async def submit(self, task: str, row: dict[str, list[int]], truncated: bool) -> dict:
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put(Pending(task, row, truncated, future))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        await self.queue.put(Pending(task, row, truncated, future, loop.time()))
         return await future
 
     async def run(self) -> None:
@@ -123,7 +126,8 @@ class MicroBatcher:
             first = await self.queue.get()
             if first is None:
                 break
-            batch, deadline = [first], loop.time() + self.settings.max_wait_ms / 1000
+            # counted from its arrival: a request queued while the last batch ran has waited already
+            batch, deadline = [first], first.arrived + self.settings.max_wait_ms / 1000
             while len(batch) < self.settings.max_batch:
                 try:
                     item = await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
