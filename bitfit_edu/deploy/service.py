@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from fastapi import FastAPI, Request
@@ -129,9 +130,8 @@ class MicroBatcher:
             # counted from its arrival: a request queued while the last batch ran has waited already
             batch, deadline = [first], first.arrived + self.settings.max_wait_ms / 1000
             while len(batch) < self.settings.max_batch:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
-                except TimeoutError:
+                item = await self._next_before(deadline)
+                if item is False:
                     break
                 if item is None:
                     stopping = True
@@ -147,6 +147,20 @@ class MicroBatcher:
                 item.future.set_result(answer)
             if self.settings.memory_release == "trim":  # while the answers go out, before the next batch
                 loop.run_in_executor(self.model_thread, return_freed_memory)
+
+    async def _next_before(self, deadline: float) -> Pending | None | Literal[False]:
+        """The next queued request (or ``None``, the signal to stop): at once if one is queued, else the first
+        to arrive before ``deadline``; ``False`` if none does."""
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        try:
+            return await asyncio.wait_for(self.queue.get(), remaining)
+        except TimeoutError:
+            return False
 
     @torch.no_grad()
     def answer(self, batch: list[Pending]) -> list[dict]:
