@@ -14,7 +14,7 @@ requests (a leak climbs all along; an allocator or a cache that fills levels off
 How the service hands freed activations back to the system (``serve --memory-release``) trades memory against
 speed; to compare the choices on one quiet machine::
 
-    for mode in mmap glibc; do
+    for mode in trim mmap; do
         python benchmarks/load_test.py --memory-release $mode --output results/benchmarks/load_test_$mode.json
     done
 """
@@ -22,6 +22,7 @@ speed; to compare the choices on one quiet machine::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import tempfile
@@ -46,6 +47,13 @@ CONCURRENCY = (1, 8, 32)
 SOAK_STEP = 1000  # requests between two readings of the memory check
 
 
+def http_stack() -> str:
+    """What uvicorn serves with here: uvloop and httptools where installed (``uvicorn[standard]``), else
+    asyncio and h11, pure Python."""
+    fast = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name)]
+    return " + ".join(fast) if len(fast) == 2 else "asyncio + h11"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=64)
@@ -54,8 +62,8 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
     parser.add_argument("--threads", type=int, help="the service's model threads, both modes (default: serve's, "
                                                     "torch's own)")
-    parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="trim",
-                        help="the services' --memory-release, both modes (default trim, serve's default)")
+    parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="glibc",
+                        help="the services' --memory-release, both modes (default glibc, serve's default)")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="where the JSON goes (default %(default)s)")
     args = parser.parse_args()
     quiet_outputs()
@@ -117,7 +125,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "loads": rows, "soak": soak_row, "targets": targets, "tasks": args.tasks, "derived_from": source.name,
-        "memory_release": args.memory_release,
+        "memory_release": args.memory_release, "http": http_stack(),
         "device": hardware_name(), "torch_threads": args.threads or torch.get_num_threads(),  # the service's
         "cpu_cores": os.cpu_count(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

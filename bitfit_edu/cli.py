@@ -363,9 +363,9 @@ def parser() -> argparse.ArgumentParser:
                                    "(default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
     serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
-    serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="trim",
+    serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="glibc",
                               help="how a batch's freed activations go back to the system: " + "; ".join(
-                                  f"{name}: {what}" for name, what in MEMORY_RELEASE.items()) + " (default trim)")
+                                  f"{name}: {what}" for name, what in MEMORY_RELEASE.items()) + " (default glibc)")
     serve_parser.add_argument("--switching", action="store_true",
                               help="answer one request at a time, switching tasks (a load test's baseline)")
     serve_parser.set_defaults(func=cmd_serve)

@@ -150,14 +150,15 @@ def deployment_targets() -> str:
 
 def memory_release() -> str:
     """The load test under each ``serve --memory-release`` measured (``load_test*.json``): speed against memory."""
-    rows = ["| `--memory-release` | mixed, concurrency 32 (req/s) | one at a time (req/s) | ratio | RSS growth "
-            "over the soak | measured on |", "|---|---|---|---|---|---|"]
+    rows = ["| `--memory-release` | HTTP server | mixed, concurrency 32 (req/s) | one at a time (req/s) | ratio | "
+            "RSS growth over the soak | measured on |", "|---|---|---|---|---|---|---|"]
     for path in sorted(results_folder("benchmarks").glob("load_test*.json")):
         found = json.loads(path.read_text())
         at = {(row["service"], row["concurrency"]): row["requests_per_second"] for row in found["loads"]}
         mixed, alone = at[("mixed batches", 32)], at[("one at a time, task switch", 32)]
         machine = f"{found.get('device', '?')}, {found.get('torch_threads', '?')} threads, {found['measured_at'][:16]}"
-        rows.append(f"| {found.get('memory_release', 'mmap')} | {mixed:.0f} | {alone:.0f} | {mixed / alone:.2f} | "
+        rows.append(f"| {found['memory_release']} | {found.get('http', 'asyncio + h11')} | {mixed:.0f} | {alone:.0f} | "
+                    f"{mixed / alone:.2f} | "
                     f"{found['soak']['growth']:+.1%} | {machine} |")
     return "\n".join(rows) + "\n"
 

@@ -10,8 +10,9 @@ from bitfit_edu.classroom import doctor
 
 def test_pins_read_exact_versions_and_skip_options_and_comments(tmp_path):
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# the stack\n--extra-index-url https://x\ntorch==2.13.0  # cpu\nPandas==3.1.1\nscipy\n")
-    assert doctor.pins(requirements) == {"torch": "2.13.0", "pandas": "3.1.1"}
+    requirements.write_text("# the stack\n--extra-index-url https://x\ntorch==2.13.0  # cpu\nPandas==3.1.1\nscipy\n"
+                            "uvloop==0.23.0; sys_platform != 'win32'\n")
+    assert doctor.pins(requirements) == {"torch": "2.13.0", "pandas": "3.1.1", "uvloop": "0.23.0"}
 
 
 def test_package_versions_name_a_missing_and_a_wrong_package(tmp_path):

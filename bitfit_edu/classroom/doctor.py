@@ -55,7 +55,7 @@ def pins(requirements: Path) -> dict[str, str]:
         line = line.split("#")[0].strip()
         if "==" in line and not line.startswith("-"):
             name, version = line.split("==", 1)
-            found[name.strip().lower()] = version.strip()
+            found[name.strip().lower()] = version.split(";")[0].strip()  # without an environment marker
     return found
 
 

@@ -72,7 +72,7 @@ class Settings:
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
     threads: int | None = None  # torch's threads for the model; None: as torch has them
-    memory_release: str = "trim"  # how freed activations go back to the system: a key of serving.MEMORY_RELEASE
+    memory_release: str = "glibc"  # how freed activations go back to the system: a key of serving.MEMORY_RELEASE
 
 
 @dataclass

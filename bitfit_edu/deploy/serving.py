@@ -294,9 +294,11 @@ class MultiTask:
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 LARGE_BLOCK_BYTES = 1 << 20
 MEMORY_RELEASE = {
-    "trim": "after each batch, hand the memory its activations freed back to the system (malloc_trim)",
+    "glibc": "leave glibc's allocator as it is: it keeps freed activations for the next batches, and the process "
+             "grows by a few per cent, then levels off",
+    "trim": "after each batch, hand the memory its activations freed back to the system (malloc_trim): the "
+            "process stays flat, but each batch page-faults its activations anew",
     "mmap": "give every block of 1 MB or more pages of its own, returned when freed (each batch page-faults anew)",
-    "glibc": "leave glibc's allocator as it is: freed activations stay in the process, which grows by a few per cent",
 }
 
 
