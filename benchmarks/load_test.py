@@ -12,11 +12,10 @@ requests (a leak climbs all along; an allocator or a cache that fills levels off
 ``results/benchmarks/load_test.json``, with each target met or missed.
 
 How the service hands freed activations back to the system (``serve --memory-release``) trades memory against
-speed; to compare the choices on one quiet machine::
+speed, and a 2-core machine's figures move from run to run. To compare the choices on one quiet machine, each
+run three times, interleaved, with each target's median and range (``results/benchmarks/load_test_repeats.json``)::
 
-    for mode in trim mmap; do
-        python benchmarks/load_test.py --memory-release $mode --output results/benchmarks/load_test_$mode.json
-    done
+    python benchmarks/load_test.py --memory-release glibc mmap --repeats 3     # about half an hour
 """
 
 from __future__ import annotations
@@ -38,11 +37,12 @@ from bitfit_edu.data import glue
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.deltas import derived_delta
-from bitfit_edu.deploy.serving import MEMORY_RELEASE, MultiTask
+from bitfit_edu.deploy.serving import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE, MultiTask
 from bitfit_edu.experiments.profiles import get_profile
 
 DELTAS = results_folder("deployment", "classroom", "deltas")
 OUTPUT = results_folder("benchmarks", "load_test.json")
+REPEATS = results_folder("benchmarks", "load_test_repeats.json")
 CONCURRENCY = (1, 8, 32)
 SOAK_STEP = 1000  # requests between two readings of the memory check
 
@@ -54,6 +54,44 @@ def http_stack() -> str:
     return " + ".join(fast) if len(fast) == 2 else "asyncio + h11"
 
 
+def measure(deltas: Path, memory_release: str, threads: int | None, requests: list, soak: list,
+            expected: dict) -> dict:
+    """One run: both services at each concurrency, then the mixed service's memory over the soak."""
+    rows = []
+    for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
+        threads_option = ("--threads", str(threads)) if threads else ()
+        process, url = loadtest.start_service(deltas, "--max-wait-ms", "5", "--memory-release", memory_release,
+                                              *threads_option, *options)
+        try:
+            for concurrency in CONCURRENCY:
+                loadtest.load(url, requests[:50], concurrency)  # warm-up
+                sent, seconds = loadtest.load(url, requests, concurrency)
+                row = {"service": mode, "concurrency": concurrency, **loadtest.summary(sent, seconds),
+                       **loadtest.check(sent, expected)}
+                rows.append(row)
+                print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s, p50 "
+                      f"{row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; lost "
+                      f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']}", flush=True)
+            if mode == "mixed batches":
+                sent, curve = [], [loadtest.resident_mb(process.pid)]
+                for start in range(0, len(soak), SOAK_STEP):  # RSS after each step: a leak climbs, a cache levels
+                    sent += loadtest.load(url, soak[start:start + SOAK_STEP], 32)[0]
+                    curve.append(loadtest.resident_mb(process.pid))
+                before, after = curve[0], curve[-1]
+                soak_row = {"requests": len(soak), "rss_before_mb": before, "rss_after_mb": after,
+                            "growth": after / before - 1, "rss_every_mb": curve, "rss_step": SOAK_STEP,
+                            **loadtest.check(sent, expected)}
+                print(f"  soak: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB (every {SOAK_STEP:,}: "
+                      f"{', '.join(f'{mb:.0f}' for mb in curve)})", flush=True)
+        finally:
+            loadtest.stop_service(process)
+    targets = loadtest.targets(rows, soak_row)
+    for name, found in targets.items():
+        print(f"  {name}: {found['measured']:.4g} (target {found['target']}): {'met' if found['met'] else 'MISSED'}")
+    return {"loads": rows, "soak": soak_row, "targets": targets, "memory_release": memory_release,
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=64)
@@ -62,9 +100,12 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
     parser.add_argument("--threads", type=int, help="the service's model threads, both modes (default: serve's, "
                                                     "torch's own)")
-    parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="glibc",
-                        help="the services' --memory-release, both modes (default glibc, serve's default)")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="where the JSON goes (default %(default)s)")
+    parser.add_argument("--memory-release", choices=MEMORY_RELEASE, nargs="+", default=[DEFAULT_MEMORY_RELEASE],
+                        help="the services' --memory-release, both modes (default: serve's); "
+                             "several are measured in turn")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each --memory-release, interleaved")
+    parser.add_argument("--output", type=Path, help=f"where the JSON goes (default {OUTPUT.name}, or "
+                                                    f"{REPEATS.name} for more than one run)")
     args = parser.parse_args()
     quiet_outputs()
     profile = get_profile("classroom")
@@ -80,57 +121,27 @@ def main() -> None:
         soak = loadtest.requests_for(names, texts, args.soak, seed=1)
         print(f"{args.tasks} tasks, {len(texts)} sentences; computing each task's own answers ...", flush=True)
         expected = loadtest.expected_logits(server, set(requests) | set(soak))
-        rows = []
-        for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
-            threads = ("--threads", str(args.threads)) if args.threads else ()
-            process, url = loadtest.start_service(Path(folder), "--max-wait-ms", "5", "--memory-release",
-                                                  args.memory_release, *threads, *options)
-            try:
-                for concurrency in CONCURRENCY:
-                    loadtest.load(url, requests[:50], concurrency)  # warm-up
-                    sent, seconds = loadtest.load(url, requests, concurrency)
-                    row = {"service": mode, "concurrency": concurrency, **loadtest.summary(sent, seconds),
-                           **loadtest.check(sent, expected)}
-                    rows.append(row)
-                    print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s, p50 "
-                          f"{row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; lost "
-                          f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']}",
-                          flush=True)
-                if mode == "mixed batches":
-                    sent, curve = [], [loadtest.resident_mb(process.pid)]
-                    for start in range(0, len(soak), SOAK_STEP):  # RSS after each step: a leak climbs, a cache levels
-                        sent += loadtest.load(url, soak[start:start + SOAK_STEP], 32)[0]
-                        curve.append(loadtest.resident_mb(process.pid))
-                    before, after = curve[0], curve[-1]
-                    soak_row = {"requests": len(soak), "rss_before_mb": before, "rss_after_mb": after,
-                                "growth": after / before - 1, "rss_every_mb": curve, "rss_step": SOAK_STEP,
-                                **loadtest.check(sent, expected)}
-                    print(f"  soak: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB (every {SOAK_STEP:,}: "
-                          f"{', '.join(f'{mb:.0f}' for mb in curve)})", flush=True)
-            finally:
-                loadtest.stop_service(process)
-    at = {(row["service"], row["concurrency"]): row for row in rows}
-    speedup = (at[("mixed batches", 32)]["requests_per_second"]
-               / at[("one at a time, task switch", 32)]["requests_per_second"])
-    targets = {
-        "throughput at concurrency 32 / one at a time": {"measured": speedup, "target": ">= 2", "met": speedup >= 2},
-        "RSS growth over the soak": {"measured": soak_row["growth"], "target": "<= 0.05",
-                                     "met": soak_row["growth"] <= 0.05},
-        "lost or wrong answers": {"measured": sum(r["lost"] + r["wrong_task"] + r["wrong_logits"]
-                                                  for r in [*rows, soak_row]), "target": "0"},
-    }
-    targets["lost or wrong answers"]["met"] = targets["lost or wrong answers"]["measured"] == 0
-    for name, found in targets.items():
-        print(f"  {name}: {found['measured']:.4g} (target {found['target']}): {'met' if found['met'] else 'MISSED'}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "loads": rows, "soak": soak_row, "targets": targets, "tasks": args.tasks, "derived_from": source.name,
-        "memory_release": args.memory_release, "http": http_stack(),
-        "device": hardware_name(), "torch_threads": args.threads or torch.get_num_threads(),  # the service's
-        "cpu_cores": os.cpu_count(),
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, indent=1) + "\n")
-    print(f"wrote {args.output}")
+        runs = []
+        settings = args.memory_release * args.repeats  # interleaved: glibc, mmap, glibc, mmap, ...
+        for memory_release in settings:
+            print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}", flush=True)
+            runs.append(measure(Path(folder), memory_release, args.threads, requests, soak, expected))
+    machine = {"tasks": args.tasks, "derived_from": source.name, "http": http_stack(), "device": hardware_name(),
+               "torch_threads": args.threads or torch.get_num_threads(),  # the service's
+               "cpu_cores": os.cpu_count()}
+    if len(runs) == 1:
+        found, output = {**runs[0], **machine}, args.output or OUTPUT
+    else:
+        found = {"summary": loadtest.repeated(runs), "runs": runs, **machine, "measured_at": runs[-1]["measured_at"]}
+        output = args.output or REPEATS
+        for memory_release, targets in found["summary"].items():
+            print(f"--memory-release {memory_release}, {args.repeats} run{'s' * (args.repeats > 1)}:")
+            for name, t in targets.items():
+                print(f"  {name}: median {t['median']:.4g} [{t['min']:.4g}, {t['max']:.4g}] (target {t['target']}): "
+                      f"met in {t['met_in']} of {t['runs']}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(found, indent=1) + "\n")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .core.methods import display_name, parse_label
 from .data import locations
 from .data.glue import get_task
 from .deploy.deltas import DELTA_METHODS
-from .deploy.serving import MEMORY_RELEASE, PAIR_SEPARATOR, predict, serve
+from .deploy.serving import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE, PAIR_SEPARATOR, predict, serve
 from .errors import BitFitError, Terminated, stop_on_sigterm
 from .evidence.tables import results_summary, runs_frame
 from .experiments.grids import EXPERIMENTS, MAIN, experiment_configs, grid_progress
@@ -363,9 +363,10 @@ def parser() -> argparse.ArgumentParser:
                                    "(default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
     serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
-    serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default="glibc",
+    serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default=DEFAULT_MEMORY_RELEASE,
                               help="how a batch's freed activations go back to the system: " + "; ".join(
-                                  f"{name}: {what}" for name, what in MEMORY_RELEASE.items()) + " (default glibc)")
+                                  f"{name}: {what}" for name, what in MEMORY_RELEASE.items())
+                                   + " (default %(default)s)")
     serve_parser.add_argument("--switching", action="store_true",
                               help="answer one request at a time, switching tasks (a load test's baseline)")
     serve_parser.set_defaults(func=cmd_serve)

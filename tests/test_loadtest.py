@@ -43,3 +43,31 @@ def test_a_small_load_loses_nothing_and_answers_each_request_for_its_own_task(si
         assert found["requests_per_second"] > 0 and found["p50_ms"] <= found["p95_ms"] <= found["p99_ms"]
         assert "120 requests answered" in out
     assert {read_delta(p)[0].task for p in paths} == {"sst2"}
+
+
+def one_run(setting: str, mixed: float, alone: float, growth: float, lost: int = 0) -> dict:
+    """A load test's run as ``benchmarks/load_test.py`` records it, at concurrency 32 only."""
+    errors = {"lost": lost, "wrong_task": 0, "wrong_logits": 0}
+    loads = [{"service": "mixed batches", "concurrency": 32, "requests_per_second": mixed, **errors},
+             {"service": "one at a time, task switch", "concurrency": 32, "requests_per_second": alone, **errors}]
+    soak = {"growth": growth, "lost": 0, "wrong_task": 0, "wrong_logits": 0}
+    return {"memory_release": setting, "targets": loadtest.targets(loads, soak)}
+
+
+def test_targets_say_met_or_missed_for_each_measure():
+    found = one_run("glibc", mixed=90, alone=40, growth=0.06, lost=1)["targets"]
+    assert found[loadtest.SPEEDUP] == {"measured": 2.25, "target": ">= 2", "met": True}
+    assert found[loadtest.GROWTH]["met"] is False
+    assert found[loadtest.ERRORS] == {"measured": 2, "target": "0", "met": False}
+
+
+def test_repeated_runs_give_each_setting_its_median_range_and_runs_met():
+    runs = [one_run("glibc", 120, 40, 0.02), one_run("mmap", 80, 40, 0.03), one_run("glibc", 70, 40, 0.07),
+            one_run("mmap", 84, 40, 0.01), one_run("glibc", 100, 40, 0.03)]
+    found = loadtest.repeated(runs)
+    assert list(found) == ["glibc", "mmap"]
+    speedup = found["glibc"][loadtest.SPEEDUP]
+    assert (speedup["median"], speedup["min"], speedup["max"]) == (2.5, 1.75, 3.0)
+    assert (speedup["met_in"], speedup["runs"]) == (2, 3)
+    assert found["glibc"][loadtest.GROWTH]["met_in"] == 2
+    assert found["mmap"][loadtest.SPEEDUP]["median"] == 2.05

@@ -3,7 +3,9 @@
 ``start_service`` runs ``python -m bitfit_edu serve`` in a process of its own; ``load`` sends a fixed list of
 requests from many tasks at a given concurrency with httpx's async client and times each; ``check`` compares
 every answer with the logits each task's own model gives (no wrong task, no lost request); ``summary``
-gives throughput and latency percentiles. ``benchmarks/load_test.py`` runs it on the classroom model, and
+gives throughput and latency percentiles; ``targets`` says which of the issue's targets one run met, and
+``repeated`` gives each target's median and range over runs repeated on one machine (a 2-core machine's
+figures move from run to run). ``benchmarks/load_test.py`` runs it on the classroom model, and
 ``tests/test_loadtest.py`` at a small size in CI.
 """
 
@@ -13,6 +15,7 @@ import asyncio
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -144,3 +147,34 @@ def summary(sent: list[Sent], seconds: float) -> dict:
     return {"requests_per_second": len(sent) / seconds, "p50_ms": float(np.percentile(latencies, 50)),
             "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
             "seconds": seconds, "cpu_count": os.cpu_count()}
+
+
+SPEEDUP = "throughput at concurrency 32 / one at a time"
+GROWTH = "RSS growth over the soak"
+ERRORS = "lost or wrong answers"
+
+
+def targets(loads: list[dict], soak: dict) -> dict[str, dict]:
+    """One run's targets: mixed batches at concurrency 32 at least twice as fast as one request at a time
+    with a task switch, the resident memory grown by at most 5% over the soak, and no lost or wrong answer."""
+    at = {(row["service"], row["concurrency"]): row["requests_per_second"] for row in loads}
+    speedup = at[("mixed batches", 32)] / at[("one at a time, task switch", 32)]
+    errors = sum(row["lost"] + row["wrong_task"] + row["wrong_logits"] for row in [*loads, soak])
+    return {SPEEDUP: {"measured": speedup, "target": ">= 2", "met": speedup >= 2},
+            GROWTH: {"measured": soak["growth"], "target": "<= 0.05", "met": soak["growth"] <= 0.05},
+            ERRORS: {"measured": errors, "target": "0", "met": errors == 0}}
+
+
+def repeated(runs: list[dict]) -> dict[str, dict[str, dict]]:
+    """Each ``--memory-release`` setting's targets over its repeated runs: the median, the smallest and the
+    largest measured, and in how many runs the target was met."""
+    by_setting: dict[str, list[dict]] = {}
+    for found in runs:
+        by_setting.setdefault(found["memory_release"], []).append(found["targets"])
+    return {setting: {name: {"median": statistics.median(t[name]["measured"] for t in found),
+                             "min": min(t[name]["measured"] for t in found),
+                             "max": max(t[name]["measured"] for t in found),
+                             "target": found[0][name]["target"],
+                             "met_in": sum(t[name]["met"] for t in found), "runs": len(found)}
+                      for name in found[0]}
+            for setting, found in by_setting.items()}

@@ -45,6 +45,7 @@ from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
 from .serving import (
+    DEFAULT_MEMORY_RELEASE,
     MultiTask,
     give_large_blocks_own_pages,
     length_groups,
@@ -72,7 +73,7 @@ class Settings:
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
     threads: int | None = None  # torch's threads for the model; None: as torch has them
-    memory_release: str = "glibc"  # how freed activations go back to the system: a key of serving.MEMORY_RELEASE
+    memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
 
 
 @dataclass

@@ -300,6 +300,7 @@ MEMORY_RELEASE = {
             "process stays flat, but each batch page-faults its activations anew",
     "mmap": "give every block of 1 MB or more pages of its own, returned when freed (each batch page-faults anew)",
 }
+DEFAULT_MEMORY_RELEASE = "glibc"  # the fastest in the repeated load test (benchmarks/load_test.py)
 
 
 def give_large_blocks_own_pages(threshold_bytes: int = LARGE_BLOCK_BYTES) -> None:
