@@ -359,8 +359,8 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--max-batch", type=int, default=32, help="most rows in one mixed batch (default 32)")
     serve_parser.add_argument("--max-wait-ms", type=float, default=5.0,
-                              help="how long a batch's first request waits for others, counted from its arrival "
-                                   "(default 5 ms)")
+                              help="how long a batch's first request waits for others, counted from its arrival, "
+                                   "when the last batch had more than one row (default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
     serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
     serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default=DEFAULT_MEMORY_RELEASE,

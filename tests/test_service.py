@@ -175,3 +175,36 @@ def test_requests_that_queued_while_a_batch_ran_go_together_at_once():
 
     seconds, rows = asyncio.run(first_batch())
     assert seconds < 1.0 and rows == [3, 3, 3]
+
+
+def test_a_batch_waits_for_company_only_when_the_last_batch_had_some():
+    """After a lone request, the next goes at once; after a batch of three, a lone request waits ``max_wait_ms``
+    for others."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bitfit_edu.deploy.service import MicroBatcher, Pending
+
+    async def seconds_to_answer(batcher: MicroBatcher, count: int) -> float:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(count)]
+        started = loop.time()
+        for future in futures:
+            await batcher.queue.put(Pending("sst2", {}, False, future, arrived=loop.time()))
+        await asyncio.gather(*futures)
+        return loop.time() - started
+
+    async def waits() -> list[float]:
+        batcher = MicroBatcher.__new__(MicroBatcher)  # the batching loop alone: no model
+        batcher.settings = Settings(deltas=None, max_wait_ms=1500, max_batch=3, memory_release="glibc")
+        batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=1)
+        batcher.answer = lambda batch: [{} for _ in batch]
+        worker = asyncio.create_task(batcher.run())
+        found = [await seconds_to_answer(batcher, count) for count in (1, 1, 3, 1)]
+        await batcher.queue.put(None)
+        await worker
+        return found
+
+    lone, lone_again, three, lone_after_three = asyncio.run(waits())
+    assert lone < 0.5 and lone_again < 0.5 and three < 0.5
+    assert lone_after_three >= 1.4

@@ -3,6 +3,7 @@
 Requests for any loaded task are gathered into mixed batches (``MultiTask.mixed_logits``): the first
 request of a batch waits at most ``max_wait_ms`` for others, counted from its arrival (a request that queued
 while the previous batch ran goes with the next at once), and a batch holds at most ``max_batch`` rows.
+It waits only when the last batch had more than one row: a lone client's requests go at once.
 A batch is padded to its longest row, so rows of very different lengths go through in a few passes, grouped
 by length (``serving.length_groups``): padding work saved against the cost of one more pass.
 The model runs in one worker thread, so the event loop keeps accepting requests while a batch is answered.
@@ -90,6 +91,8 @@ class Pending:
 class MicroBatcher:
     """Gathers requests of any task into mixed batches and answers each batch in one forward pass."""
 
+    last_batch_rows = 0  # a batch waits for company only when the last one had some
+
     def __init__(self, server: MultiTask, settings: Settings):
         self.server, self.settings = server, settings
         self.tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
@@ -129,7 +132,8 @@ class MicroBatcher:
             if first is None:
                 break
             # counted from its arrival: a request queued while the last batch ran has waited already
-            batch, deadline = [first], first.arrived + self.settings.max_wait_ms / 1000
+            wait = self.settings.max_wait_ms / 1000 if self.last_batch_rows > 1 else 0.0
+            batch, deadline = [first], first.arrived + wait
             while len(batch) < self.settings.max_batch:
                 item = await self._next_before(deadline)
                 if item is False:
@@ -138,6 +142,7 @@ class MicroBatcher:
                     stopping = True
                     break
                 batch.append(item)
+            self.last_batch_rows = len(batch)
             try:
                 answers = await loop.run_in_executor(self.model_thread, self.answer, batch)
             except Exception as error:  # a fault in the model: each waiting request hears of it, the loop goes on
