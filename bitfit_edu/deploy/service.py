@@ -8,10 +8,8 @@ A batch is padded to its longest row, so rows of very different lengths go throu
 by length (``serving.length_groups``): padding work saved against the cost of one more pass.
 The model runs in one worker thread, so the event loop keeps accepting requests while a batch is answered.
 
-Endpoints:
-
 Each delta is served under its GLUE task's name ("sst2") where that is unique in the folder, else under its
-file's name without ``.safetensors``.
+file's name without ``.safetensors``. Endpoints:
 
 - ``POST /v1/predict`` with ``{"task": "sst2", "text": "..."}``, or ``"text_pair"`` as well for a pair task:
   the label and its probability (or a regression task's score) and the logits;
