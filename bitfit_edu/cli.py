@@ -27,7 +27,7 @@ from .evidence.tables import results_summary, runs_frame
 from .experiments.grids import EXPERIMENTS, MAIN, experiment_configs, grid_progress
 from .experiments.profiles import PROFILES, get_profile
 from .experiments.results import ResultStore
-from .experiments.runner import delta_path, run_grid, to_train, worker_runs
+from .experiments.runner import delta_path, run_grid, then_the_others, to_train, worker_runs
 from .experiments.runs import RunConfig, RunRecord
 
 
@@ -126,7 +126,7 @@ def cmd_grid(args) -> None:
             print(f"  to run: {store.path(config).name} ({config.train_size or 'all'} examples, {config.length}, "
                   f"{config.number_format})")
         return
-    report = run_grid(mine, store, glue_dir=args.glue_dir, deltas=args.deltas)
+    report = run_grid(then_the_others(configs, mine), store, glue_dir=args.glue_dir, deltas=args.deltas)
     print(f"trained {len(report.trained)} runs")
 
 
@@ -325,8 +325,9 @@ def parser() -> argparse.ArgumentParser:
     bf16_option(grid, "every run")
     grid.add_argument("--deltas", metavar="DIR", help="also save each BitFit and Frozen run's delta in DIR")
     grid.add_argument("--dry-run", action="store_true", help="list what would run, train nothing")
-    grid.add_argument("--worker", metavar="K/N", help="be worker K of N: train every N-th run, starting at the K-th "
-                      "(start N workers, e.g. with OMP_NUM_THREADS=1 each, to fill one grid together)")
+    grid.add_argument("--worker", metavar="K/N", help="be worker K of N: train every N-th run, starting at the "
+                      "K-th, then help with the others' runs left (start N workers, e.g. with OMP_NUM_THREADS=1 "
+                      "each, to fill one grid together)")
     grid.set_defaults(func=cmd_grid)
 
     report = sub.add_parser("report", help="summarise the finished runs of a results folder")

@@ -16,6 +16,7 @@ import tomllib
 from bitfit_edu.classroom import course
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.data.locations import results_folder
+from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.serving import DEFAULT_MEMORY_RELEASE
 from bitfit_edu.evidence import plots
 
@@ -157,13 +158,9 @@ def deployment_targets() -> str:
 def _repeated_targets(about: str, found: dict) -> list[str]:
     """The rows of repeated runs under serve's default: median [smallest, largest], and the runs that met."""
     machine = f"{found['device']}, {found['torch_threads']} threads, {found['measured_at'][:10]}"
-    rows = []
-    for name, t in found["summary"][DEFAULT_MEMORY_RELEASE].items():
-        shown = _format(name)
-        rows.append(f"| {about}, {t['runs']} runs | {name}: median [smallest, largest] | {shown(t['median'])} "
-                    f"[{shown(t['min'])}, {shown(t['max'])}] | {t['target']} | met in {t['met_in']} of "
-                    f"{t['runs']} | {machine} |")
-    return rows
+    return [f"| {about}, {t['runs']} runs | {name}: median [smallest, largest] | {_spread(name, t)} | "
+            f"{t['target']} | met in {t['met_in']} of {t['runs']} | {machine} |"
+            for name, t in found["summary"][DEFAULT_MEMORY_RELEASE].items()]
 
 
 def memory_release() -> str:
@@ -183,11 +180,13 @@ def memory_release() -> str:
     return "\n".join(rows) + "\n" + repeated_runs()
 
 
-def _format(measure: str):
-    """How a load-test measure reads: a ratio to two places, memory growth in per cent, errors as a count."""
-    if "RSS" in measure:
-        return "{:+.1%}".format
-    return "{:.2f}".format if "/" in measure else "{:.0f}".format
+LOAD_TEST_FORMATS = {loadtest.SPEEDUP: "{:.2f}", loadtest.GROWTH: "{:+.1%}", loadtest.ERRORS: "{:.0f}"}
+
+
+def _spread(name: str, t: dict) -> str:
+    """One load-test target over repeated runs: "median [smallest, largest]"."""
+    shown = LOAD_TEST_FORMATS[name].format
+    return f"{shown(t['median'])} [{shown(t['min'])}, {shown(t['max'])}]"
 
 
 def repeated_runs() -> str:
@@ -202,9 +201,8 @@ def repeated_runs() -> str:
             "| `--memory-release` | " + " | ".join(f"{name} ({t['target']})" for name, t in first.items()) + " |",
             "|---|" + "---|" * len(first)]
     for setting, targets in found["summary"].items():
-        rows.append(f"| {setting} | " + " | ".join(
-            f"{shown(t['median'])} [{shown(t['min'])}, {shown(t['max'])}], met in {t['met_in']} of {t['runs']}"
-            for shown, t in ((_format(name), t) for name, t in targets.items())) + " |")
+        rows.append(f"| {setting} | " + " | ".join(f"{_spread(name, t)}, met in {t['met_in']} of {t['runs']}"
+                                                   for name, t in targets.items()) + " |")
     return "\n".join(rows) + "\n"
 
 

@@ -51,7 +51,7 @@ from bitfit_edu.data.glue import load_split
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments import training
 from bitfit_edu.experiments.results import ResultStore
-from bitfit_edu.experiments.runner import run_grid
+from bitfit_edu.experiments.runner import run_grid, then_the_others, worker_runs
 from bitfit_edu.experiments.runs import RunConfig
 from bitfit_edu.experiments.training import diverged, run
 
@@ -105,6 +105,24 @@ def test_a_claimed_run_is_left_to_its_worker_and_a_stale_claim_is_taken_over(tmp
     assert run_grid([config()], store, **train).trained == [] and not trained
     lock.write_text("999999999")  # no such process: the claim is stale
     assert len(run_grid([config()], store, **train).trained) == 1 and not lock.exists()
+
+
+def test_a_worker_whose_share_is_done_helps_with_the_rest_from_the_end(tmp_path):
+    """Worker 1 of 2 trains its runs (0, 2), then the others' from the grid's end backward (3, then 1), and
+    skips a run the other worker finished meanwhile."""
+    grid = [config(seed=seed) for seed in range(4)]
+    store, trained = ResultStore(tmp_path), []
+    mine = worker_runs(grid, 1, 2)
+    assert [c.seed for c in then_the_others(grid, mine)] == [0, 2, 3, 1]
+
+    def train(c, **_):
+        trained.append(c.seed)
+        if c.seed == 3:
+            store.write(fake_record(grid[1]))  # the other worker finishes seed 1 meanwhile
+        return fake_record(c)
+
+    run_grid(then_the_others(grid, mine), store, run_fn=train, progress=False)
+    assert trained == [0, 2, 3]
 
 
 def test_non_finite_values_are_found_where_they_appear():

@@ -212,3 +212,13 @@ def test_a_freed_batch_sized_block_goes_back_to_the_system_when_trimmed_or_given
     a freed 8 MB block (a batch's activations) in the process."""
     found = subprocess.run([sys.executable, "-c", FREED_BLOCK, mode], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == str(returned)
+
+
+@pytest.mark.parametrize("memory_release,trimmed_after", [
+    ("glibc", []), ("mmap", []), ("trim", list(range(1, 201))), ("periodic", [64, 128, 192])])
+def test_the_service_trims_after_each_batch_every_64th_or_never(memory_release, trimmed_after):
+    """``serve --memory-release``: "trim" hands freed memory back after every batch, "periodic" after every
+    64th, "glibc" and "mmap" never (they leave it to glibc or to the pages of their own)."""
+    from bitfit_edu.deploy.serving import trims_after
+
+    assert [batches for batches in range(1, 201) if trims_after(batches, memory_release)] == trimmed_after

@@ -51,6 +51,7 @@ from .serving import (
     return_freed_memory,
     serve,
     task_names,
+    trims_after,
 )
 
 
@@ -90,6 +91,7 @@ class MicroBatcher:
     """Gathers requests of any task into mixed batches and answers each batch in one forward pass."""
 
     last_batch_rows = 0  # a batch waits for company only when the last one had some
+    batches = 0  # answered so far
 
     def __init__(self, server: MultiTask, settings: Settings):
         self.server, self.settings = server, settings
@@ -140,7 +142,7 @@ class MicroBatcher:
                     stopping = True
                     break
                 batch.append(item)
-            self.last_batch_rows = len(batch)
+            self.last_batch_rows, self.batches = len(batch), self.batches + 1
             try:
                 answers = await loop.run_in_executor(self.model_thread, self.answer, batch)
             except Exception as error:  # a fault in the model: each waiting request hears of it, the loop goes on
@@ -149,7 +151,7 @@ class MicroBatcher:
                 continue
             for item, answer in zip(batch, answers, strict=True):
                 item.future.set_result(answer)
-            if self.settings.memory_release == "trim":  # while the answers go out, before the next batch
+            if trims_after(self.batches, self.settings.memory_release):  # while the answers go out
                 loop.run_in_executor(self.model_thread, return_freed_memory)
 
     async def _next_before(self, deadline: float) -> Pending | None | Literal[False]:

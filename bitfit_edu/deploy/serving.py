@@ -293,12 +293,16 @@ class MultiTask:
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 LARGE_BLOCK_BYTES = 1 << 20
+TRIM_PERIOD_BATCHES = 64  # "periodic": batches between two trims
 MEMORY_RELEASE = {
     "glibc": "leave glibc's allocator as it is: it keeps freed activations for the next batches, and the process "
              "grows by a few per cent, then levels off",
     "trim": "after each batch, hand the memory its activations freed back to the system (malloc_trim): the "
             "process stays flat, but each batch page-faults its activations anew",
     "mmap": "give every block of 1 MB or more pages of its own, returned when freed (each batch page-faults anew)",
+    "periodic": f"as glibc, but after every {TRIM_PERIOD_BATCHES}th batch hand what the activations freed back to "
+                "the system (malloc_trim): the growth is bounded, and one batch in "
+                f"{TRIM_PERIOD_BATCHES} page-faults anew",
 }
 DEFAULT_MEMORY_RELEASE = "glibc"  # the fastest in the repeated load test (benchmarks/load_test.py)
 
@@ -322,6 +326,15 @@ def return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def trims_after(batches: int, memory_release: str) -> bool:
+    """Whether a service under ``memory_release`` hands freed memory back (``return_freed_memory``) once it has
+    answered ``batches`` batches: after each under "trim", after every ``TRIM_PERIOD_BATCHES``th under
+    "periodic", never under "glibc" or "mmap"."""
+    if memory_release == "periodic":
+        return batches % TRIM_PERIOD_BATCHES == 0
+    return memory_release == "trim"
 
 
 def _reference_rows(inputs: dict[str, list[list[int]]]) -> list[dict[str, list[int]]]:

@@ -46,6 +46,14 @@ def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[Run
     return configs[worker - 1::workers]
 
 
+def then_the_others(configs: list[RunConfig], mine: list[RunConfig]) -> list[RunConfig]:
+    """A worker's runs ``mine``, then the other workers' runs from the grid's end backward: a worker whose share
+    is done helps with what is left instead of idling, while the others go on from their front. ``run_grid``
+    skips a run another worker has claimed or finished, so no run trains twice."""
+    own = set(mine)
+    return mine + [config for config in reversed(configs) if config not in own]
+
+
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
              run_fn: Callable[..., RunRecord] | None = None, deltas: str | Path | None = None) -> GridReport:
     """Train every pending run, writing each record as soon as it finishes. A run listed twice trains
