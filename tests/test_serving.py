@@ -215,10 +215,10 @@ def test_a_freed_batch_sized_block_goes_back_to_the_system_when_trimmed_or_given
 
 
 @pytest.mark.parametrize("memory_release,trimmed_after", [
-    ("glibc", []), ("mmap", []), ("trim", list(range(1, 201))), ("periodic", [64, 128, 192])])
-def test_the_service_trims_after_each_batch_every_64th_or_never(memory_release, trimmed_after):
+    ("glibc", []), ("mmap", []), ("trim", list(range(1, 201))), ("periodic", list(range(16, 201, 16)))])
+def test_the_service_trims_after_each_batch_every_16th_or_never(memory_release, trimmed_after):
     """``serve --memory-release``: "trim" hands freed memory back after every batch, "periodic" after every
-    64th, "glibc" and "mmap" never (they leave it to glibc or to the pages of their own)."""
+    16th, "glibc" and "mmap" never (they leave it to glibc or to the pages of their own)."""
     from bitfit_edu.deploy.serving import trims_after
 
     assert [batches for batches in range(1, 201) if trims_after(batches, memory_release)] == trimmed_after

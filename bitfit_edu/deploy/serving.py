@@ -293,7 +293,7 @@ class MultiTask:
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 LARGE_BLOCK_BYTES = 1 << 20
-TRIM_PERIOD_BATCHES = 64  # "periodic": batches between two trims
+TRIM_PERIOD_BATCHES = 16  # "periodic": batches between two trims
 MEMORY_RELEASE = {
     "glibc": "leave glibc's allocator as it is: it keeps freed activations for the next batches, and the process "
              "grows by a few per cent, then levels off",
