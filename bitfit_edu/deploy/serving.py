@@ -296,7 +296,7 @@ LARGE_BLOCK_BYTES = 1 << 20
 TRIM_PERIOD_BATCHES = 16  # "periodic": batches between two trims
 MEMORY_RELEASE = {
     "glibc": "leave glibc's allocator as it is: it keeps freed activations for the next batches, and the process "
-             "grows by a few per cent, then levels off",
+             "grows slowly as batches of ever new shapes fragment its heap",
     "trim": "after each batch, hand the memory its activations freed back to the system (malloc_trim): the "
             "process stays flat, but each batch page-faults its activations anew",
     "mmap": "give every block of 1 MB or more pages of its own, returned when freed (each batch page-faults anew)",
