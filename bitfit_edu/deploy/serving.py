@@ -330,7 +330,7 @@ def return_freed_memory() -> None:
 
 def trims_after(batches: int, memory_release: str) -> bool:
     """Whether a service under ``memory_release`` hands freed memory back (``return_freed_memory``) once it has
-    answered ``batches`` batches: after each under "trim", after every ``TRIM_PERIOD_BATCHES``th under
+    answered ``batches`` batches: after each one under "trim", once every ``TRIM_PERIOD_BATCHES`` batches under
     "periodic", never under "glibc" or "mmap"."""
     if memory_release == "periodic":
         return batches % TRIM_PERIOD_BATCHES == 0
