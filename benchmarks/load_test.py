@@ -15,7 +15,7 @@ How the service hands freed activations back to the system (``serve --memory-rel
 speed, and a 2-core machine's figures move from run to run. To compare the choices on one quiet machine, each
 run three times, interleaved, with each target's median and range (``results/benchmarks/load_test_repeats.json``)::
 
-    python benchmarks/load_test.py --memory-release glibc mmap --repeats 3     # about half an hour
+    python benchmarks/load_test.py --memory-release glibc periodic mmap --repeats 3   # 30-50 minutes on 2 cores
 """
 
 from __future__ import annotations
