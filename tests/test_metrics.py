@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bitfit_edu.data.glue import get_task
-from bitfit_edu.data.metrics import glue_metrics, task_score
+from bitfit_edu.data.glue import get_task, glue_metrics, task_score
 
 PREDICTIONS = [1, 1, 0, 0, 1, 0, 1, 1]
 REFERENCES = [1, 0, 0, 1, 1, 0, 1, 0]

@@ -12,7 +12,6 @@ from .. import paper
 from ..core.biases import LAYER_GROUPS
 from ..core.methods import display_name, readable
 from ..data import glue
-from ..data.metrics import glue_metrics, task_score
 from ..errors import BitFitError
 from ..experiments.runs import RunRecord
 
@@ -280,7 +279,7 @@ def majority_baseline(task: str, glue_dir=None) -> float:
     labels = glue.load_split(spec, "train", glue_dir)["label"]
     majority = max(set(labels), key=labels.count)
     dev = glue.load_split(spec, spec.dev_split, glue_dir)["label"]
-    return 100 * task_score(spec, glue_metrics(spec, [majority] * len(dev), dev))
+    return 100 * glue.task_score(spec, glue.glue_metrics(spec, [majority] * len(dev), dev))
 
 
 def majority_floors(tasks: list[str], glue_dir=None) -> dict[str, float]:

@@ -40,7 +40,6 @@ from ..core.biases import BiasTerm, snapshot_biases
 from ..core.methods import PreparedModel, display_name, optimizer_groups, prepare
 from ..core.readout import READOUTS, load_classifier, load_tokenizer
 from ..data import glue
-from ..data.metrics import trainer_metrics
 from ..deploy.deltas import DeltaManifest, backbone_digest, package_version, reference_for, save_delta
 from ..errors import BitFitError, raise_if_terminated
 from .runs import SCHEMA, RunConfig, RunRecord
@@ -152,7 +151,7 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
     trainer = Trainer(
         model=prepared.model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=data.train, eval_dataset=data.evaluation, processing_class=tokenizer,
-        compute_metrics=trainer_metrics(config.task_spec),
+        compute_metrics=glue.trainer_metrics(config.task_spec),
         optimizers=(optimizer, get_constant_schedule(optimizer)),
     )
     trainer.remove_callback(PrinterCallback)  # it would print every log dict
