@@ -107,17 +107,17 @@ def test_a_claimed_run_is_left_to_its_worker_and_a_stale_claim_is_taken_over(tmp
     assert len(run_grid([config()], store, **train).trained) == 1 and not lock.exists()
 
 
-def test_a_worker_whose_share_is_done_helps_with_the_rest_from_the_end(tmp_path):
-    """Worker 1 of 2 trains its runs (0, 2), then the others' from the grid's end backward (3, then 1), and
-    skips a run the other worker finished meanwhile."""
+def test_a_worker_whose_share_is_done_helps_with_the_rest_in_the_grids_order(tmp_path):
+    """Worker 1 of 2 trains its runs (0, 2), then the others' in the grid's order, most important first (1, then
+    3), and skips a run the other worker finished meanwhile."""
     grid = [config(seed=seed) for seed in range(4)]
     store, trained = ResultStore(tmp_path), []
     mine = worker_runs(grid, 1, 2)
-    assert [c.seed for c in then_the_others(grid, mine)] == [0, 2, 3, 1]
+    assert [c.seed for c in then_the_others(grid, mine)] == [0, 2, 1, 3]
 
     def train(c, **_):
         trained.append(c.seed)
-        if c.seed == 3:
+        if c.seed == 2:
             store.write(fake_record(grid[1]))  # the other worker finishes seed 1 meanwhile
         return fake_record(c)
 

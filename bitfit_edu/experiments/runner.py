@@ -47,11 +47,13 @@ def worker_runs(configs: list[RunConfig], worker: int, workers: int) -> list[Run
 
 
 def then_the_others(configs: list[RunConfig], mine: list[RunConfig]) -> list[RunConfig]:
-    """A worker's runs ``mine``, then the other workers' runs from the grid's end backward: a worker whose share
-    is done helps with what is left instead of idling, while the others go on from their front. ``run_grid``
-    skips a run another worker has claimed or finished, so no run trains twice."""
+    """A worker's runs ``mine``, then the other workers' runs in the grid's order: a worker whose share is done
+    helps with the first run left instead of idling. A grid lists its runs most important first (``settle``:
+    the claims' seeds before the extra baselines), so two workers always train the two most important runs
+    left, whichever share they are in. ``run_grid`` skips a run another worker has claimed or finished, so no
+    run trains twice."""
     own = set(mine)
-    return mine + [config for config in reversed(configs) if config not in own]
+    return mine + [config for config in configs if config not in own]
 
 
 def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progress: bool = True,
