@@ -158,7 +158,8 @@ def deployment_targets() -> str:
 def _repeated_targets(about: str, found: dict) -> list[str]:
     """The rows of repeated runs under serve's default: median [smallest, largest], and the runs that met."""
     machine = f"{found['device']}, {found['torch_threads']} threads, {found['measured_at'][:10]}"
-    return [f"| {about}, {t['runs']} runs | {name}: median [smallest, largest] | {_spread(name, t)} | "
+    setting = f"`--memory-release {DEFAULT_MEMORY_RELEASE}`"
+    return [f"| {about}, {setting}, {t['runs']} runs | {name}: median [smallest, largest] | {_spread(name, t)} | "
             f"{t['target']} | met in {t['met_in']} of {t['runs']} | {machine} |"
             for name, t in found["summary"][DEFAULT_MEMORY_RELEASE].items()]
 
