@@ -18,6 +18,7 @@ from .core import precision
 from .core.biases import census_table
 from .core.counting import accounting_table, load_config
 from .core.methods import display_name, parse_label
+from .core.starts import STARTS
 from .data import locations
 from .data.glue import get_task
 from .deploy.deltas import DELTA_METHODS
@@ -83,7 +84,10 @@ def cmd_run(args) -> None:
         else parse_label(args.method)
     config = RunConfig.from_profile(profile, args.task, method, seed=args.seed, groups=groups,
                                     learning_rate=args.learning_rate, epochs=args.epochs, train_size=args.train_size,
-                                    bf16=args.bf16).with_data(args.glue_dir)
+                                    bf16=args.bf16, start=args.start).with_data(args.glue_dir)
+    if args.deltas and config.start is not None:
+        raise BitFitError(f"--start {config.start}: a delta applies to the pre-trained backbone it was trained on, "
+                          "and this run's encoder is not that backbone: drop --deltas")
     if args.deltas and config.method not in DELTA_METHODS:
         raise BitFitError(f"{config.label} trains more than biases and a head, so it has no delta: drop --deltas "
                           "(deltas are for bitfit, its variants, and frozen)")
@@ -308,6 +312,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int)
     run.add_argument("--train-size", type=int)
     bf16_option(run, "this run")
+    run.add_argument("--start", choices=list(STARTS), help="where the encoder starts (default: pretrained; "
+                                                          "random or shuffled: notebook 09)")
     run.add_argument("--results", default="results")
     run.add_argument("--deltas", metavar="DIR",
                      help="also save the trained biases and head as DIR/<run id>.safetensors (bitfit and frozen; "

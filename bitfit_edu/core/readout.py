@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    set_seed,
+)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..data import locations
 from ..errors import BitFitError, unknown_choice
+from .starts import PRETRAINED, check_start, shuffle_weight_matrices
 
 READOUTS = {
     "cls_pooler": "[CLS] through the pre-trained pooler, then a linear classifier (Hugging Face's standard head)",
@@ -87,29 +95,47 @@ def load_tokenizer(model_name: str) -> PreTrainedTokenizerBase:
         raise _cannot_load(model_name, error) from None
 
 
-def load_encoder(model_name: str) -> nn.Module:
-    """The pre-trained encoder alone (no head), or one clear error saying how to make it loadable."""
+def load_encoder(model_name: str, start: str = PRETRAINED, seed: int = 0) -> nn.Module:
+    """The encoder alone (no head), from where ``start`` says (``starts``), or one clear error saying how
+    to make it loadable."""
     try:
-        return AutoModel.from_pretrained(model_name, **locations.model_options())
+        if start == "random":
+            set_seed(seed)
+            return AutoModel.from_config(AutoConfig.from_pretrained(model_name, **locations.hub_options()))
+        encoder = AutoModel.from_pretrained(model_name, **locations.model_options())
     except OSError as error:
         raise _cannot_load(model_name, error) from None
+    if start == "shuffled":
+        shuffle_weight_matrices(encoder, seed)
+    return encoder
 
 
-def load_classifier(model_name: str, num_labels: int, readout: str, seed: int = 0) -> nn.Module:
-    """A pre-trained encoder with a new classification head (seeded), read out as ``readout`` says.
+def load_classifier(model_name: str, num_labels: int, readout: str, seed: int = 0,
+                    start: str = PRETRAINED) -> nn.Module:
+    """An encoder with a new classification head (seeded), read out as ``readout`` says; the encoder
+    starts from the pre-trained weights, or as ``start`` says (``starts``: 'random', 'shuffled').
 
     ``num_labels=1`` makes a regression head (mean squared error), as for STS-B.
     """
     if readout not in READOUTS:
         raise unknown_choice("readout", readout, READOUTS)
+    check_start(start)
     set_seed(seed)
     try:
-        if readout == "cls_pooler":
+        if readout == "cls_pooler" and start == PRETRAINED:
             # a checkpoint that already carries a head of another size gets a new one
             return AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=num_labels,
                                                                       ignore_mismatched_sizes=True,
                                                                       **locations.model_options())
-        encoder = load_encoder(model_name)
+        if readout == "cls_pooler":
+            config = AutoConfig.from_pretrained(model_name, num_labels=num_labels, **locations.hub_options())
+            model = AutoModelForSequenceClassification.from_config(config)  # random everywhere
+            if start == "shuffled":
+                pretrained = AutoModel.from_pretrained(model_name, **locations.model_options())
+                shuffle_weight_matrices(pretrained, seed)
+                model.base_model.load_state_dict(pretrained.state_dict())
+            return model
+        encoder = load_encoder(model_name, start, seed)
     except OSError as error:
         raise _cannot_load(model_name, error) from None
     if getattr(encoder, "pooler", None) is not None:

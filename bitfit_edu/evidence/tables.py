@@ -25,7 +25,8 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     for r in records:
         train_at_best, train_at_last = r.best_evaluation.train, r.epochs[-1].train
         rows.append({
-            "task": r.task, "method": r.label, "seed": r.seed, "learning_rate": r.config.learning_rate,
+            "task": r.task, "method": r.label, "start": r.config.encoder_start, "seed": r.seed,
+            "learning_rate": r.config.learning_rate,
             "best": 100 * r.best.score, "last": 100 * r.last.score,
             "gap": 100 * (train_at_best.score - r.best.score) if train_at_best else np.nan,
             "last_gap": 100 * (train_at_last.score - r.last.score) if train_at_last else np.nan,

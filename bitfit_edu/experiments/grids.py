@@ -21,7 +21,7 @@ from .runs import RunConfig, RunRecord
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
 EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1",
-               "settle", "resampled")
+               "settle", "resampled", "expose")
 SIZE_CURVE = ("full", "bitfit")
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
 # LoRA, IA3 and BEFT (adapters): four rates each around what their papers used (LoRA on RoBERTa-base 4e-4
@@ -40,6 +40,13 @@ CLAIM_VARIANTS = (*MAIN, "bitfit:b_q+b_m2")
 SETTLE_SEEDS = {"size_curve": tuple(range(3, 10)), "bias_subsets": tuple(range(5, 10)), "rand_row_col": (3, 4)}
 SETTLE_SIZES = (100, 500)
 SETTLE_LORA_RATE = 1e-2
+# Expose or learn? (issue #43, notebook 09): the main grid's three methods from an encoder that did not learn
+# from pre-training, on a task close to the classroom model's own training (STS-B: it was trained to embed
+# similar sentences close together) and one far from it (CoLA: grammatical acceptability). The pre-trained arm
+# is the main grid's own runs of these tasks (same settings, same seeds). Declared with its claims
+# (evidence.expose) before any of its runs; the random start, which the claims need most, runs first.
+EXPOSE_TASKS = ("stsb", "cola")
+EXPOSE_STARTS = ("random", "shuffled")
 # Planned for a GPU (issue #32): BitFit and Full-FT where each seed also draws the training subsample
 RESAMPLED_SEEDS = tuple(range(10))
 
@@ -69,6 +76,11 @@ def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] |
             raise BitFitError("experiment 'settle' runs the tasks and seeds declared for it (grids.SETTLE_SEEDS): "
                               "drop --tasks and --seeds")
         return settle_configs(profile)
+    if experiment == "expose":
+        if tasks or seeds:
+            raise BitFitError("experiment 'expose' runs the tasks and seeds declared for it (grids.EXPOSE_TASKS): "
+                              "drop --tasks and --seeds")
+        return expose_configs(profile)
     if experiment == "resampled":
         return [replace(config, data_seed=config.seed)
                 for config in experiment_configs(profile, "main", tasks, seeds or RESAMPLED_SEEDS)
@@ -137,6 +149,13 @@ def settle_configs(profile: Profile) -> list[RunConfig]:
     subsets = [config for seed in SETTLE_SEEDS["bias_subsets"]
                for label in ("bitfit", "bitfit:b_q+b_m2") for config in runs_of(label, (seed,))]
     return small_end + lora + subsets + runs_of("rand_row_col", SETTLE_SEEDS["rand_row_col"])
+
+
+def expose_configs(profile: Profile, starts: Iterable[str] = EXPOSE_STARTS) -> list[RunConfig]:
+    """The main grid's runs of ``EXPOSE_TASKS`` (its claim seeds) from each of ``starts``, start by start and
+    seed by seed; with 'pretrained' among ``starts``, the main grid's own runs (``core.starts``)."""
+    pretrained = experiment_configs(profile, "main", EXPOSE_TASKS)
+    return [replace(config, start=start).validated() for start in starts for config in pretrained]
 
 
 def with_settled(profile: Profile, configs: list[RunConfig]) -> list[RunConfig]:

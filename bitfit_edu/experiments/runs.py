@@ -17,12 +17,13 @@ from ..core import precision
 from ..core.biases import resolve_groups
 from ..core.methods import METHODS, method_label
 from ..core.readout import READOUTS
+from ..core.starts import PRETRAINED, check_start
 from ..data import glue
 from ..errors import BitFitError, unknown_choice
 from .profiles import Profile
 
 SCHEMA = "bitfit_edu.run/2"  # version 1 lacked fields that later runs record; results.upgrade fills them in
-_LATER_FIELDS = ("max_steps", "eval_every", "data", "layers", "data_seed")  # see RunConfig.as_dict
+_LATER_FIELDS = ("max_steps", "eval_every", "data", "layers", "data_seed", "start")  # see RunConfig.as_dict
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class RunConfig:
     data: str | None = None  # None: the official GLUE data; else a digest of the files read (glue.data_identity)
     layers: tuple[int, int] | None = None  # bitfit only: the first and last layer whose biases train; None: all
     data_seed: int | None = None  # draws the training subsample; None: seed 0, the one subsample of every grid
+    start: str | None = None  # where the encoder starts (core.starts): 'random', 'shuffled'; None: pre-trained
 
     def with_data(self, glue_dir=None) -> RunConfig:
         """This config for the GLUE data it will read from ``glue_dir`` (or where ``locations`` finds it)."""
@@ -125,6 +127,8 @@ class RunConfig:
         for name in ("learning_rate", "epochs", "batch_size", "max_length", "train_eval_size"):
             if not getattr(self, name) > 0:
                 raise BitFitError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.start is not None:
+            check_start(self.start)
         if not math.isfinite(self.learning_rate):
             raise BitFitError(f"learning_rate must be a finite number, got {self.learning_rate}")
         if not 0 <= self.seed < 2**32:
@@ -139,7 +143,13 @@ class RunConfig:
         if self.max_steps is not None and self.max_steps % self.eval_every:
             raise BitFitError(f"max_steps ({self.max_steps}) must be a multiple of eval_every ({self.eval_every}), "
                               "so that training ends on an evaluation")
-        return replace(self, task=glue.get_task(self.task).name, groups=groups)
+        start = None if self.start == PRETRAINED else self.start  # one config, one id, for the default start
+        return replace(self, task=glue.get_task(self.task).name, groups=groups, start=start)
+
+    @property
+    def encoder_start(self) -> str:
+        """Where the encoder starts: 'pretrained', 'random' or 'shuffled' (``core.starts``)."""
+        return self.start or PRETRAINED
 
     @property
     def label(self) -> str:
@@ -150,6 +160,7 @@ class RunConfig:
         """A readable, unique file name stem: task, method, learning rate, seed, hash of the whole config."""
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         method = self.label.replace(":", "-").replace("+", "-").replace("@", "-layers")
+        method += f"-from-{self.start}" if self.start else ""
         return f"{self.task}_{method}_lr{self.learning_rate:g}_seed{self.seed}_{digest}"
 
 

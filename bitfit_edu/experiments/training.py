@@ -245,7 +245,8 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
     splits = load_data(config, glue_dir)  # missing or malformed data fails before any model loads
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, splits, tokenizer)
-    model = load_classifier(config.model, task.num_labels, config.readout, seed=config.seed)
+    model = load_classifier(config.model, task.num_labels, config.readout, seed=config.seed,
+                            start=config.encoder_start)
     prepared = prepare(model, config.method, config.groups or "all", seed=config.seed, layers=config.layers)
     if config.method != "frozen" and prepared.trainable_count(include_head=False) == 0:
         raise BitFitError(f"{config.label} trains nothing in the encoder with the {config.readout} readout "

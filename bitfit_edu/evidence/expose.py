@@ -1,0 +1,126 @@
+"""Expose or learn? The claims of notebook 09 about where the encoder starts, and their decision rule.
+
+The paper explains BitFit's success by saying that fine-tuning mostly *exposes* what pre-training put into
+the network. If so, BitFit should lose much more than Full-FT when there is nothing to expose. Experiment
+'expose' (``grids.EXPOSE_TASKS``, ``grids.EXPOSE_STARTS``) trains the main grid's three methods from a
+random and from a shuffled encoder (``core.starts``); the pre-trained arm is the main grid itself.
+
+**Declared on 2026-12-06 (issue #43), before any run of experiment 'expose'.** The claims below, their
+margins and their rule were committed before those runs, and are not to be moved after seeing them.
+
+- Every value is a run's dev score at its **last epoch** (``claims.PRIMARY_PROTOCOL``), x100.
+- "BitFit's gap to Full-FT widens" compares two gaps. The gap of a start is BitFit's mean score minus
+  Full-FT's, over seeds. The claim's number is gap(start) minus gap(pre-trained), with a Welch t-interval
+  over the four groups of seeds (Welch-Satterthwaite degrees of freedom). It **holds** when the whole 90%
+  interval is below zero, **does not hold** when it is wholly above zero, and is **not resolved** otherwise:
+  a one-sided test at 5%, as for every claim of the course (``claims.CONFIDENCE``).
+- "BitFit on a random encoder stays near chance": chance is 0 for every metric of these tasks (Matthews
+  correlation for CoLA, Pearson and Spearman correlation for STS-B: a model that knows nothing scores 0).
+  The claim's number is BitFit's mean score over seeds, with its t-interval. It **holds** when the whole
+  90% interval lies below ``NEAR_CHANCE`` points, does not hold when it lies wholly above, and is not
+  resolved otherwise.
+- Each claim is judged on the mean of the two tasks and on each task alone. The per-task verdicts were
+  declared too; a *contrast between* the tasks (is the close task hurt less?) was not, and the notebook
+  calls it exploratory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..core.starts import DISPLAY_NAMES, PRETRAINED
+from .claims import CONFIDENCE, FAILS, HOLDS, NOT_RUN, PRIMARY_PROTOCOL, UNRESOLVED, signed
+
+NEAR_CHANCE = 10.0  # points above chance (0) that still count as "near chance": a tenth of the scale
+GAP_WIDENS, NEAR = "gap widens", "near chance"
+
+
+@dataclass(frozen=True)
+class StartClaim:
+    """A claim about runs from ``start`` (``core.starts``), of ``kind`` ``GAP_WIDENS`` or ``NEAR``."""
+
+    statement: str
+    kind: str
+    start: str
+
+
+EXPOSE_CLAIMS = (
+    StartClaim("Without pre-training (random encoder), BitFit's gap to Full-FT widens", GAP_WIDENS, "random"),
+    StartClaim("With shuffled weights, BitFit's gap to Full-FT widens", GAP_WIDENS, "shuffled"),
+    StartClaim("BitFit on a random encoder stays near chance", NEAR, "random"),
+)
+
+
+def seed_scores(frame: pd.DataFrame, method: str, start: str, tasks: list[str],
+                value: str = PRIMARY_PROTOCOL) -> pd.Series:
+    """The mean over ``tasks`` of ``value`` per seed, for ``method`` from ``start``, seeds that have every task."""
+    runs = frame[(frame["method"] == method) & (frame["start"] == start) & frame["task"].isin(tasks)]
+    per_seed = runs.pivot_table(index="seed", columns="task", values=value).reindex(columns=tasks)
+    return per_seed.dropna().mean(axis=1)
+
+
+def welch_combination(groups: list[tuple[float, pd.Series]]) -> dict:
+    """sum(weight x mean(values)) over ``groups`` with its 90% Welch t-interval (Welch-Satterthwaite degrees of
+    freedom); NaN bounds when a group has fewer than two values."""
+    estimate = float(sum(weight * values.mean() for weight, values in groups))
+    found = {"estimate": estimate, "low90": np.nan, "high90": np.nan, "seeds": [len(v) for _, v in groups]}
+    if any(len(values) < 2 for _, values in groups):
+        return found
+    parts = [weight**2 * values.var() / len(values) for weight, values in groups]
+    se = float(np.sqrt(sum(parts)))
+    if se == 0:
+        return {**found, "low90": estimate, "high90": estimate}
+    df = sum(parts) ** 2 / sum(part**2 / (len(values) - 1) for part, (_, values) in zip(parts, groups))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
+    return {**found, "low90": estimate - half, "high90": estimate + half}
+
+
+def gap_change(frame: pd.DataFrame, start: str, tasks: list[str], value: str = PRIMARY_PROTOCOL) -> dict:
+    """(BitFit - Full-FT from ``start``) - (BitFit - Full-FT pre-trained), x100 points, with its 90% interval."""
+    return welch_combination([(+1, seed_scores(frame, "bitfit", start, tasks, value)),
+                              (-1, seed_scores(frame, "full", start, tasks, value)),
+                              (-1, seed_scores(frame, "bitfit", PRETRAINED, tasks, value)),
+                              (+1, seed_scores(frame, "full", PRETRAINED, tasks, value))])
+
+
+def claim_verdict(claim: StartClaim, low: float, high: float) -> str:
+    """The declared rule (module docstring) applied to a claim's 90% interval ``low``..``high``."""
+    if np.isnan(low) or np.isnan(high):
+        return UNRESOLVED
+    bound = 0.0 if claim.kind == GAP_WIDENS else NEAR_CHANCE
+    return HOLDS if high < bound else FAILS if low > bound else UNRESOLVED
+
+
+def check_expose_claims(frame: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
+    """One row per claim and scope (both tasks, then each task): the number, its 90% interval, the seeds
+    behind it and the verdict under the declared rule."""
+    rows = []
+    for claim in EXPOSE_CLAIMS:
+        for scope in ([*tasks], *([task] for task in tasks)):
+            row = {"claim": claim.statement, "tasks": " + ".join(scope)}
+            if not (frame["start"] == claim.start).any():
+                rows.append({**row, "verdict": NOT_RUN})
+                continue
+            if claim.kind == GAP_WIDENS:
+                found = gap_change(frame, claim.start, scope)
+                number = "change of BitFit's gap to Full-FT"
+            else:
+                found = welch_combination([(+1, seed_scores(frame, "bitfit", claim.start, scope))])
+                number = "BitFit's score (chance: 0)"
+            rows.append({**row, "number": number, "value": signed(found["estimate"]),
+                         "90% interval": "n/a" if np.isnan(found["low90"])
+                         else f"[{signed(found['low90'])}, {signed(found['high90'])}]",
+                         "seeds": " / ".join(map(str, found["seeds"])),
+                         "verdict": claim_verdict(claim, found["low90"], found["high90"])})
+    return pd.DataFrame(rows).fillna("")
+
+
+def start_means(frame: pd.DataFrame, value: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
+    """Mean ``value`` over seeds per task and method (rows) and start (columns, readable names)."""
+    table = frame.pivot_table(index=["task", "method"], columns="start", values=value, aggfunc="mean")
+    ordered = [start for start in DISPLAY_NAMES if start in table.columns]
+    return table[ordered].rename(columns=DISPLAY_NAMES)
