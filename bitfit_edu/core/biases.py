@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import BitFitError, unknown_choice
 
 LAYER_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2")
-BIAS_GROUPS = LAYER_GROUPS + ("b_LN_emb", "b_pooler")
+BIAS_GROUPS = LAYER_GROUPS + ("b_LN_emb", "b_pooler", "b_patch", "b_LN_final")
 HEAD = "head"
 
 _BERT_LAYER = {
@@ -49,7 +49,23 @@ _DISTILBERT_LAYER = {
     "ffn.lin2.bias": "b_m3",
     "output_layer_norm.bias": "b_LN2",
 }
-_OUTSIDE_LAYERS = {"embeddings.LayerNorm.bias": "b_LN_emb", "pooler.dense.bias": "b_pooler"}
+# A vision transformer (ViT, notebook 09) normalises *before* each block (pre-LN): ``layernorm_after``
+# normalises h2 + x on its way into the MLP, where BERT's LN1 sits, and ``layernorm_before`` normalises the
+# layer's input on its way into attention, which in BERT is the previous layer's LN2. ViT's image patches
+# enter through a linear map with a bias (b_patch) and the last layer's output goes through one more
+# LayerNorm (b_LN_final); BERT has neither.
+_VIT_LAYER = {
+    "attention.q_proj.bias": "b_q",
+    "attention.k_proj.bias": "b_k",
+    "attention.v_proj.bias": "b_v",
+    "attention.o_proj.bias": "b_m1",
+    "layernorm_after.bias": "b_LN1",
+    "mlp.fc1.bias": "b_m2",
+    "mlp.fc2.bias": "b_m3",
+    "layernorm_before.bias": "b_LN2",
+}
+_OUTSIDE_LAYERS = {"embeddings.LayerNorm.bias": "b_LN_emb", "pooler.dense.bias": "b_pooler",
+                   "embeddings.patch_embeddings.projection.bias": "b_patch", "layernorm.bias": "b_LN_final"}
 
 # model_type -> (pattern of an encoder layer's prefix, that layer's bias names)
 FAMILIES = {
@@ -57,6 +73,7 @@ FAMILIES = {
     "roberta": (r"encoder\.layer\.(\d+)\.", _BERT_LAYER),
     "electra": (r"encoder\.layer\.(\d+)\.", _BERT_LAYER),
     "distilbert": (r"transformer\.layer\.(\d+)\.", _DISTILBERT_LAYER),
+    "vit": (r"layers\.(\d+)\.", _VIT_LAYER),
 }
 
 

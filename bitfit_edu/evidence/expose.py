@@ -19,6 +19,8 @@ margins and their rule were committed before those runs, and are not to be moved
   The claim's number is BitFit's mean score over seeds, with its t-interval. It **holds** when the whole
   90% interval lies below ``NEAR_CHANCE`` points, does not hold when it lies wholly above, and is not
   resolved otherwise.
+- The toy vision transformer (``experiments.vision``) has one claim of its own, ``VISION_CLAIMS``, judged the
+  same way on its test accuracy (x100) in place of a dev score; declared with the others, before its runs.
 - Each claim is judged on the mean of the two tasks and on each task alone. The per-task verdicts were
   declared too; a *contrast between* the tasks (is the close task hurt less?) was not, and the notebook
   calls it exploratory.
@@ -52,6 +54,10 @@ EXPOSE_CLAIMS = (
     StartClaim("Without pre-training (random encoder), BitFit's gap to Full-FT widens", GAP_WIDENS, "random"),
     StartClaim("With shuffled weights, BitFit's gap to Full-FT widens", GAP_WIDENS, "shuffled"),
     StartClaim("BitFit on a random encoder stays near chance", NEAR, "random"),
+)
+VISION_CLAIMS = (
+    StartClaim("On the toy ViT, without pre-training (random ViT), BitFit's gap to Full-FT widens", GAP_WIDENS,
+               "random"),
 )
 
 
@@ -95,12 +101,14 @@ def claim_verdict(claim: StartClaim, low: float, high: float) -> str:
     return HOLDS if high < bound else FAILS if low > bound else UNRESOLVED
 
 
-def check_expose_claims(frame: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
-    """One row per claim and scope (both tasks, then each task): the number, its 90% interval, the seeds
-    behind it and the verdict under the declared rule."""
+def check_expose_claims(frame: pd.DataFrame, tasks: list[str],
+                        claims: tuple[StartClaim, ...] = EXPOSE_CLAIMS) -> pd.DataFrame:
+    """One row per claim and scope (all ``tasks`` together, then each task alone when there are several):
+    the number, its 90% interval, the seeds behind it and the verdict under the declared rule."""
     rows = []
-    for claim in EXPOSE_CLAIMS:
-        for scope in ([*tasks], *([task] for task in tasks)):
+    scopes = [[*tasks], *([task] for task in tasks)] if len(tasks) > 1 else [[*tasks]]
+    for claim in claims:
+        for scope in scopes:
             row = {"claim": claim.statement, "tasks": " + ".join(scope)}
             if not (frame["start"] == claim.start).any():
                 rows.append({**row, "verdict": NOT_RUN})
