@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import replace
@@ -132,6 +133,23 @@ def cmd_grid(args) -> None:
         return
     report = run_grid(then_the_others(configs, mine), store, glue_dir=args.glue_dir, deltas=args.deltas)
     print(f"trained {len(report.trained)} runs")
+
+
+def cmd_measure(args) -> None:
+    profile = get_profile(args.profile)
+    if args.what == "vision":
+        from .experiments import vision
+
+        path = vision.results_file() if args.out is None else Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(vision.run_all(), indent=1), encoding="utf-8")
+        print(f"the toy vision transformer's runs: {path}")
+        return
+    from .experiments import measurements
+
+    written = measurements.measure(profile, args.what, *(_worker(args.worker) if args.worker else (1, 1)),
+                                   glue_dir=args.glue_dir, root=args.out)
+    print(f"{len(written)} measurements written" + "".join(f"\n  {path}" for path in written))
 
 
 def only_methods(configs: list[RunConfig], labels: list[str]) -> list[RunConfig]:
@@ -377,6 +395,17 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--switching", action="store_true",
                               help="answer one request at a time, switching tasks (a load test's baseline)")
     serve_parser.set_defaults(func=cmd_serve)
+
+    measure = sub.add_parser("measure", help="notebook 09's measurements: linear probes, CKA, the toy vision "
+                                             "transformer (resumable: finished measurements are kept)")
+    data_and_profile(measure)
+    measure.add_argument("what", choices=("probes", "cka", "vision"), help="probes: a probe per layer of each "
+                         "start's frozen encoder (minutes); cka: Full-FT and BitFit runs with each layer's CKA "
+                         "before against after (about half a core-hour); both in results/expose/<profile>/. "
+                         "vision: the toy ViT on digits (minutes; results/expose/vision.json)")
+    measure.add_argument("--worker", metavar="K/N", help="be worker K of N (probes and cka)")
+    measure.add_argument("--out", help="write here instead of the checkout's results/expose")
+    measure.set_defaults(func=cmd_measure)
 
     doctor_parser = sub.add_parser("doctor", help="is this machine ready for the course? one line per item, OK or "
                                                   "FAIL with the fix")

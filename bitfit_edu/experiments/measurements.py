@@ -115,28 +115,33 @@ def representation_change(profile: Profile, task: str, method: str, seed: int = 
             "device": record.timing.device, "matrix_products": record.timing.matrix_products}
 
 
-def measurement_list(profile: Profile) -> list[tuple[str, dict]]:
-    """Every measurement, cheapest first: (kind, keyword arguments)."""
-    probes = [("probes", {"task": task, "start": start}) for task in EXPOSE_TASKS for start in STARTS]
-    changes = [("cka", {"task": task, "method": method}) for task in reversed(EXPOSE_TASKS) for method in CKA_METHODS]
-    return probes + changes
+KINDS = ("probes", "cka")
+
+
+def measurement_list(kind: str) -> list[dict]:
+    """Every measurement of ``kind`` ('probes': each task and start; 'cka': each task and method, the
+    cheaper task first), as the keyword arguments of ``probe`` or ``representation_change``."""
+    if kind == "probes":
+        return [{"task": task, "start": start} for task in EXPOSE_TASKS for start in STARTS]
+    return [{"task": task, "method": method} for task in reversed(EXPOSE_TASKS) for method in CKA_METHODS]
 
 
 def file_of(profile: Profile, kind: str, settings: dict, root: Path | None = None) -> Path:
     return folder(profile, kind, root) / ("_".join(str(value) for value in settings.values()) + ".json")
 
 
-def measure(profile: Profile, worker: int = 1, workers: int = 1, glue_dir=None, root: Path | None = None) -> list[Path]:
-    """Take every missing measurement of this worker's share (every ``workers``-th), writing each file the
-    moment it is measured; returns the files written."""
+def measure(profile: Profile, kind: str, worker: int = 1, workers: int = 1, glue_dir=None,
+            root: Path | None = None) -> list[Path]:
+    """Take every missing measurement of ``kind`` in this worker's share (every ``workers``-th), writing each
+    file the moment it is measured; returns the files written."""
     written = []
-    for kind, settings in measurement_list(profile)[worker - 1::workers]:
+    for settings in measurement_list(kind)[worker - 1::workers]:
         path = file_of(profile, kind, settings, root)
         if path.exists():
             continue
         found = (probe if kind == "probes" else representation_change)(profile, glue_dir=glue_dir, **settings)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", suffix=".tmp", delete=False) as file:
             json.dump({"profile": profile.name, **found}, file, indent=1)
         os.replace(file.name, path)
         written.append(path)
