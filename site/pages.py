@@ -68,6 +68,8 @@ def _regeneration(chapter: course.Chapter) -> str:
         how = "# set RETRAIN = True in the notebook's parameter cell, then run it"
     else:
         how = "\n".join(f"python -m bitfit_edu grid --experiment {name}" for name in chapter.experiments)
+    if "expose" in chapter.experiments:  # notebook 09 also reads measurements that are not runs
+        how += "\n" + "\n".join(f"python -m bitfit_edu measure {what}" for what in ("probes", "cka", "vision"))
     spent = f"{cost['cpu_core_hours']:.1f} CPU core-hours"
     if cost["gpu_hours"]:
         spent += f" and {cost['gpu_hours']:.1f} GPU process-hours"

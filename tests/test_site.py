@@ -48,9 +48,9 @@ def test_the_instructor_guide_covers_every_notebook_and_every_exercise():
     assert "CPU core-hours" in guide and "GPU process-hours" in guide  # notebook 08's runs were on a GPU
 
 
-def test_the_results_page_gathers_the_verdicts_of_notebooks_03_04_05_and_08():
+def test_the_results_page_gathers_the_verdicts_of_notebooks_03_04_05_08_and_09():
     verdicts = pages.verdicts()
-    assert {number for number in re.findall(r"^### Notebook (\d\d)", verdicts, flags=re.M)} == {"03", "04", "05", "08"}
+    assert {number for number in re.findall(r"^### Notebook (\d\d)", verdicts, flags=re.M)} == {"03", "04", "05", "08", "09"}
     assert "**holds**" in verdicts or "**does not hold**" in verdicts
 
 

@@ -128,6 +128,20 @@ CHAPTERS: tuple[Chapter, ...] = (
             ("BEFT on every linear layer trains like BitFit without LayerNorm biases. What does that comparison "
              "then measure?", "When would you choose LoRA over BitFit for a deployment?"),
             ("peft_sweep", "peft")),
+    Chapter("09_expose_or_learn", "Expose or learn?",
+            "the paper's own question answered by experiment: BitFit from random and shuffled encoders, linear "
+            "probes of the frozen model, CKA before and after fine-tuning, and a toy vision transformer",
+            ("say what 'expose' and 'learn' each predict, before looking at a result",
+             "take pre-training away (random or shuffled weights) and read what BitFit loses beside Full-FT",
+             "read a linear probe and a CKA curve",
+             "write BitFit's freezing for a new architecture (a small ViT)"),
+            "notebooks 01-03", "the toy ViT pre-trained and fine-tuned once (about a minute)",
+            "experiment expose, the probes and CKA (measure probes, measure cka) and the toy ViT (measure vision)",
+            ("The classroom model was trained on sentence pairs. Which GLUE tasks would you expect BitFit to "
+             "expose most easily, and why?",
+             "A probe on a random network scores above zero. What does that tell you about how to read probes?",
+             "What result would convince you that fine-tuning *learns* rather than exposes?"),
+            ("expose",)),
 )
 
 

@@ -19,7 +19,7 @@ from ..core.counting import ModelShape, share_of_model
 from ..core.methods import display_name
 from ..data.locations import results_folder
 from ..errors import BitFitError, unknown_choice
-from ..evidence import claims, power, tables
+from ..evidence import claims, expose, power, tables
 from ..experiments import grids
 from ..experiments.profiles import get_profile
 from ..experiments.results import ResultStore
@@ -109,6 +109,71 @@ def _ahead_at_smallest_size() -> tuple[str, int]:
     differences = claims.size_curve_differences(frame)
     ahead = differences["ahead"].iloc[0]
     return {"bitfit": "a", "full": "b"}.get(ahead, "c"), int(differences.index[0])
+
+
+def _expose_frame():
+    """The committed runs of notebook 09's ablation: experiment 'expose' and the main grid's runs of its tasks."""
+    profile = get_profile("classroom")
+    configs = grids.expose_configs(profile, ("pretrained", *grids.EXPOSE_STARTS))
+    return tables.runs_frame(ResultStore.committed(profile.name).load(configs)[0])
+
+
+WHO_LOSES_MORE = {"a": "BitFit loses more points than Full-FT", "b": "Full-FT loses more points than BitFit",
+                  "c": "neither: the seeds cannot tell the two losses apart"}
+
+
+def _who_loses_more() -> str:
+    table = expose.check_expose_claims(_expose_frame(), list(grids.EXPOSE_TASKS))
+    verdict = table.iloc[0]["verdict"]  # the first claim, on both tasks: BitFit's gap widens without pre-training
+    return {claims.HOLDS: "a", claims.FAILS: "b"}.get(verdict, "c")
+
+
+def _who_loses_more_why() -> str:
+    means = expose.start_means(_expose_frame())
+    lost = (means["pre-trained"] - means["random"]).groupby(level="method").mean()
+    row = expose.check_expose_claims(_expose_frame(), list(grids.EXPOSE_TASKS)).iloc[0]
+    return (f"From the pre-trained to a random encoder, averaged over {' and '.join(grids.EXPOSE_TASKS)}: BitFit "
+            f"loses {lost['bitfit']:.1f} points, Full-FT {lost['full']:.1f}. The change of BitFit's gap to Full-FT is "
+            f"{row['value']} points, 90% interval {row['90% interval']}: {row['verdict']}. "
+            + {claims.HOLDS: "BitFit needs what pre-training built far more than Full-FT does: Full-FT can still "
+                             "learn in its millions of weights, while BitFit's biases have little to expose.",
+               claims.FAILS: "Full-FT needs pre-training more than BitFit does here: BitFit's score does not rest "
+                             "on pre-training more than Full-FT's."}.get(row["verdict"], "The seeds so far cannot "
+                                                                                         "tell the two losses apart."))
+
+
+def _vit_bitfit_count() -> int:
+    from ..core.methods import prepare
+    from ..experiments import vision
+
+    return prepare(vision.new_vit(len(vision.TASK_CLASSES), seed=0), "bitfit").trainable_count()
+
+
+def _vit_bitfit_why() -> str:
+    from ..experiments import vision
+
+    model = vision.new_vit(len(vision.TASK_CLASSES), seed=0)
+    census = sum(t.numel for t in biases.bias_census(model))
+    head = sum(p.numel() for p in biases.head_parameters(model).values())
+    return (f"{census:,} biases and a head of {head:,} (5 x 64 weights and 5 biases): {census + head:,} of "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters. Selecting by `name.endswith('.bias')` "
+            "catches every bias, LayerNorm's too, and nothing else; the head is everything outside `model.vit`.")
+
+
+def _gap_frame():
+    profile = get_profile("classroom")
+    records, _ = ResultStore.committed(profile.name).load(grids.experiment_configs(profile, "main"))
+    return tables.runs_frame(records).groupby("method")[["last", "last_gap"]].mean()
+
+
+def _underfitting_why() -> str:
+    found = _gap_frame()
+    return ("Averaged over the main grid's tasks and seeds, last epoch: "
+            + "; ".join(f"{display_name(m)} dev {found.loc[m, 'last']:.1f}, gap {found.loc[m, 'last_gap']:.1f}"
+                        for m in ("full", "bitfit", "frozen"))
+            + ". Frozen trains only the head: it cannot memorise much, so its gap is small, and it also learns "
+              "least. A small gap is what exposing predicts, but it is also what underfitting gives. Read the gap "
+              "beside the dev score, never alone.")
 
 
 def _mrpc_floor() -> float:
@@ -249,6 +314,22 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: "BEFT wraps linear layers only; LayerNorm is not one. In the classroom model BitFit trains "
                     f"{_classroom_biases_beyond_beft():,} more entries than BEFT on every linear layer, exactly the "
                     "LayerNorm biases: 2 per layer and 1 in the embeddings, H = 384 each."),
+    "09.who_loses_more": Exercise(
+        "Take pre-training away: train Full-FT and BitFit from a random encoder instead of the pre-trained one. "
+        "Predict before you read section 4: which method loses more points?",
+        answer=_who_loses_more, choices=WHO_LOSES_MORE, why=_who_loses_more_why),
+    "09.vit_bitfit": Exercise(
+        "Make the toy ViT ready for BitFit: freeze every parameter except the biases and the classifier head, "
+        "then count the parameters that still train. What is the count?",
+        answer=_vit_bitfit_count, tolerance=0.0, why=_vit_bitfit_why),
+    "09.underfitting": Exercise(
+        "Frozen's generalization gap is even smaller than BitFit's. Does a small gap show that a method exposes "
+        "what pre-training learned?",
+        answer=lambda: "b",
+        choices={"a": "yes: a small gap means the method memorised little, so it must have exposed",
+                 "b": "no: a method that learns little also has a small gap; read the gap beside the dev score",
+                 "c": "yes, but only for BitFit"},
+        why=_underfitting_why),
 }
 
 

@@ -119,7 +119,8 @@ def check_expose_claims(frame: pd.DataFrame, tasks: list[str],
             else:
                 found = welch_combination([(+1, seed_scores(frame, "bitfit", claim.start, scope))])
                 number = "BitFit's score (chance: 0)"
-            rows.append({**row, "number": number, "value": signed(found["estimate"]),
+            rows.append({**row, "number": number,
+                         "value": "n/a" if np.isnan(found["estimate"]) else signed(found["estimate"]),
                          "90% interval": "n/a" if np.isnan(found["low90"])
                          else f"[{signed(found['low90'])}, {signed(found['high90'])}]",
                          "seeds": " / ".join(map(str, found["seeds"])),
@@ -132,3 +133,42 @@ def start_means(frame: pd.DataFrame, value: str = PRIMARY_PROTOCOL) -> pd.DataFr
     table = frame.pivot_table(index=["task", "method"], columns="start", values=value, aggfunc="mean")
     ordered = [start for start in DISPLAY_NAMES if start in table.columns]
     return table[ordered].rename(columns=DISPLAY_NAMES)
+
+
+# --- the measurements beside the runs (experiments.measurements, experiments.vision) ------------------------
+
+def probe_frame(measured: list[dict]) -> pd.DataFrame:
+    """One row per task, start and layer: the probe's dev score (x100), from ``measurements.load(..., 'probes')``."""
+    rows = [{"task": m["task"], "start": DISPLAY_NAMES[m["start"]], "layer": layer["layer"], "score": layer["score"]}
+            for m in measured for layer in m["layers"]]
+    order = {name: index for index, name in enumerate(DISPLAY_NAMES.values())}
+    return pd.DataFrame(rows).sort_values(["task", "start", "layer"], key=lambda c: c.map(order) if c.name == "start"
+                                          else c, kind="stable").reset_index(drop=True)
+
+
+def cka_frame(measured: list[dict]) -> pd.DataFrame:
+    """One row per task, method and layer: linear CKA before against after, from ``measurements.load(..., 'cka')``."""
+    return pd.DataFrame([{"task": m["task"], "method": m["method"], "layer": layer, "cka": value}
+                         for m in measured for layer, value in enumerate(m["cka"])])
+
+
+def readable_share(probes: pd.DataFrame, means: pd.DataFrame, task: str) -> dict:
+    """How much of BitFit's gain over Frozen a linear probe already reads from the frozen pre-trained encoder:
+    (best probe - Frozen) / (BitFit - Frozen), with the best probe's layer and score. ``means``: mean
+    last-epoch score per (task, method) of the pre-trained runs."""
+    pretrained = probes[(probes["task"] == task) & (probes["start"] == DISPLAY_NAMES[PRETRAINED])]
+    best = pretrained.loc[pretrained["score"].idxmax()]
+    frozen, bitfit = means.loc[(task, "frozen")], means.loc[(task, "bitfit")]
+    return {"layer": int(best["layer"]), "probe": float(best["score"]), "frozen": float(frozen),
+            "bitfit": float(bitfit), "share": float((best["score"] - frozen) / (bitfit - frozen))}
+
+
+VISION_TASK = "digits 5-9"
+
+
+def vision_frame(results: dict) -> pd.DataFrame:
+    """The toy ViT's fine-tuning runs (``vision.run_all``) as the claims read runs: task, method, start, seed,
+    and the test accuracy (x100) as 'last', with the training accuracy's gap beside it."""
+    return pd.DataFrame([{"task": VISION_TASK, "method": run["method"], "start": run["start"], "seed": run["seed"],
+                          "last": run["test_accuracy"], "last_gap": run["train_accuracy"] - run["test_accuracy"],
+                          "trainable": run["trainable"]} for run in results["runs"]])

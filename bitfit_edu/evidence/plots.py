@@ -382,3 +382,88 @@ def latency_figure(latencies_ms: list[float], title: str) -> Chart:
     listed = ", ".join(f"{label} {value:.0f} ms" for label, value in marks.items())
     return Chart(fig, f"Histogram: {title}. {len(values)} requests, latency from {values.min():.0f} to "
                       f"{values.max():.0f} ms; percentiles {listed}.")
+
+
+def start_bars(means: pd.DataFrame, title: str, chance: dict[str, float] | None = None) -> Chart:
+    """Expose or learn (notebook 09): one panel per task, one group of bars per method (Full-FT, BitFit,
+    Frozen), one bar per start of the encoder (columns of ``means``, rows (task, method): ``expose.start_means``).
+    ``chance`` draws each task's chance level as a dashed line."""
+    tasks = list(dict.fromkeys(means.index.get_level_values(0)))
+    starts = list(means.columns)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 0.6, 3.4), squeeze=False, sharey=True)
+    described = []
+    for ax, task in zip(axes[0], tasks, strict=True):
+        table = means.loc[task]
+        methods = list(table.index)
+        width = 0.8 / len(starts)
+        for index, start in enumerate(starts):
+            x = np.arange(len(methods)) + (index - (len(starts) - 1) / 2) * width
+            ax.bar(x, table[start], width, color=["tab:blue", "tab:gray", "tab:orange"][index % 3],
+                   label=f"from {start}")
+        if chance and task in chance:
+            ax.axhline(chance[task], color="black", linestyle="dashed", linewidth=1, label="chance")
+        ax.set_xticks(range(len(methods)), [display_name(m) for m in methods])
+        ax.set_title(task, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        described.append(f"{task}: " + "; ".join(
+            f"{display_name(m)} " + ", ".join(f"{s} {table.loc[m, s]:.1f}" for s in starts if pd.notna(table.loc[m, s]))
+            for m in methods))
+    axes[0, 0].set_ylabel("score (x100)")
+    axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return Chart(fig, f"Grouped bars: {title}. Mean score (x100) over seeds, per method and start. "
+                      + ". ".join(described) + ".")
+
+
+def probe_curves(probes: pd.DataFrame, methods: pd.DataFrame, title: str) -> Chart:
+    """What is linearly readable where (notebook 09): one panel per task, a probe's dev score per layer for
+    each start (``probes``: columns task, start, layer, score), and the pre-trained runs' mean scores as
+    horizontal lines (``methods``: index task, columns methods)."""
+    tasks = list(dict.fromkeys(probes["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.8 * len(tasks) + 0.8, 3.4), squeeze=False)
+    described = []
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = probes[probes["task"] == task]
+        parts = []
+        for index, (start, curve) in enumerate(rows.groupby("start", sort=False)):
+            ax.plot(curve["layer"], curve["score"], "o-", color=["tab:blue", "tab:gray", "tab:orange"][index % 3],
+                    label=f"probe, {start} encoder")
+            parts.append(f"probe on the {start} encoder, layers 0 to {curve['layer'].max()}: "
+                         + _listing(curve["score"]))
+        for index, (method, value) in enumerate(methods.loc[task].items()):
+            ax.axhline(value, color=f"C{index + 3}", linestyle="dashed", linewidth=1,
+                       label=f"{display_name(method)} (trained, pre-trained start)")
+            parts.append(f"{display_name(method)} {value:.1f}")
+        ax.set_xlabel("layer (0: embeddings)")
+        ax.set_title(task, fontsize=10)
+        ax.grid(alpha=0.3)
+        described.append(f"{task}: " + "; ".join(parts))
+    axes[0, 0].set_ylabel("dev score (x100)")
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return Chart(fig, f"Line chart: {title}. " + ". ".join(described) + ".")
+
+
+def cka_curves(cka: pd.DataFrame, title: str) -> Chart:
+    """How much fine-tuning changed each layer (notebook 09): one panel per task, linear CKA between a layer's
+    features before and after training (1: unchanged) for each method (``cka``: columns task, method, layer,
+    cka)."""
+    tasks = list(dict.fromkeys(cka["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks) + 0.6, 3.2), squeeze=False, sharey=True)
+    described = []
+    for ax, task in zip(axes[0], tasks, strict=True):
+        parts = []
+        for index, (method, curve) in enumerate(cka[cka["task"] == task].groupby("method", sort=False)):
+            ax.plot(curve["layer"], curve["cka"], "o-", color=f"C{index}", label=display_name(method))
+            parts.append(f"{display_name(method)} " + _listing(curve["cka"], 3))
+        ax.set_xlabel("layer (0: embeddings)")
+        ax.set_title(task, fontsize=10)
+        ax.grid(alpha=0.3)
+        described.append(f"{task}, layers 0 to {cka['layer'].max()}: " + "; ".join(parts))
+    axes[0, 0].set_ylabel("CKA, before vs after (1: unchanged)")
+    axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return Chart(fig, f"Line chart: {title}. " + ". ".join(described) + ".")

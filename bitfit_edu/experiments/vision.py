@@ -57,6 +57,11 @@ class Recipe:
     batch_size: int = 32
 
 
+def demo_recipe(profile_name: str) -> Recipe:
+    """The recipe of notebook 09's live demo: the committed one, or a few epochs in the smoke profile (CI)."""
+    return Recipe(pretrain_epochs=3, epochs=3) if profile_name == "smoke" else Recipe()
+
+
 # (method, start) of each fine-tuning run, in the order notebook 09 shows them
 VARIANTS = (("full", "pretrained"), ("bitfit", "pretrained"), ("frozen", "pretrained"),
             ("full", "random"), ("bitfit", "random"), ("frozen", "random"))
