@@ -204,3 +204,24 @@ def test_the_digit_halves_do_not_overlap_and_the_loop_learns(monkeypatch):
     encoder_before = {n: p.clone() for n, p in frozen.vit.named_parameters()}
     vision.train(frozen, images[:64], labels[:64], epochs=1, rate=1e-2, batch_size=32, seed=0)
     assert all(torch.equal(p, encoder_before[n]) for n, p in frozen.vit.named_parameters())
+
+
+# --- the measurements, end to end on the tiny model ------------------------------------------------------
+
+def test_probes_and_cka_are_measured_once_each_and_resumed(tiny_model_dir, glue_dir, tmp_path):
+    from bitfit_edu.experiments import measurements
+
+    profile = replace(get_profile("smoke"), model=tiny_model_dir, epochs={"full": 1, "bitfit": 1}, train_size=16,
+                      train_eval_size=8, dev_size=16)
+    written = measurements.measure(profile, "probes", glue_dir=glue_dir, root=tmp_path)
+    assert len(written) == len(EXPOSE_TASKS) * 3
+    probes = measurements.load(profile, "probes", root=tmp_path)
+    assert {(p["task"], p["start"]) for p in probes} == {(t, s) for t in EXPOSE_TASKS
+                                                         for s in ("pretrained", "random", "shuffled")}
+    assert all(len(p["layers"]) == 3 for p in probes)  # the embeddings and the tiny model's two layers
+    assert measurements.measure(profile, "probes", glue_dir=glue_dir, root=tmp_path) == []  # nothing twice
+    first = measurements.measure(profile, "cka", worker=1, workers=2, glue_dir=glue_dir, root=tmp_path)
+    assert len(first) == 2 and not list(tmp_path.rglob(".*.tmp"))
+    for change in measurements.load(profile, "cka", root=tmp_path):
+        assert len(change["cka"]) == 3 and all(0 < value <= 1 + 1e-6 for value in change["cka"])
+        assert change["method"] in ("bitfit", "full") and change["committed_last"] is None
