@@ -225,3 +225,23 @@ def test_probes_and_cka_are_measured_once_each_and_resumed(tiny_model_dir, glue_
     for change in measurements.load(profile, "cka", root=tmp_path):
         assert len(change["cka"]) == 3 and all(0 < value <= 1 + 1e-6 for value in change["cka"])
         assert change["method"] in ("bitfit", "full") and change["committed_last"] is None
+
+
+# --- the figures ------------------------------------------------------------------------------------------
+
+def test_the_figures_say_in_words_what_they_draw():
+    from bitfit_edu.evidence import plots
+
+    means = pd.DataFrame({"pre-trained": [80.0, 70.0], "random": [20.0, 5.0]},
+                         index=pd.MultiIndex.from_tuples([("stsb", "full"), ("stsb", "bitfit")]))
+    chart = plots.start_bars(means, "starts", chance={"stsb": 0.0})
+    assert "Full-FT pre-trained 80.0, random 20.0" in chart.alt and "BitFit pre-trained 70.0" in chart.alt
+    assert len(chart.figure.axes[0].patches) == 4
+    probes = pd.DataFrame({"task": "stsb", "start": ["pre-trained"] * 2 + ["random"] * 2, "layer": [0, 1, 0, 1],
+                           "score": [10.0, 60.0, 5.0, 6.0]})
+    chart = plots.probe_curves(probes, pd.DataFrame({"bitfit": [70.0]}, index=["stsb"]), "probes")
+    assert "pre-trained encoder, layers 0 to 1: 10.0, 60.0" in chart.alt and "BitFit 70.0" in chart.alt
+    cka = pd.DataFrame({"task": "stsb", "method": ["bitfit", "bitfit", "full", "full"], "layer": [0, 1, 0, 1],
+                        "cka": [1.0, 0.99, 1.0, 0.9]})
+    chart = plots.cka_curves(cka, "cka")
+    assert "BitFit 1.000, 0.990; Full-FT 1.000, 0.900" in chart.alt
