@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tomllib
 
-from bitfit_edu.classroom import course
+from bitfit_edu.classroom import course, readability
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
@@ -33,14 +33,28 @@ def _minutes(seconds: float | None) -> str:
 
 
 def course_map() -> str:
-    """The home page's table: each notebook, what it teaches, its measured time, where to open it."""
-    rows = ["| notebook | what it teaches | time (last execution, 2 cores) | open it |", "|---|---|---|---|"]
+    """The home page's tables: each notebook, what it teaches, its reading and running time, where to open it;
+    then how each notebook's prose measures against the course's writing targets (``readability``)."""
+    rows = ["| notebook | what it teaches | reading (200 words a minute) | running (last execution, 2 cores) | open it |",
+            "|---|---|---|---|---|"]
+    targets = ["| notebook | words | sentences over 35 words | longest block (words) | objectives | takeaways |",
+               "|---|---|---|---|---|---|"]
     for chapter in course.CHAPTERS:
         colab = f"https://colab.research.google.com/github/{SLUG}/blob/main/notebooks/{chapter.stem}.ipynb"
         binder = f"https://mybinder.org/v2/gh/{SLUG}/main?urlpath=lab/tree/notebooks/{chapter.stem}.ipynb"
+        prose = readability.measure(chapter.notebook)
         rows.append(f"| {{doc}}`{chapter.number}: {chapter.title} </notebooks/{chapter.stem}>` | {chapter.teaches} | "
-                    f"{_minutes(course.measured_seconds(chapter.notebook))} | [Colab]({colab}), [Binder]({binder}) |")
-    return "\n".join(rows) + "\n"
+                    f"{prose.reading_minutes:.0f} min | {_minutes(course.measured_seconds(chapter.notebook))} | "
+                    f"[Colab]({colab}), [Binder]({binder}) |")
+        met = {name.split(" ")[0]: "met" if ok else "not yet" for name, ok in prose.targets_met.items()}
+        targets.append(f"| {chapter.number} | {prose.words:,} | {prose.long_share:.0%} ({met['sentences']}) | "
+                       f"{prose.longest_cell} ({met['no']}) | {met['objectives']} | {met['takeaways']} |")
+    targets_note = (f"\n\nHow each notebook's prose measures against the course's writing targets: at most "
+                    f"{readability.LONG_SHARE:.0%} of the main flow's sentences over {readability.LONG_SENTENCE} words, "
+                    f"no block (a cell, or its part under one heading) over {readability.LONG_CELL} words, learning "
+                    "objectives at the start and takeaways at the end (`bitfit_edu.classroom.readability` says how "
+                    "it counts).\n\n")
+    return "\n".join(rows) + targets_note + "\n".join(targets) + "\n"
 
 
 def _mistakes(chapter: course.Chapter) -> str:

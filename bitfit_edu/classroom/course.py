@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..data.locations import repo_root
+from . import readability
 from .exercises import EXERCISES
 
 
@@ -143,6 +144,21 @@ CHAPTERS: tuple[Chapter, ...] = (
              "What result would convince you that fine-tuning *learns* rather than exposes?"),
             ("expose",)),
 )
+
+
+def chapter(stem: str) -> Chapter:
+    """The chapter of ``notebooks/<stem>.ipynb``."""
+    return next(c for c in CHAPTERS if c.stem == stem)
+
+
+def time_line(stem: str) -> str:
+    """A notebook's time in words: reading its prose at 200 words a minute (``readability``) and running it,
+    from its committed copy's last execution."""
+    notebook = chapter(stem).notebook
+    reading = readability.measure(notebook).reading_minutes
+    running = measured_seconds(notebook)
+    ran = "not recorded yet" if running is None else (f"{running:.0f} s" if running < 90 else f"{running / 60:.0f} min")
+    return f"about {reading:.0f} minutes to read; {ran} to run (its last execution, on 2 CPU cores)"
 
 
 def measured_seconds(notebook: Path) -> float | None:

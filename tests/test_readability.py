@@ -1,0 +1,43 @@
+"""How a notebook reads: the writing targets are measured on the prose alone, main flow apart from folded notes."""
+
+import json
+
+from bitfit_edu.classroom import readability
+from bitfit_edu.classroom.readability import LONG_SENTENCE, measure, sentences
+
+
+def notebook(tmp_path, *markdown: str):
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": text} for text in markdown]
+    cells.insert(1, {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": None})
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    return path
+
+
+def test_code_math_tables_and_link_targets_are_not_prose():
+    text = "We add `b_q` to $W_q x$ here. See [the guide](https://example.org/a/b/c).\n\n| a | b |\n|---|---|"
+    assert [len(words) for words in sentences(text)] == [4, 3]
+
+
+def test_list_items_and_paragraphs_are_sentences_of_their_own():
+    assert len(sentences("Intro:\n\n- one item\n- another item\n\n1. first\n2. second")) == 5
+
+
+def test_long_sentences_count_in_the_main_flow_only(tmp_path):
+    long = " ".join(["word"] * (LONG_SENTENCE + 1)) + "."
+    path = notebook(tmp_path, "# Title\n\nYou will be able to read.", f"Short one. {long}",
+                    f"## How we know this is sound\n\n{long} {long}", "## Takeaways\n\n- it reads")
+    found = measure(path)
+    assert found.main_sentences == 3 and found.long_sentences == 1  # the folded notes' two are not counted
+    assert found.objectives and found.takeaways
+    assert found.words > 3 * LONG_SENTENCE  # reading time counts every word, folded notes included
+
+
+def test_a_heading_starts_a_new_block_and_targets_say_what_is_missed(tmp_path):
+    words = " ".join(["word"] * 150)
+    path = notebook(tmp_path, "# Title\n\nNo goals stated.", f"## One\n\n{words}.\n\n## Two\n\n{words}.\n\n## Takeaways")
+    found = measure(path)
+    assert found.longest_cell == 150 and found.takeaways and not found.objectives
+    assert found.targets_met == {"sentences over 35 words ≤ 3%": False, "no block over 200 words": True,
+                                 "objectives": False, "takeaways": True}
+    assert found.reading_minutes == found.words / readability.WORDS_PER_MINUTE
