@@ -41,3 +41,17 @@ def test_a_heading_starts_a_new_block_and_targets_say_what_is_missed(tmp_path):
     assert found.targets_met == {"sentences over 35 words ≤ 3%": False, "no block over 200 words": True,
                                  "objectives": False, "takeaways": True}
     assert found.reading_minutes == found.words / readability.WORDS_PER_MINUTE
+
+
+def test_every_file_and_readme_section_a_notebook_points_to_exists():
+    from pathlib import Path
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme_headings = set(re.findall(r"^#+ (.+)$", (root / "README.md").read_text(), flags=re.M))
+    for source in sorted((root / "notebooks").glob("[0-9][0-9]_*.md")):
+        text = source.read_text()
+        for path in re.findall(r"`((?:site|notebooks|benchmarks|scripts|results)/[\w./-]+\.(?:md|py|ipynb|json))`", text):
+            assert (root / path).exists(), f"{source.name} points to {path}, which does not exist"
+        for section in re.findall(r"README's \"([^\"]+)\"", text):
+            assert section in readme_headings, f"{source.name} points to the README's {section!r}, which it lacks"

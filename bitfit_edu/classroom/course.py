@@ -75,7 +75,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             ("tokenize a GLUE task, score it with its metric, and compare against its majority-class floor",
              "read the main table (Full-FT, BitFit, Frozen) against the paper's averages, labelled as theirs",
              "state a claim as an equivalence test with a margin and judge it with a 90% interval",
-             "compute how many seeds a verdict needs, and why five is rarely enough"),
+             "compute how many seeds a verdict needs, and why five seeds may not be enough"),
             "notebooks 01-02; a mean, a standard deviation and a confidence interval",
             "one short MRPC BitFit run", "the learning-rate sweep, the checks and the main grid",
             ("Why is the last epoch a fairer protocol than the best epoch?",
