@@ -1,4 +1,5 @@
-"""Command line: ``python -m bitfit_edu {params,census,run,grid,report,demo,predict}``; ``-h`` for help."""
+"""Command line: ``python -m bitfit_edu {params,census,run,grid,report,demo,predict,serve,measure,doctor,classroom}``;
+``-h`` for help."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def read_delta(path: str | Path) -> tuple[DeltaManifest, dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise BitFitError(f"no delta file at {path}: give the path of a .safetensors file saved by "
-                          "'python -m bitfit_edu run ... --save-delta'")
+                          "'python -m bitfit_edu run ... --deltas DIR'")
     try:
         data = path.read_bytes()  # one read: a delta is small, and this is 4x faster than safe_open per tensor
         tensors = dict(sorted(load(data).items()))  # in name order, as safe_open lists them
@@ -148,7 +148,7 @@ def read_delta(path: str | Path) -> tuple[DeltaManifest, dict[str, torch.Tensor]
                           "Save the delta again from its run") from None
     if MANIFEST_KEY not in metadata:
         raise BitFitError(f"{path} is a safetensors file but not a bitfit_edu delta (no manifest): "
-                          "save deltas with 'python -m bitfit_edu run ... --save-delta'")
+                          "save deltas with 'python -m bitfit_edu run ... --deltas DIR'")
     manifest = DeltaManifest.from_json(metadata[MANIFEST_KEY], str(path))
     listed, present = set(manifest.tensors), set(tensors)
     if listed != present:
