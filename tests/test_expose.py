@@ -245,3 +245,17 @@ def test_the_figures_say_in_words_what_they_draw():
                         "cka": [1.0, 0.99, 1.0, 0.9]})
     chart = plots.cka_curves(cka, "cka")
     assert "BitFit 1.000, 0.990; Full-FT 1.000, 0.900" in chart.alt
+
+
+def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
+    from bitfit_edu.evidence.expose import grid_cost, task_answer
+
+    held = pd.Series({"verdict": HOLDS, "value": "-12.50", "90% interval": "[-20.00, -5.00]"})
+    text = task_answer("stsb", held, 0.9, {"bitfit": 0.99, "full": 0.9})
+    assert "12.50 points further behind" in text and "reads 90%" in text and "less than Full-FT" in text
+    unresolved = pd.Series({"verdict": UNRESOLVED, "value": "+1.00", "90% interval": "[-3.00, 5.00]"})
+    text = task_answer("cola", unresolved, 0.3, None)
+    assert UNRESOLVED in text and "only 30%" in text and "CKA" not in text
+    frame = frame_of({("bitfit", "random"): {"stsb": [1.0]}, ("bitfit", "pretrained"): {"stsb": [80.0]}})
+    configs = expose_configs(get_profile("classroom"))
+    assert grid_cost(frame, configs).startswith(f"1 of {len(configs)} runs finished")

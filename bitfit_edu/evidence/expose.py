@@ -172,3 +172,48 @@ def vision_frame(results: dict) -> pd.DataFrame:
     return pd.DataFrame([{"task": VISION_TASK, "method": run["method"], "start": run["start"], "seed": run["seed"],
                           "last": run["test_accuracy"], "last_gap": run["train_accuracy"] - run["test_accuracy"],
                           "trainable": run["trainable"]} for run in results["runs"]])
+
+
+# --- the answer, in words --------------------------------------------------------------------------------
+# How notebook 09 words the probes and CKA. These thresholds were chosen when the notebook was written, after
+# the probes had run: they are reading aids for exploratory measurements, not declared claims.
+MOSTLY_READABLE = 0.75  # a probe that covers this share of BitFit's gain over Frozen: the gain was already there
+LITTLE_READABLE = 0.5  # below this share, BitFit found something no single frozen layer offered linearly
+
+
+def task_answer(task: str, gap: pd.Series, share: float, cka_last: dict[str, float] | None) -> str:
+    """One task's answer in a sentence or three: the declared ablation verdict (``gap``: a row of
+    ``check_expose_claims``), the probe's share of BitFit's gain, and the last layer's CKA per method."""
+    if gap["verdict"] == HOLDS:
+        ablation = (f"without pre-training BitFit falls {gap['value'].lstrip('-')} points further behind Full-FT "
+                    f"(90% interval {gap['90% interval']}), so its score rests on what pre-training built")
+    elif gap["verdict"] == FAILS:
+        ablation = "without pre-training BitFit does not fall further behind Full-FT"
+    else:
+        ablation = f"the ablation is {gap['verdict']} (change of BitFit's gap: {gap['value']})"
+    if share >= MOSTLY_READABLE:
+        probe = f"a linear probe of the frozen model already reads {100 * share:.0f}% of BitFit's gain over Frozen"
+    elif share < LITTLE_READABLE:
+        probe = (f"a linear probe of the frozen model reads only {100 * share:.0f}% of BitFit's gain over Frozen, "
+                 "so BitFit found something no single frozen layer offered")
+    else:
+        probe = f"a linear probe of the frozen model reads {100 * share:.0f}% of BitFit's gain over Frozen"
+    text = f"**{task}**: {ablation}; {probe}."
+    if cka_last:
+        less = "less than" if cka_last["bitfit"] > cka_last["full"] else "at least as much as"
+        text += (f" BitFit changes the last layer {less} Full-FT does (CKA {cka_last['bitfit']:.3f} against "
+                 f"{cka_last['full']:.3f}).")
+    return text
+
+
+def grid_cost(frame: pd.DataFrame, configs: list) -> str:
+    """The core-hours of the finished runs of experiment 'expose' (not the pre-trained arm, which is the main
+    grid's), and of all of them at each (task, method)'s mean cost so far."""
+    new = frame[frame["start"] != PRETRAINED]
+    if new.empty:
+        return "no run of experiment 'expose' has finished yet"
+    per_run = new.groupby(["task", "method"])["core_seconds"].mean()
+    planned = [(c.task, c.method) for c in configs if c.start is not None]
+    estimate = sum(per_run.get(key, per_run.mean()) for key in planned) / 3600
+    return (f"{len(new)} of {len(planned)} runs finished, {new['core_seconds'].sum() / 3600:.1f} CPU core-hours; "
+            f"all {len(planned)} at the same cost per run: about {estimate:.1f} core-hours")
