@@ -251,11 +251,15 @@ def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
     from bitfit_edu.evidence.expose import grid_cost, task_answer
 
     held = pd.Series({"verdict": HOLDS, "value": "-12.50", "90% interval": "[-20.00, -5.00]"})
-    text = task_answer("stsb", held, 0.9, {"bitfit": 0.99, "full": 0.9})
+    share = {"layer": 4, "probe": 70.0, "frozen": 20.0, "bitfit": 80.0, "share": 0.9}
+    text = task_answer("stsb", held, share, {"full": 20.0, "bitfit": 5.0}, {"bitfit": 0.99, "full": 0.9})
     assert "12.50 points further behind" in text and "reads 90%" in text and "less than Full-FT" in text
     unresolved = pd.Series({"verdict": UNRESOLVED, "value": "+1.00", "90% interval": "[-3.00, 5.00]"})
-    text = task_answer("cola", unresolved, 0.3, None)
+    text = task_answer("cola", unresolved, {**share, "share": 0.3}, {"full": 1.0, "bitfit": 0.0}, None)
     assert UNRESOLVED in text and "only 30%" in text and "CKA" not in text
+    failed = pd.Series({"verdict": FAILS, "value": "+8.00", "90% interval": "[+3.00, +13.00]"})
+    text = task_answer("cola", failed, {**share, "share": 1.9, "probe": 14.5, "bitfit": 9.8}, {"full": 0.0, "bitfit": 0.0}, None)
+    assert "Full-FT's lead, too" in text and "more than BitFit reaches (14.5 against 9.8)" in text
     frame = frame_of({("bitfit", "random"): {"stsb": [1.0]}, ("bitfit", "pretrained"): {"stsb": [80.0]}})
     configs = expose_configs(get_profile("classroom"))
     assert grid_cost(frame, configs).startswith(f"1 of {len(configs)} runs finished")

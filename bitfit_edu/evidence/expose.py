@@ -104,7 +104,8 @@ def claim_verdict(claim: StartClaim, low: float, high: float) -> str:
 def check_expose_claims(frame: pd.DataFrame, tasks: list[str],
                         claims: tuple[StartClaim, ...] = EXPOSE_CLAIMS) -> pd.DataFrame:
     """One row per claim and scope (all ``tasks`` together, then each task alone when there are several):
-    the number, its 90% interval, the seeds behind it and the verdict under the declared rule."""
+    its value (for "gap widens", the change of BitFit's gap to Full-FT; for "near chance", BitFit's score),
+    the value's 90% interval, the seeds behind it and the verdict under the declared rule."""
     rows = []
     scopes = [[*tasks], *([task] for task in tasks)] if len(tasks) > 1 else [[*tasks]]
     for claim in claims:
@@ -113,14 +114,11 @@ def check_expose_claims(frame: pd.DataFrame, tasks: list[str],
             if not (frame["start"] == claim.start).any():
                 rows.append({**row, "verdict": NOT_RUN})
                 continue
-            if claim.kind == GAP_WIDENS:
+            if claim.kind == GAP_WIDENS:  # the value: the change of BitFit's gap to Full-FT
                 found = gap_change(frame, claim.start, scope)
-                number = "change of BitFit's gap to Full-FT"
-            else:
+            else:  # the value: BitFit's score (chance: 0)
                 found = welch_combination([(+1, seed_scores(frame, "bitfit", claim.start, scope))])
-                number = "BitFit's score (chance: 0)"
-            rows.append({**row, "number": number,
-                         "value": "n/a" if np.isnan(found["estimate"]) else signed(found["estimate"]),
+            rows.append({**row, "value": "n/a" if np.isnan(found["estimate"]) else signed(found["estimate"]),
                          "90% interval": "n/a" if np.isnan(found["low90"])
                          else f"[{signed(found['low90'])}, {signed(found['high90'])}]",
                          "seeds": " / ".join(map(str, found["seeds"])),
@@ -181,24 +179,34 @@ MOSTLY_READABLE = 0.75  # a probe that covers this share of BitFit's gain over F
 LITTLE_READABLE = 0.5  # below this share, BitFit found something no single frozen layer offered linearly
 
 
-def task_answer(task: str, gap: pd.Series, share: float, cka_last: dict[str, float] | None) -> str:
-    """One task's answer in a sentence or three: the declared ablation verdict (``gap``: a row of
-    ``check_expose_claims``), the probe's share of BitFit's gain, and the last layer's CKA per method."""
+def task_answer(task: str, gap: pd.Series, share: dict, from_random: dict[str, float],
+                cka_last: dict[str, float] | None) -> str:
+    """One task's answer in a few sentences: the declared ablation verdict (``gap``: a row of
+    ``check_expose_claims``) with both methods' scores from a random start (``from_random``), the probe's
+    share of BitFit's gain (``share``: a row of ``readable_share``), and the last layer's CKA per method."""
+    scores = f"from a random encoder Full-FT scores {from_random['full']:.1f} and BitFit {from_random['bitfit']:.1f}"
     if gap["verdict"] == HOLDS:
         ablation = (f"without pre-training BitFit falls {gap['value'].lstrip('-')} points further behind Full-FT "
-                    f"(90% interval {gap['90% interval']}), so its score rests on what pre-training built")
+                    f"(90% interval {gap['90% interval']}; {scores}): its score rests on what pre-training built")
     elif gap["verdict"] == FAILS:
-        ablation = "without pre-training BitFit does not fall further behind Full-FT"
+        ablation = (f"without pre-training BitFit does not fall further behind Full-FT (change of its gap "
+                    f"{gap['value']}, 90% interval {gap['90% interval']}): {scores}, so Full-FT's lead, too, "
+                    "came from pre-training")
     else:
-        ablation = f"the ablation is {gap['verdict']} (change of BitFit's gap: {gap['value']})"
-    if share >= MOSTLY_READABLE:
-        probe = f"a linear probe of the frozen model already reads {100 * share:.0f}% of BitFit's gain over Frozen"
-    elif share < LITTLE_READABLE:
-        probe = (f"a linear probe of the frozen model reads only {100 * share:.0f}% of BitFit's gain over Frozen, "
-                 "so BitFit found something no single frozen layer offered")
+        ablation = f"the ablation is {gap['verdict']} (change of BitFit's gap {gap['value']}; {scores})"
+    if share["share"] > 1:
+        probe = (f"a linear probe of one frozen layer (layer {share['layer']:.0f}) reads more than BitFit reaches "
+                 f"({share['probe']:.1f} against {share['bitfit']:.1f}): the knowledge is there, and BitFit's "
+                 "read-out of the last layer does not get all of it")
+    elif share["share"] >= MOSTLY_READABLE:
+        probe = (f"a linear probe of the frozen model already reads {100 * share['share']:.0f}% of BitFit's gain "
+                 "over Frozen")
+    elif share["share"] < LITTLE_READABLE:
+        probe = (f"a linear probe of the frozen model reads only {100 * share['share']:.0f}% of BitFit's gain over "
+                 "Frozen, so BitFit found something no single frozen layer offered")
     else:
-        probe = f"a linear probe of the frozen model reads {100 * share:.0f}% of BitFit's gain over Frozen"
-    text = f"**{task}**: {ablation}; {probe}."
+        probe = f"a linear probe of the frozen model reads {100 * share['share']:.0f}% of BitFit's gain over Frozen"
+    text = f"**{task}**: {ablation}. Also, {probe}."
     if cka_last:
         less = "less than" if cka_last["bitfit"] > cka_last["full"] else "at least as much as"
         text += (f" BitFit changes the last layer {less} Full-FT does (CKA {cka_last['bitfit']:.3f} against "
