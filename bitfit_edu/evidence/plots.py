@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..core.methods import display_name
 from ..data.locations import repo_root, results_folder
+from ..errors import BitFitError
 from ..experiments.runs import RunRecord
 
 DPI = 100
@@ -384,6 +385,16 @@ def latency_figure(latencies_ms: list[float], title: str) -> Chart:
                       f"{values.max():.0f} ms; percentiles {listed}.")
 
 
+def _task_title(task: str) -> str:
+    """A GLUE task as its readers know it ('stsb' -> 'STS-B'); any other name unchanged."""
+    from ..data import glue
+
+    try:
+        return glue.get_task(task).folder
+    except BitFitError:  # not a GLUE task: the toy's 'digits 5-9'
+        return task
+
+
 def start_bars(means: pd.DataFrame, title: str, chance: dict[str, float] | None = None) -> Chart:
     """Expose or learn (notebook 09): one panel per task, one group of bars per method (Full-FT, BitFit,
     Frozen), one bar per start of the encoder (columns of ``means``, rows (task, method): ``expose.start_means``).
@@ -403,9 +414,9 @@ def start_bars(means: pd.DataFrame, title: str, chance: dict[str, float] | None 
         if chance and task in chance:
             ax.axhline(chance[task], color="black", linestyle="dashed", linewidth=1, label="chance")
         ax.set_xticks(range(len(methods)), [display_name(m) for m in methods])
-        ax.set_title(task, fontsize=10)
+        ax.set_title(_task_title(task), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        described.append(f"{task}: " + "; ".join(
+        described.append(f"{_task_title(task)}: " + "; ".join(
             f"{display_name(m)} " + ", ".join(f"{s} {table.loc[m, s]:.1f}" for s in starts if pd.notna(table.loc[m, s]))
             for m in methods))
     axes[0, 0].set_ylabel("score (x100)")
@@ -436,9 +447,9 @@ def probe_curves(probes: pd.DataFrame, methods: pd.DataFrame, title: str) -> Cha
                        label=f"{display_name(method)} (trained, pre-trained start)")
             parts.append(f"{display_name(method)} {value:.1f}")
         ax.set_xlabel("layer (0: embeddings)")
-        ax.set_title(task, fontsize=10)
+        ax.set_title(_task_title(task), fontsize=10)
         ax.grid(alpha=0.3)
-        described.append(f"{task}: " + "; ".join(parts))
+        described.append(f"{_task_title(task)}: " + "; ".join(parts))
     axes[0, 0].set_ylabel("dev score (x100)")
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(title, fontsize=10)
@@ -459,9 +470,9 @@ def cka_curves(cka: pd.DataFrame, title: str) -> Chart:
             ax.plot(curve["layer"], curve["cka"], "o-", color=f"C{index}", label=display_name(method))
             parts.append(f"{display_name(method)} " + _listing(curve["cka"], 3))
         ax.set_xlabel("layer (0: embeddings)")
-        ax.set_title(task, fontsize=10)
+        ax.set_title(_task_title(task), fontsize=10)
         ax.grid(alpha=0.3)
-        described.append(f"{task}, layers 0 to {cka['layer'].max()}: " + "; ".join(parts))
+        described.append(f"{_task_title(task)}, layers 0 to {cka['layer'].max()}: " + "; ".join(parts))
     axes[0, 0].set_ylabel("CKA, before vs after (1: unchanged)")
     axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(title, fontsize=10)
