@@ -163,6 +163,22 @@ def build_trainer(config: RunConfig, prepared: PreparedModel, data: PreparedData
     return trainer
 
 
+def train_on_examples(prepared: PreparedModel, examples: datasets.Dataset, tokenizer, task: str, steps: int,
+                      learning_rate: float) -> list[float]:
+    """The package's own training step (``build_trainer``: Trainer, AdamW, a constant rate, clipping at 1.0),
+    ``steps`` times on ``examples`` (tokenized) as one batch: what notebook 02's hand-written loop is checked
+    against. Returns the training loss of each step."""
+    config = RunConfig(model=prepared.model.config.name_or_path, task=task, method=prepared.method, seed=0,
+                       learning_rate=learning_rate, batch_size=len(examples), train_size=len(examples),
+                       train_eval_size=len(examples), max_steps=steps, eval_every=steps).validated()
+    data = PreparedData(examples, {"dev": examples, "train": examples})
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = build_trainer(config, prepared, data, tokenizer, output_dir, progress=False)
+        trainer.args.logging_steps = 1
+        trainer.train()
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
 def epoch_records(log_history: list[dict], splits: list[str], by_step: bool = False) -> list[dict]:
     """Training loss and metrics of every evaluated split at each evaluation, from
     ``Trainer.state.log_history``: one entry per epoch, or with ``by_step`` one per evaluation of a step
