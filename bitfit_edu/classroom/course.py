@@ -161,6 +161,17 @@ def time_line(stem: str) -> str:
     return f"about {reading:.0f} minutes to read; {ran} to run (its last execution, on 2 CPU cores)"
 
 
+def opening(stem: str):
+    """A notebook's opening, as Markdown for its first cells: what the student will be able to do, what to
+    read first, and its time (``time_line``). The objectives and prerequisites live here, once."""
+    from IPython.display import Markdown
+
+    found = chapter(stem)
+    goals = "\n".join(f"- {objective};" for objective in found.objectives[:-1]) + f"\n- {found.objectives[-1]}."
+    return Markdown(f"**You will be able to**\n\n{goals}\n\n**Before this notebook**: {found.prerequisites}.\n\n"
+                    f"**Time**: {time_line(stem)}.")
+
+
 def measured_seconds(notebook: Path) -> float | None:
     """Wall time of the last execution of a committed notebook: the first code cell's start to the last
     one's reply, from the timestamps nbclient records; None when the notebook holds none."""

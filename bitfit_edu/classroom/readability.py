@@ -11,7 +11,8 @@ The targets:
 - reading time at ``WORDS_PER_MINUTE``;
 - at most ``LONG_SHARE`` of the main flow's sentences longer than ``LONG_SENTENCE`` words;
 - no block of the main flow longer than ``LONG_CELL`` words;
-- learning objectives at the start and takeaways at the end.
+- learning objectives at the start (in its first markdown cells, or printed by ``course.opening`` in one of
+  its first code cells) and takeaways at the end.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ LONG_SENTENCE = 35
 LONG_SHARE = 0.03
 LONG_CELL = 200
 FOLDED_HEADINGS = ("how we know this is sound", "exercises")
-OBJECTIVES = re.compile(r"you will be able to|learning objectives|\bobjectives\b", re.IGNORECASE)
+OBJECTIVES = re.compile(r"you will be able to|learning objectives|\bobjectives\b|course\.opening\(", re.IGNORECASE)
 TAKEAWAYS = re.compile(r"^#+\s*(key )?takeaways", re.IGNORECASE | re.MULTILINE)
 
 _SKIPPED = [
@@ -100,7 +101,8 @@ def measure(notebook: Path) -> Readability:
         if not folded:
             main.append(cell)
     main_sentences = [len(words) for cell in main for words in sentences(cell)]
-    opening = "\n".join(cells[:2])
+    code = [cell for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
+    opening = "\n".join(cells[:2]) + "".join("".join(cell["source"]) for cell in code[:3])
     return Readability(
         words=sum(len(words) for cell in cells for words in sentences(cell)),
         main_sentences=len(main_sentences),
