@@ -203,6 +203,7 @@ def test_verdict_sentences_name_the_protocol_and_the_verdict():
     text = verdict_sentences(check_claims(frame, MAIN_CLAIMS))
     first, second = text.splitlines()
     assert "last epoch (declared)" in first and f"**{HOLDS}**" in first and "margin ±1.0" in first
+    assert first.endswith("Our runs support this claim.")
     assert second.endswith(f"{NOT_RUN}.")
 
 

@@ -278,7 +278,8 @@ def rule_table(frame: pd.DataFrame, claims: tuple[Claim, ...], value: str = PRIM
 
 def verdict_sentences(table: pd.DataFrame) -> str:
     """The verdicts of a ``check_claims`` table as Markdown, one line per claim, naming the protocol and the
-    rule, for a notebook to display (no verdict is typed into a notebook's prose)."""
+    rule, and saying in a plain sentence what the verdict means (``MEANINGS``), for a notebook to display (no
+    verdict is typed into a notebook's prose)."""
     lines = []
     for statement, row in table.iterrows():
         if row["verdict"] == NOT_RUN:
@@ -286,8 +287,15 @@ def verdict_sentences(table: pd.DataFrame) -> str:
             continue
         margin = f", margin {row['margin']}" if row.get("margin") else ""
         lines.append(f"- *{statement}*: gap {row['ours: gap']} points, 90% interval {row['ours: 90% interval']}"
-                     f"{margin}, {row['seeds']} seeds, {row['protocol']}: **{row['verdict']}**.")
+                     f"{margin}, {row['seeds']} seeds, {row['protocol']}: **{row['verdict']}**. "
+                     f"{MEANINGS.get(row['verdict'], '')}".rstrip())
     return "\n".join(lines)
+
+
+# After every verdict, one plain sentence says what it means (``verdict_sentences``)
+MEANINGS = {HOLDS: "Our runs support this claim.",
+            FAILS: "Our runs contradict this claim, on this model and at this scale.",
+            UNRESOLVED: "Our seeds cannot tell yet: the claim is neither supported nor contradicted."}
 
 
 SIZE_CLAIM = "BitFit beats Full-FT when data is small; Full-FT wins with lots of data"
