@@ -39,3 +39,14 @@ def test_an_unknown_exercise_is_a_clear_error():
 def test_a_word_where_a_number_is_wanted_is_a_clear_error():
     with pytest.raises(BitFitError, match="this exercise wants a number, not 'b'"):
         exercises.check("01.layer_biases", "b")
+
+
+@pytest.mark.parametrize("key", sorted(exercises.EXERCISES))
+def test_a_wrong_answer_gets_a_hint_never_the_answer(key, capsys, shared_glue_dir, classroom_model):
+    exercise = exercises.EXERCISES[key]
+    exercises.check(key, wrong(exercise))
+    out = capsys.readouterr().out
+    assert exercise.why() not in out and (exercise.hint or exercises.GENERIC_HINT) in out
+    expected = exercise.answer()
+    if not exercise.choices:
+        assert f"{expected:,}" not in out and f"{expected:.3g}" not in out

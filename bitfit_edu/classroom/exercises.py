@@ -35,6 +35,7 @@ class Exercise:
     why: Callable[[], str]
     choices: dict[str, str] = field(default_factory=dict)
     tolerance: float = 0.02
+    hint: str = ""  # what a wrong answer gets instead of the answer (``check``); "" for ``GENERIC_HINT``
 
     def is_right(self, given: str | float) -> bool:
         expected = self.answer()
@@ -317,11 +318,14 @@ EXERCISES: dict[str, Exercise] = {
     "09.who_loses_more": Exercise(
         "Take pre-training away: train Full-FT and BitFit from a random encoder instead of the pre-trained one. "
         "Predict before you read section 4: which method loses more points?",
-        answer=_who_loses_more, choices=WHO_LOSES_MORE, why=_who_loses_more_why),
+        answer=_who_loses_more, choices=WHO_LOSES_MORE, why=_who_loses_more_why,
+        hint="Section 4 prints how many points each method loses, and the verdict on the change of BitFit's gap."),
     "09.vit_bitfit": Exercise(
         "Make the toy ViT ready for BitFit: freeze every parameter except the biases and the classifier head, "
         "then count the parameters that still train. What is the count?",
-        answer=_vit_bitfit_count, tolerance=0.0, why=_vit_bitfit_why),
+        answer=_vit_bitfit_count, tolerance=0.0, why=_vit_bitfit_why,
+        hint="Every bias's name ends in '.bias', LayerNorm's too. The head is `vit.classifier`: count its weight and "
+             "its bias. Then sum `p.numel()` over the parameters with `requires_grad`."),
     "09.underfitting": Exercise(
         "Frozen's generalization gap is even smaller than BitFit's. Does a small gap show that a method exposes "
         "what pre-training learned?",
@@ -329,7 +333,8 @@ EXERCISES: dict[str, Exercise] = {
         choices={"a": "yes: a small gap means the method memorised little, so it must have exposed",
                  "b": "no: a method that learns little also has a small gap; read the gap beside the dev score",
                  "c": "yes, but only for BitFit"},
-        why=_underfitting_why),
+        why=_underfitting_why,
+        hint="What does Frozen train, and how does its dev score compare with BitFit's (notebook 05)?"),
 }
 
 
@@ -361,9 +366,13 @@ def _exercise(key: str) -> Exercise:
     return EXERCISES[key]
 
 
+GENERIC_HINT = ("Look again at the section above the exercise, then try another answer. The collapsed answer cell "
+                "below explains it when you are done.")
+
+
 def check(key: str, answer: str | float | None = None) -> None:
-    """Check a student's answer to exercise ``key``, printing whether it is right and why; with no answer,
-    print the question (and its choices)."""
+    """Check a student's answer to exercise ``key``: a right answer gets why it is right, a wrong one a hint,
+    never the answer. With no answer, print the question (and its choices)."""
     exercise = _exercise(key)
     if answer is None:
         print(exercise.question)
@@ -371,7 +380,10 @@ def check(key: str, answer: str | float | None = None) -> None:
             print(f"  ({letter}) {text}")
         print("Replace None with your answer and run the cell again.")
         return
-    print(("Right. " if exercise.is_right(answer) else "Not quite. ") + exercise.why())
+    if exercise.is_right(answer):
+        print("Right. " + exercise.why())
+    else:
+        print("Not quite. " + (exercise.hint or GENERIC_HINT))
 
 
 def answer(key: str) -> None:
