@@ -478,3 +478,26 @@ def cka_curves(cka: pd.DataFrame, title: str) -> Chart:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return Chart(fig, f"Line chart: {title}. " + ". ".join(described) + ".")
+
+
+def decision_rule_figure(intervals: dict[str, tuple[float, float]], margin: float, verdicts: dict[str, str],
+                         title: str) -> Chart:
+    """The decision rule on a number line (notebook 03): the equivalence band ± ``margin`` shaded, and one
+    90% interval per row (``intervals``: label -> (low, high)) with its verdict (``verdicts``) beside it."""
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(intervals)))
+    ax.axvspan(-margin, margin, color="tab:green", alpha=0.15, label=f"equivalence band ±{margin:g}")
+    ax.axvline(0, color="black", linewidth=0.8)
+    for row, (label, (low, high)) in enumerate(intervals.items()):
+        y = len(intervals) - 1 - row
+        ax.plot([low, high], [y, y], color="tab:blue", linewidth=3, solid_capstyle="butt")
+        ax.plot([(low + high) / 2], [y], "o", color="tab:blue")
+        ax.text(high + 0.15, y, verdicts[label], va="center", fontsize=9)
+    ax.set_yticks(range(len(intervals)), list(reversed(list(intervals))))
+    lows, highs = zip(*intervals.values())
+    ax.set_xlim(min(*lows, -margin) - 0.5, max(*highs, margin) + 4.0)
+    ax.set_xlabel("gap, method minus baseline (points); bar: its 90% interval")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    rows = "; ".join(f"{label}: [{low:+.2f}, {high:+.2f}], {verdicts[label]}" for label, (low, high) in intervals.items())
+    return Chart(fig, f"Number line: {title}. Shaded band from {-margin:g} to {margin:g}. Intervals: {rows}.")
