@@ -26,7 +26,8 @@ from torch import nn
 from ..errors import BitFitError, unknown_choice
 
 LAYER_GROUPS = ("b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2")
-BIAS_GROUPS = LAYER_GROUPS + ("b_LN_emb", "b_pooler", "b_patch", "b_LN_final")
+VISION_GROUPS = ("b_patch", "b_LN_final")  # a vision transformer's, outside its layers (see _VIT_LAYER)
+BIAS_GROUPS = LAYER_GROUPS + ("b_LN_emb", "b_pooler") + VISION_GROUPS
 HEAD = "head"
 
 _BERT_LAYER = {
