@@ -4,6 +4,7 @@ and the toy vision transformer."""
 from dataclasses import replace
 
 import numpy as np
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -245,6 +246,7 @@ def test_the_figures_say_in_words_what_they_draw():
                         "cka": [1.0, 0.99, 1.0, 0.9]})
     chart = plots.cka_curves(cka, "cka")
     assert "BitFit 1.000, 0.990; Full-FT 1.000, 0.900" in chart.alt
+    plt.close("all")
 
 
 def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
