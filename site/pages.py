@@ -35,7 +35,8 @@ def _minutes(seconds: float | None) -> str:
 def course_map() -> str:
     """The home page's tables: each notebook, what it teaches, its reading and running time, where to open it;
     then how each notebook's prose measures against the course's writing targets (``readability``)."""
-    rows = ["| notebook | what it teaches | reading (200 words a minute) | running (last execution, 2 cores) | open it |",
+    rows = ["| notebook | what it teaches | reading (200 words a minute) | running (last execution, 2 cores) "
+            "| open it |",
             "|---|---|---|---|---|"]
     targets = ["| notebook | words | sentences over 35 words | longest block (words) | objectives | takeaways |",
                "|---|---|---|---|---|---|"]
@@ -50,7 +51,8 @@ def course_map() -> str:
         targets.append(f"| {chapter.number} | {prose.words:,} | {prose.long_share:.0%} ({met['sentences']}) | "
                        f"{prose.longest_cell} ({met['no']}) | {met['objectives']} | {met['takeaways']} |")
     targets_note = (f"\n\nHow each notebook's prose measures against the course's writing targets: at most "
-                    f"{readability.LONG_SHARE:.0%} of the main flow's sentences over {readability.LONG_SENTENCE} words, "
+                    f"{readability.LONG_SHARE:.0%} of the main flow's sentences over "
+                    f"{readability.LONG_SENTENCE} words, "
                     f"no block (a cell, or its part under one heading) over {readability.LONG_CELL} words, learning "
                     "objectives at the start and takeaways at the end (`bitfit_edu.classroom.readability` says how "
                     "it counts).\n\n")

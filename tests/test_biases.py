@@ -17,8 +17,8 @@ from transformers import (
 
 from bitfit_edu.core.biases import (
     BIAS_GROUPS,
-    VISION_GROUPS,
     LAYER_GROUPS,
+    VISION_GROUPS,
     bias_census,
     bias_parameters,
     census_table,

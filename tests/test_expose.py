@@ -3,8 +3,8 @@ and the toy vision transformer."""
 
 from dataclasses import replace
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -32,7 +32,6 @@ from bitfit_edu.experiments import vision
 from bitfit_edu.experiments.grids import EXPOSE_STARTS, EXPOSE_TASKS, experiment_configs, expose_configs
 from bitfit_edu.experiments.profiles import get_profile
 from bitfit_edu.experiments.runs import RunConfig, RunRecord
-
 
 # --- where the encoder starts ------------------------------------------------------------------------------
 
@@ -127,7 +126,8 @@ def test_welch_combination_of_one_group_is_the_t_interval_of_its_mean():
 
 
 @pytest.mark.parametrize("claim, low, high, expected", [
-    (EXPOSE_CLAIMS[0], -5.0, -1.0, HOLDS), (EXPOSE_CLAIMS[0], 1.0, 5.0, FAILS), (EXPOSE_CLAIMS[0], -1.0, 1.0, UNRESOLVED),
+    (EXPOSE_CLAIMS[0], -5.0, -1.0, HOLDS), (EXPOSE_CLAIMS[0], 1.0, 5.0, FAILS),
+    (EXPOSE_CLAIMS[0], -1.0, 1.0, UNRESOLVED),
     (EXPOSE_CLAIMS[2], 2.0, NEAR_CHANCE - 0.1, HOLDS), (EXPOSE_CLAIMS[2], NEAR_CHANCE + 0.1, 30.0, FAILS),
     (EXPOSE_CLAIMS[2], 5.0, 15.0, UNRESOLVED), (EXPOSE_CLAIMS[0], np.nan, np.nan, UNRESOLVED),
 ])
@@ -194,7 +194,8 @@ def test_bitfit_on_the_vit_trains_its_biases_and_head_and_nothing_else():
 
 def test_the_digit_halves_do_not_overlap_and_the_loop_learns(monkeypatch):
     (train_x, train_y), (test_x, _) = vision.task_split()
-    assert len(train_x) == vision.TASK_TRAIN and len(train_x) + len(test_x) == len(vision.digits(vision.TASK_CLASSES)[0])
+    assert len(train_x) == vision.TASK_TRAIN
+    assert len(train_x) + len(test_x) == len(vision.digits(vision.TASK_CLASSES)[0])
     assert set(train_y.tolist()) == set(range(5))
     images, labels = vision.digits(vision.PRETRAIN_CLASSES)
     model = vision.new_vit(5, seed=0)
@@ -260,7 +261,8 @@ def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
     text = task_answer("cola", unresolved, {**share, "share": 0.3}, {"full": 1.0, "bitfit": 0.0}, None)
     assert UNRESOLVED in text and "only 30%" in text and "CKA" not in text
     failed = pd.Series({"verdict": FAILS, "value": "+8.00", "90% interval": "[+3.00, +13.00]"})
-    text = task_answer("cola", failed, {**share, "share": 1.9, "probe": 14.5, "bitfit": 9.8}, {"full": 0.0, "bitfit": 0.0}, None)
+    beaten = {**share, "share": 1.9, "probe": 14.5, "bitfit": 9.8}
+    text = task_answer("cola", failed, beaten, {"full": 0.0, "bitfit": 0.0}, None)
     assert "Full-FT's lead, too" in text and "more than BitFit reaches (14.5 against 9.8)" in text
     frame = frame_of({("bitfit", "random"): {"stsb": [1.0]}, ("bitfit", "pretrained"): {"stsb": [80.0]}})
     configs = expose_configs(get_profile("classroom"))

@@ -84,7 +84,8 @@ def test_saving_a_second_figure_keeps_the_first_ones_alt_text(checkout):
 def test_the_decision_rule_figure_draws_each_interval_with_its_verdict():
     from bitfit_edu.evidence.plots import decision_rule_figure
 
-    chart = decision_rule_figure({"a": (-0.5, 0.5), "b": (-3.0, -2.0)}, 1.0, {"a": "holds", "b": "does not hold"}, "rule")
+    chart = decision_rule_figure({"a": (-0.5, 0.5), "b": (-3.0, -2.0)}, 1.0,
+                                 {"a": "holds", "b": "does not hold"}, "rule")
     assert "a: [-0.50, +0.50], holds; b: [-3.00, -2.00], does not hold" in chart.alt
     assert "from -1 to 1" in chart.alt and len(chart.figure.axes[0].lines) >= 4
     chart.figure.clf()

@@ -35,7 +35,8 @@ def test_long_sentences_count_in_the_main_flow_only(tmp_path):
 
 def test_a_heading_starts_a_new_block_and_targets_say_what_is_missed(tmp_path):
     words = " ".join(["word"] * 150)
-    path = notebook(tmp_path, "# Title\n\nNo goals stated.", f"## One\n\n{words}.\n\n## Two\n\n{words}.\n\n## Takeaways")
+    blocks = f"## One\n\n{words}.\n\n## Two\n\n{words}.\n\n## Takeaways"
+    path = notebook(tmp_path, "# Title\n\nNo goals stated.", blocks)
     found = measure(path)
     assert found.longest_cell == 150 and found.takeaways and not found.objectives
     assert found.targets_met == {"sentences over 35 words ≤ 3%": False, "no block over 200 words": True,
@@ -44,14 +45,15 @@ def test_a_heading_starts_a_new_block_and_targets_say_what_is_missed(tmp_path):
 
 
 def test_every_file_and_readme_section_a_notebook_points_to_exists():
-    from pathlib import Path
     import re
+    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     readme_headings = set(re.findall(r"^#+ (.+)$", (root / "README.md").read_text(), flags=re.M))
     for source in sorted((root / "notebooks").glob("[0-9][0-9]_*.md")):
         text = source.read_text()
-        for path in re.findall(r"`((?:site|notebooks|benchmarks|scripts|results)/[\w./-]+\.(?:md|py|ipynb|json))`", text):
+        pattern = r"`((?:site|notebooks|benchmarks|scripts|results)/[\w./-]+\.(?:md|py|ipynb|json))`"
+        for path in re.findall(pattern, text):
             assert (root / path).exists(), f"{source.name} points to {path}, which does not exist"
         for section in re.findall(r"README's \"([^\"]+)\"", text):
             assert section in readme_headings, f"{source.name} points to the README's {section!r}, which it lacks"

@@ -2,5 +2,6 @@
 the readout, what each method trains (BitFit, its subsets, Full-FT, Frozen, random baselines, and LoRA, IA3,
 BEFT through peft), number formats, and the one place that counts parameters.
 
-Backs notebooks 01 (the equations), 02 (bias freezing), 04 (what each variant trains) 08 (peft methods) and 09 (where the encoder starts).
+Backs notebooks 01 (the equations), 02 (bias freezing), 04 (what each variant trains), 08 (peft methods)
+and 09 (where the encoder starts).
 """

@@ -80,7 +80,7 @@ def welch_combination(groups: list[tuple[float, pd.Series]]) -> dict:
     se = float(np.sqrt(sum(parts)))
     if se == 0:
         return {**found, "low90": estimate, "high90": estimate}
-    df = sum(parts) ** 2 / sum(part**2 / (len(values) - 1) for part, (_, values) in zip(parts, groups))
+    df = sum(parts) ** 2 / sum(part**2 / (len(values) - 1) for part, (_, values) in zip(parts, groups, strict=True))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
     return {**found, "low90": estimate - half, "high90": estimate + half}
 

@@ -37,7 +37,7 @@ def layer_features(model: nn.Module, batches) -> list[np.ndarray]:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         hidden = encoder(**inputs, output_hidden_states=True).hidden_states
         per_layer = per_layer or [[] for _ in hidden]
-        for parts, states in zip(per_layer, hidden):
+        for parts, states in zip(per_layer, hidden, strict=True):
             parts.append(mean_pool(states.float(), inputs["attention_mask"]).numpy())
     return [np.concatenate(parts) for parts in per_layer]
 

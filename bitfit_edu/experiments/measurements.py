@@ -71,7 +71,7 @@ def probe(profile: Profile, task: str, start: str, glue_dir=None) -> dict:
     model = load_classifier(config.model, spec.num_labels, config.readout, seed=0, start=start)
     train_features, dev_features = (layer_features(model, batches(split, tokenizer)) for split in (train, dev))
     scores = []
-    for layer, (fit_on, score_on) in enumerate(zip(train_features, dev_features)):
+    for layer, (fit_on, score_on) in enumerate(zip(train_features, dev_features, strict=True)):
         predictions = fit_probe(fit_on, np.asarray(train["label"]), spec.is_regression).predict(score_on)
         metrics = glue.glue_metrics(spec, predictions, np.asarray(dev["label"]))
         scores.append({"layer": layer, "score": 100 * glue.task_score(spec, metrics), "metrics": metrics})
@@ -94,7 +94,7 @@ class RepresentationChange(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         after = layer_features(model, self.examples)
-        self.cka = [linear_cka(x, y) for x, y in zip(self.before, after)]
+        self.cka = [linear_cka(x, y) for x, y in zip(self.before, after, strict=True)]
         model.train()
 
 

@@ -128,8 +128,8 @@ def pretrain(recipe: Recipe) -> tuple[ViTForImageClassification, dict]:
                                                         random_state=0)
     model = new_vit(len(PRETRAIN_CLASSES), seed=0)
     losses = train(model, train_x, train_y, recipe.pretrain_epochs, recipe.pretrain_rate, recipe.batch_size, seed=0)
-    return model, {"train_images": len(train_x), "test_images": len(test_x), "test_accuracy": accuracy(model, test_x, test_y),
-                   "last_loss": losses[-1]}
+    return model, {"train_images": len(train_x), "test_images": len(test_x),
+                   "test_accuracy": accuracy(model, test_x, test_y), "last_loss": losses[-1]}
 
 
 def with_new_head(backbone: ViTForImageClassification, num_labels: int, seed: int) -> ViTForImageClassification:
