@@ -99,7 +99,8 @@ def instructor_chapters() -> str:
     sections = []
     for chapter in course.CHAPTERS:
         objectives = "\n".join(f"- {objective}" for objective in chapter.objectives)
-        questions = "\n".join(f"{index}. {question}" for index, question in enumerate(chapter.questions, 1))
+        questions = "\n".join(f"{index}. {question}\n\n   *A model answer:* {answer}\n" for index, (question, answer)
+                              in enumerate(zip(chapter.questions, chapter.answers, strict=True), 1))
         sections.append(
             f"## {chapter.number}: {chapter.title}\n\n"
             f"{{doc}}`Open the notebook </notebooks/{chapter.stem}>`. It teaches {chapter.teaches}.\n\n"
@@ -108,7 +109,7 @@ def instructor_chapters() -> str:
             f"**Time.** {_minutes(course.measured_seconds(chapter.notebook))} to run top to bottom on 2 cores "
             "(its last execution).\n\n"
             f"**Live in class:** {chapter.live}. **Read from committed results:** {chapter.committed}.\n\n"
-            f"**Discussion questions.**\n\n{questions}\n\n"
+            f"**Discussion questions.** Each with a model answer, for the teacher.\n\n{questions}\n\n"
             f"**Mistakes the exercises catch.**\n\n{_mistakes(chapter)}\n\n"
             f"**Regenerating its committed results.** {_regeneration(chapter)}\n")
     return "\n".join(sections)

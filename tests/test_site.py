@@ -70,3 +70,11 @@ def test_every_committed_figure_has_alt_text():
     texts = plots.alt_texts()
     committed = {p.stem for p in (ROOT / "results" / "figures").glob("*.png") if not p.stem.endswith("_smoke")}
     assert committed <= set(texts), committed - set(texts)
+
+
+def test_every_discussion_question_has_a_model_answer_in_the_instructor_guide():
+    guide = pages.instructor_chapters()
+    for chapter in course.CHAPTERS:
+        assert len(chapter.answers) == len(chapter.questions) > 0, chapter.stem
+        assert all(answer in guide for answer in chapter.answers)
+    assert guide.count("*A model answer:*") == sum(len(chapter.questions) for chapter in course.CHAPTERS)

@@ -35,6 +35,7 @@ class Chapter:
     questions: tuple[str, ...]
     experiments: tuple[str, ...] = ()
     records: str | None = None
+    answers: tuple[str, ...] = ()  # a model answer to each of ``questions``, for the instructor guide
 
     @property
     def number(self) -> str:
@@ -58,7 +59,13 @@ CHAPTERS: tuple[Chapter, ...] = (
             "Python and PyTorch tensors; matrix products; what softmax does",
             "everything: the equations on the classroom model, counts from configurations; no training",
             "nothing", ("The paper's b_k argument is exact arithmetic. What would break it in practice?",
-                        "Where in the layer would you expect a bias to matter most, before seeing any result?")),
+                        "Where in the layer would you expect a bias to matter most, before seeing any result?"),
+            answers=("Rounding. In bf16 the constant q·b_k added to every score no longer cancels exactly in the "
+                     "softmax, so b_k gets a small, noisy gradient, and AdamW's normalised step turns that noise "
+                     "into full-size moves (notebook 05 measures it under bf16 autocast).",
+                     "There is no single right answer; the point is to commit to one. A good one: b_m2, the widest "
+                     "bias (4H) and the last shift before the GELU, so it decides which units fire; or b_q, which "
+                     "shifts every query and so the attention pattern. Notebook 05 shows which moved most.")),
     Chapter("02_bias_freezing", "Bias freezing",
             "what BitFit trains, one optimizer step diffed, the delta file, and four pitfalls",
             ("freeze everything but the biases (and the head) by exact parameter names",
@@ -68,7 +75,13 @@ CHAPTERS: tuple[Chapter, ...] = (
             "the pitfall runs (readout and learning rate) as records",
             ("Why is a learning rate 50 times Full-FT's right for BitFit?",
              "The classroom model's pooler was never trained. What else in a checkpoint can be silently untrained?"),
-            records="notebook02"),
+            records="notebook02",
+            answers=("AdamW moves each parameter by about the learning rate per step, whatever its gradient's size. "
+                     "Full-FT changes millions of weights a little; BitFit has only the biases, which must move far "
+                     "in the same number of steps. The sweep in notebook 03 chose the rates.",
+                     "Anything the original training never used: a head shipped for another task, a pooler under a "
+                     "mean-pooling readout, embeddings of tokens added later. Read the model card and look at the "
+                     "weights' statistics before freezing them.")),
     Chapter("03_glue_runs", "GLUE runs, verdicts and power",
             "one GLUE task from files to a score, the main table beside the paper's, verdicts under one declared "
             "protocol, and how many seeds a verdict needs",
@@ -81,7 +94,16 @@ CHAPTERS: tuple[Chapter, ...] = (
             ("Why is the last epoch a fairer protocol than the best epoch?",
              "A verdict 'not resolved' after five seeds: what would you tell a reader, and what would you run?",
              "Which of the paper's claims would you expect to change with a smaller model?"),
-            ("lr_sweep", "checks", "main")),
+            ("lr_sweep", "checks", "main"),
+            answers=("The best epoch lets the dev set choose among a run's evaluations, and a method evaluated more "
+                     "often gets more chances to be lucky. The last epoch scores what the recipe trained, the same "
+                     "way for every method.",
+                     "That the seeds cannot yet tell: it neither supports nor contradicts the claim. Run the number "
+                     "of seeds the power table names, declared before running, and report the verdict at that "
+                     "count, whatever it is.",
+                     "Those that rest on what the model learned and how much it can hold: 'BitFit matches Full-FT' "
+                     "and where the size curves cross (notebook 09 shows how much depends on pre-training). "
+                     "Parameter counts and the deployment claims do not depend on the model's size.")),
     Chapter("04_ablations", "Ablations: which biases matter",
             "b_q + b_m2, b_m2 and b_q against all biases, and random parameters of the same size",
             ("count what each variant trains", "compare subsets against all biases under the declared protocol",
@@ -90,7 +112,12 @@ CHAPTERS: tuple[Chapter, ...] = (
             "the ablation grid, with the runs that settle its claims (experiment settle)",
             ("If b_q + b_m2 is close to all biases, why might one still train all of them?",
              "What would a fair random baseline for b_q + b_m2 look like?"),
-            ("ablation",)),
+            ("ablation",),
+            answers=("All biases cost almost nothing more (notebook 04 counts them) and remove a choice that could "
+                     "go wrong on a new task. 'Close' is a claim about an average over tasks, not about every task.",
+                     "The same number of parameters as b_q + b_m2 (5H per layer), drawn from the weight matrices at "
+                     "random, as single entries or as whole rows and columns, trained with the same rate, epochs "
+                     "and seeds.")),
     Chapter("05_visualizations", "What changes, and when BitFit wins",
             "bias change per term and layer (the paper's Figure 1), learning curves, the generalization gap and "
             "the SST-2 size curve",
@@ -100,7 +127,12 @@ CHAPTERS: tuple[Chapter, ...] = (
             "notebooks 03-04", "nothing: tables and figures", "the main grid, figure_1 and the size curve",
             ("Why draw Figure 1 from fp32 runs?",
              "What does a learning curve still rising at the last epoch tell you?"),
-            ("figure_1", "size_curve")),
+            ("figure_1", "size_curve"),
+            answers=("Under bf16 autocast, rounding breaks the cancellation that keeps b_k's gradient at zero, and "
+                     "AdamW turns the noise into full-size steps: b_k would seem to move. fp32 shows what the "
+                     "gradients really do.",
+                     "That the run stopped before it converged: more training might change its score, so a "
+                     "comparison at that point may understate the method (notebook 03's 'still rising' view).")),
     Chapter("06_deployment", "One backbone, many tasks",
             "a task as a delta file, task switching, a mixed-task batch in one forward pass, and their costs",
             ("save and load a task as a few bias vectors and a head, with a manifest",
@@ -110,7 +142,12 @@ CHAPTERS: tuple[Chapter, ...] = (
             "the deltas (results/deployment) and the deployment benchmark",
             ("What must a delta file record so that it is never applied to the wrong backbone?",
              "Why does BitFit save less training time than its parameter count suggests?"),
-            records="deployment"),
+            records="deployment",
+            answers=("A fingerprint of the exact backbone (a hash of its weights), the model's name, the readout, "
+                     "the task and its labels, every tensor's name and shape, and reference logits to check after "
+                     "loading.",
+                     "The backward pass still runs through every frozen layer to reach the biases below it. BitFit "
+                     "saves the weight gradients' products and the optimizer's state, not the pass itself.")),
     Chapter("07_lab", "The lab",
             "an interactive lab: choose bias groups and layers, watch what trains, train it live",
             ("predict what share of the model a choice of biases trains, then check it",
@@ -118,7 +155,11 @@ CHAPTERS: tuple[Chapter, ...] = (
             "notebooks 01-02", "one 60-step SST-2 run, and whatever the students train from the Train button",
             "the main and ablation grids for comparison",
             ("Which trains more: one wide bias everywhere, or every bias in half the layers?",
-             "Your subset scored within a point of BitFit on one seed. What would convince you?")),
+             "Your subset scored within a point of BitFit on one seed. What would convince you?"),
+            answers=("Count it before guessing: b_m2 is 4H per layer, all of a layer's biases 11H. Exercise "
+                     "07.which_more checks the counts.",
+                     "Several seeds of both, a margin fixed in advance, and a 90% interval of the difference inside "
+                     "it (notebook 03's rule). One seed's difference is within the noise between seeds.")),
     Chapter("08_peft_comparison", "BitFit against LoRA, IA3 and BEFT",
             "today's parameter-efficient methods through peft on the same harness, counted and compared",
             ("count what LoRA, IA3 and BEFT train by kind, and check it against peft's count",
@@ -128,7 +169,12 @@ CHAPTERS: tuple[Chapter, ...] = (
             "the peft sweep and grid, and the GPU re-runs of the baselines",
             ("BEFT on every linear layer trains like BitFit without LayerNorm biases. What does that comparison "
              "then measure?", "When would you choose LoRA over BitFit for a deployment?"),
-            ("peft_sweep", "peft")),
+            ("peft_sweep", "peft"),
+            answers=("Whether the LayerNorm biases matter: they are the only difference between the two (notebook "
+                     "08's derivation), so a gap between them is what those biases contribute.",
+                     "When the task needs more than biases give (much data, or far from what the model learned), "
+                     "and a few megabytes per task are affordable. BitFit fits many tasks, little data, and "
+                     "mixed-task batches on one backbone.")),
     Chapter("09_expose_or_learn", "Expose or learn?",
             "the paper's own question answered by experiment: BitFit from random and shuffled encoders, linear "
             "probes of the frozen model, CKA before and after fine-tuning, and a toy vision transformer",
@@ -142,7 +188,14 @@ CHAPTERS: tuple[Chapter, ...] = (
              "expose most easily, and why?",
              "A probe on a random network scores above zero. What does that tell you about how to read probes?",
              "What result would convince you that fine-tuning *learns* rather than exposes?"),
-            ("expose",)),
+            ("expose",),
+            answers=("Tasks close to that training: STS-B and MRPC (similar meaning), and through its entailment "
+                     "data, RTE. CoLA's grammaticality is far from it. Notebook 09 contrasts STS-B with CoLA, as an "
+                     "exploratory reading.",
+                     "Even random features keep something of the input, such as which words occur. A probe's "
+                     "baseline is the same probe on a random network, not zero.",
+                     "BitFit losing no more than Full-FT when pre-training is taken away, probes of the frozen "
+                     "model reading little of the task, and large changes (low CKA) in the layers BitFit trains.")),
 )
 
 
