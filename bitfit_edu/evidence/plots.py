@@ -395,6 +395,21 @@ def _task_title(task: str) -> str:
         return task
 
 
+def _layer_axis(ax, task: str) -> None:
+    """A panel whose x axis is the encoder's layers, titled by its task."""
+    ax.set_xlabel("layer (0: embeddings)")
+    ax.set_title(_task_title(task), fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def _panels_done(fig, axes, ylabel: str, title: str, legend_size: int = 8) -> None:
+    """The y label on the first panel, the legend beside the last, the figure's title."""
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=legend_size, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+
+
 def start_bars(means: pd.DataFrame, title: str, chance: dict[str, float] | None = None) -> Chart:
     """Expose or learn (notebook 09): one panel per task, one group of bars per method (Full-FT, BitFit,
     Frozen), one bar per start of the encoder (columns of ``means``, rows (task, method): ``expose.start_means``).
@@ -419,10 +434,7 @@ def start_bars(means: pd.DataFrame, title: str, chance: dict[str, float] | None 
         described.append(f"{_task_title(task)}: " + "; ".join(
             f"{display_name(m)} " + ", ".join(f"{s} {table.loc[m, s]:.1f}" for s in starts if pd.notna(table.loc[m, s]))
             for m in methods))
-    axes[0, 0].set_ylabel("score (x100)")
-    axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _panels_done(fig, axes, "score (x100)", title)
     return Chart(fig, f"Grouped bars: {title}. Mean score (x100) over seeds, per method and start. "
                       + ". ".join(described) + ".")
 
@@ -446,14 +458,9 @@ def probe_curves(probes: pd.DataFrame, methods: pd.DataFrame, title: str) -> Cha
             ax.axhline(value, color=f"C{index + 3}", linestyle="dashed", linewidth=1,
                        label=f"{display_name(method)} (trained, pre-trained start)")
             parts.append(f"{display_name(method)} {value:.1f}")
-        ax.set_xlabel("layer (0: embeddings)")
-        ax.set_title(_task_title(task), fontsize=10)
-        ax.grid(alpha=0.3)
+        _layer_axis(ax, task)
         described.append(f"{_task_title(task)}: " + "; ".join(parts))
-    axes[0, 0].set_ylabel("dev score (x100)")
-    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _panels_done(fig, axes, "dev score (x100)", title, legend_size=7)
     return Chart(fig, f"Line chart: {title}. " + ". ".join(described) + ".")
 
 
@@ -469,14 +476,9 @@ def cka_curves(cka: pd.DataFrame, title: str) -> Chart:
         for index, (method, curve) in enumerate(cka[cka["task"] == task].groupby("method", sort=False)):
             ax.plot(curve["layer"], curve["cka"], "o-", color=f"C{index}", label=display_name(method))
             parts.append(f"{display_name(method)} " + _listing(curve["cka"], 3))
-        ax.set_xlabel("layer (0: embeddings)")
-        ax.set_title(_task_title(task), fontsize=10)
-        ax.grid(alpha=0.3)
+        _layer_axis(ax, task)
         described.append(f"{_task_title(task)}, layers 0 to {cka['layer'].max()}: " + "; ".join(parts))
-    axes[0, 0].set_ylabel("CKA, before vs after (1: unchanged)")
-    axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _panels_done(fig, axes, "CKA, before vs after (1: unchanged)", title)
     return Chart(fig, f"Line chart: {title}. " + ". ".join(described) + ".")
 
 
