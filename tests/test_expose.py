@@ -68,6 +68,17 @@ def test_a_random_start_is_a_new_network_of_the_same_shape(tiny_model_dir):
     assert not torch.equal(random[name], pretrained[name]) and torch.equal(random[name], again[name])
 
 
+def test_the_pooler_readout_starts_the_same_three_ways(tiny_model_dir):
+    pretrained = dict(load_classifier(tiny_model_dir, 2, "cls_pooler", seed=0).named_parameters())
+    for start in ("random", "shuffled"):
+        other = dict(load_classifier(tiny_model_dir, 2, "cls_pooler", seed=0, start=start).named_parameters())
+        assert other.keys() == pretrained.keys()
+        name = "bert.encoder.layer.1.output.dense.weight"
+        assert not torch.equal(other[name], pretrained[name])
+        same_values = torch.equal(other[name].flatten().sort().values, pretrained[name].flatten().sort().values)
+        assert same_values == (start == "shuffled")
+
+
 def test_the_start_is_recorded_only_when_it_is_not_the_pretrained_one():
     config = RunConfig(model="m", task="stsb", method="bitfit")
     assert "start" not in config.as_dict()  # the records written before the field keep their ids
