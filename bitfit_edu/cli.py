@@ -141,9 +141,13 @@ def cmd_measure(args) -> None:
     if args.what == "vision":
         from .experiments import vision
 
+        if args.worker:
+            raise BitFitError("--worker splits probes and cka between processes; the toy ViT runs in one: drop it")
         path = vision.results_file() if args.out is None else Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(vision.run_all(), indent=1), encoding="utf-8")
+        written = path.with_name(f".{path.name}.tmp")  # replaced whole, so a stopped run leaves the old file
+        written.write_text(json.dumps(vision.run_all(), indent=1), encoding="utf-8")
+        os.replace(written, path)
         print(f"the toy vision transformer's runs: {path}")
         return
     from .experiments import measurements
@@ -398,7 +402,7 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(func=cmd_serve)
 
     measure = sub.add_parser("measure", help="notebook 09's measurements: linear probes, CKA, the toy vision "
-                                             "transformer (resumable: finished measurements are kept)")
+                                             "transformer (probes and cka resume: finished ones are kept)")
     data_and_profile(measure)
     measure.add_argument("what", choices=("probes", "cka", "vision"), help="probes: a probe per layer of each "
                          "start's frozen encoder (minutes); cka: Full-FT and BitFit runs with each layer's CKA "

@@ -278,3 +278,10 @@ def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
     frame = frame_of({("bitfit", "random"): {"stsb": [1.0]}, ("bitfit", "pretrained"): {"stsb": [80.0]}})
     configs = expose_configs(get_profile("classroom"))
     assert grid_cost(frame, configs).startswith(f"1 of {len(configs)} runs finished")
+
+
+def test_measure_vision_refuses_workers_with_one_clear_error(capsys):
+    from bitfit_edu.cli import main
+
+    assert main(["measure", "vision", "--worker", "1/2"]) == 2
+    assert "drop it" in capsys.readouterr().err
