@@ -89,3 +89,13 @@ def test_the_decision_rule_figure_draws_each_interval_with_its_verdict():
     assert "a: [-0.50, +0.50], holds; b: [-3.00, -2.00], does not hold" in chart.alt
     assert "from -1 to 1" in chart.alt and len(chart.figure.axes[0].lines) >= 4
     chart.figure.clf()
+
+
+def test_the_encoder_layer_diagram_names_all_eight_biases():
+    from bitfit_edu.evidence.plots import encoder_layer_diagram
+
+    chart = encoder_layer_diagram("layer")
+    for bias in ("b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2"):
+        assert bias in chart.alt
+    assert "W^O" in chart.alt
+    chart.figure.clf()

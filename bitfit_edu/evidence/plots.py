@@ -504,3 +504,39 @@ def decision_rule_figure(intervals: dict[str, tuple[float, float]], margin: floa
     rows = "; ".join(f"{label}: [{low:+.2f}, {high:+.2f}], {verdicts[label]}"
                      for label, (low, high) in intervals.items())
     return Chart(fig, f"Number line: {title}. Shaded band from {-margin:g} to {margin:g}. Intervals: {rows}.")
+
+
+# The encoder layer as notebook 01 draws it: (step, bias, the usual name of its matrix), bottom to top
+ENCODER_LAYER_STEPS = (("Q, K, V = W x + b", "b_q, b_k, b_v", "W^Q, W^K, W^V"),
+                       ("h1 = attention(Q, K, V)", "", ""),
+                       ("h2 = W_m1 h1 + b_m1", "b_m1", "W^O (attention output)"),
+                       ("h3 = LayerNorm(h2 + x)", "b_LN1", "attention LayerNorm"),
+                       ("h4 = GELU(W_m2 h3 + b_m2)", "b_m2", "W_1 (first feed-forward)"),
+                       ("h5 = W_m3 h4 + b_m3", "b_m3", "W_2 (second feed-forward)"),
+                       ("out = LayerNorm(h5 + h3)", "b_LN2", "output LayerNorm"))
+
+
+def encoder_layer_diagram(title: str) -> Chart:
+    """One encoder layer as a stack of boxes, input at the bottom, each step's bias beside it in red and the
+    usual name of its matrix on the left (``ENCODER_LAYER_STEPS``)."""
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    for row, (step, bias, usual) in enumerate(ENCODER_LAYER_STEPS):
+        y = 1.0 + row
+        ax.add_patch(plt.Rectangle((3.0, y - 0.32), 4.0, 0.64, facecolor="0.93", edgecolor="0.4"))
+        ax.text(5.0, y, step, ha="center", va="center", fontsize=9)
+        if bias:
+            ax.text(7.3, y, bias, ha="left", va="center", fontsize=10, color="tab:red", fontweight="bold")
+        if usual:
+            ax.text(2.8, y, usual, ha="right", va="center", fontsize=8, color="0.35")
+        if row:
+            ax.annotate("", (5.0, y - 0.34), (5.0, y - 0.66), arrowprops={"arrowstyle": "->", "color": "0.4"})
+    ax.text(5.0, 0.05, "x: the layer's input (one vector per token)", ha="center", va="center", fontsize=9)
+    ax.annotate("", (5.0, 0.66), (5.0, 0.2), arrowprops={"arrowstyle": "->", "color": "0.4"})
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.2, len(ENCODER_LAYER_STEPS) + 0.6)
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    steps = "; ".join(f"{step}" + (f" (bias {bias}; usual name {usual})" if bias else "")
+                      for step, bias, usual in ENCODER_LAYER_STEPS)
+    return Chart(fig, f"Diagram: {title}. From the input x upward: {steps}.")
