@@ -177,6 +177,31 @@ def _underfitting_why() -> str:
               "beside the dev score, never alone.")
 
 
+def _bert_base_three_labels() -> int:
+    accounting = counting.count_parameters("bert-base-cased", num_labels=3)
+    return accounting.biases + accounting.head
+
+
+DULL_REVIEW = "The plot was dull and far too long."
+
+
+def _sst2_delta_by_hand() -> float:
+    """P(positive) for ``DULL_REVIEW`` from the committed SST-2 delta, through the package's own loader."""
+    import torch
+
+    from ..core.readout import load_classifier, load_tokenizer
+    from ..deploy import deltas
+
+    path = next(results_folder("deployment", "classroom", "deltas").glob("sst2_*.safetensors"))
+    manifest, _ = deltas.read_delta(path)
+    model = load_classifier(manifest.model, manifest.num_labels, manifest.readout)
+    deltas.load_delta(model, path)
+    batch = load_tokenizer(manifest.model)([DULL_REVIEW], return_tensors="pt")
+    with torch.no_grad():
+        probabilities = model.eval()(**batch).logits.softmax(-1)[0]
+    return float(probabilities[list(manifest.label_names).index("positive")])
+
+
 def _mrpc_floor() -> float:
     return tables.majority_baseline("mrpc")
 
@@ -231,6 +256,15 @@ EXERCISES: dict[str, Exercise] = {
                       "need to move far from their pre-trained values: 10-100x larger steps"},
         why=lambda: "AdamW's step on a parameter is about the learning rate, whatever its gradient's scale. Full-FT "
                     "changes millions of weights a little; BitFit must change a few thousand biases a lot."),
+    "02.bert_base_three_labels": Exercise(
+        "Transfer, in code: how many parameters does BitFit train in BERT-base (bert-base-cased) with a new head "
+        "for a three-class task such as MNLI, head included? Count them from the configuration, as this notebook "
+        "does, or by hand.",
+        answer=_bert_base_three_labels, tolerance=0.0,
+        why=lambda: f"{_bert_base_three_labels():,}: the encoder's biases (11H per layer in 12 layers, plus the "
+                    "embeddings' LayerNorm and the pooler: 2H) and a head of 3H weights and 3 biases, H = 768.",
+        hint="The biases do not depend on the task; only the head does. A head for k classes is a k x H matrix and "
+             "k biases."),
     "03.mrpc_floor": Exercise(
         "What dev score (x100, the mean of accuracy and F1) does always answering 'equivalent' get on MRPC?",
         answer=_mrpc_floor,
@@ -278,6 +312,16 @@ EXERCISES: dict[str, Exercise] = {
         answer=_thousand_tasks_mib,
         why=lambda: f"About {_thousand_tasks_mib():.0f} MiB: a thousand times the mean size of the committed deltas. "
                     "A thousand full copies of the model would take a thousand times its checkpoint.", tolerance=0.1),
+    "06.delta_by_hand": Exercise(
+        f"Apply the SST-2 delta by hand, without the serving code: a fresh classifier "
+        f"(readout.load_classifier(manifest.model, manifest.num_labels, manifest.readout)), each of the delta's "
+        f"tensors (deltas.read_delta) copied into the parameter of the same name, then the softmax of its logits for "
+        f"'{DULL_REVIEW}'. What probability does it give 'positive'?",
+        answer=_sst2_delta_by_hand, tolerance=0.05,
+        why=lambda: f"{_sst2_delta_by_hand():.3f}. A delta is nothing but tensors with the names of the parameters "
+                    "they replace: copying them into a fresh model of the same backbone gives the fine-tuned model.",
+        hint="Use model.eval() (dropout off), the tokenizer of manifest.model, and torch.no_grad(). "
+             "manifest.label_names says which column is 'positive'."),
     "06.shared_head": Exercise(
         "In a mixed-task batch every row shares the weight matrices. Why can rows not share the head as well?",
         answer=lambda: "b",
