@@ -267,7 +267,7 @@ def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
     held = pd.Series({"verdict": HOLDS, "value": "-12.50", "90% interval": "[-20.00, -5.00]"})
     share = {"layer": 4, "probe": 70.0, "frozen": 20.0, "bitfit": 80.0, "share": 0.9}
     text = task_answer("stsb", held, share, {"full": 20.0, "bitfit": 5.0}, {"bitfit": 0.99, "full": 0.9})
-    assert "12.50 points further behind" in text and "reads 90%" in text and "less than Full-FT" in text
+    assert "12.50 points further behind" in text and "reads 90%" in text and "BitFit barely changes" in text
     unresolved = pd.Series({"verdict": UNRESOLVED, "value": "+1.00", "90% interval": "[-3.00, 5.00]"})
     text = task_answer("cola", unresolved, {**share, "share": 0.3}, {"full": 1.0, "bitfit": 0.0}, None)
     assert UNRESOLVED in text and "only 30%" in text and "CKA" not in text

@@ -174,9 +174,11 @@ def vision_frame(results: dict) -> pd.DataFrame:
 
 # --- the answer, in words --------------------------------------------------------------------------------
 # How notebook 09 words the probes and CKA. These thresholds were chosen when the notebook was written, after
-# the probes had run: they are reading aids for exploratory measurements, not declared claims.
+# the probes and CKA had run: they are reading aids for exploratory measurements, not declared claims.
 MOSTLY_READABLE = 0.75  # a probe that covers this share of BitFit's gain over Frozen: the gain was already there
 LITTLE_READABLE = 0.5  # below this share, BitFit found something no single frozen layer offered linearly
+BARELY_CHANGED = 0.9  # CKA at or above this, before against after: the layer barely changed
+MUCH_CHANGED = 0.5  # CKA below this: the layer changed a lot
 
 
 def task_answer(task: str, gap: pd.Series, share: dict, from_random: dict[str, float],
@@ -208,9 +210,10 @@ def task_answer(task: str, gap: pd.Series, share: dict, from_random: dict[str, f
         probe = f"a linear probe of the frozen model reads {100 * share['share']:.0f}% of BitFit's gain over Frozen"
     text = f"**{task}**: {ablation}. Also, {probe}."
     if cka_last:
-        less = "less than" if cka_last["bitfit"] > cka_last["full"] else "at least as much as"
-        text += (f" BitFit changes the last layer {less} Full-FT does (CKA {cka_last['bitfit']:.3f} against "
-                 f"{cka_last['full']:.3f}).")
+        bitfit, full = cka_last["bitfit"], cka_last["full"]
+        level = "barely changes" if bitfit >= BARELY_CHANGED else "changes a lot" if bitfit < MUCH_CHANGED \
+            else "clearly changes"
+        text += f" BitFit {level} the last layer's representation (CKA {bitfit:.3f}; Full-FT's: {full:.3f})."
     return text
 
 
