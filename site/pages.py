@@ -38,8 +38,8 @@ def course_map() -> str:
     rows = ["| notebook | what it teaches | reading (200 words a minute) | running (last execution, 2 cores) "
             "| open it |",
             "|---|---|---|---|---|"]
-    targets = ["| notebook | words | sentences over 35 words | longest block (words) | objectives | takeaways |",
-               "|---|---|---|---|---|---|"]
+    targets = ["| notebook | words | sentences over 35 words | longest block (words) | provenance | objectives "
+               "| takeaways |", "|---|---|---|---|---|---|---|"]
     for chapter in course.CHAPTERS:
         colab = f"https://colab.research.google.com/github/{SLUG}/blob/main/notebooks/{chapter.stem}.ipynb"
         binder = f"https://mybinder.org/v2/gh/{SLUG}/main?urlpath=lab/tree/notebooks/{chapter.stem}.ipynb"
@@ -49,11 +49,13 @@ def course_map() -> str:
                     f"[Colab]({colab}), [Binder]({binder}) |")
         met = {name.split(" ")[0]: "met" if ok else "not yet" for name, ok in prose.targets_met.items()}
         targets.append(f"| {chapter.number} | {prose.words:,} | {prose.long_share:.0%} ({met['sentences']}) | "
-                       f"{prose.longest_cell} ({met['no']}) | {met['objectives']} | {met['takeaways']} |")
+                       f"{prose.longest_cell} ({met['no']}) | {prose.provenance_share:.0%} ({met['provenance']}) | "
+                       f"{met['objectives']} | {met['takeaways']} |")
     targets_note = (f"\n\nHow each notebook's prose measures against the course's writing targets: at most "
                     f"{readability.LONG_SHARE:.0%} of the main flow's sentences over "
                     f"{readability.LONG_SENTENCE} words, "
-                    f"no block (a cell, or its part under one heading) over {readability.LONG_CELL} words, learning "
+                    f"no block (a cell, or its part under one heading) over {readability.LONG_CELL} words, at most "
+                    f"{readability.PROVENANCE_SHARE:.0%} of its sentences about how the evidence was made, learning "
                     "objectives at the start and takeaways at the end (`bitfit_edu.classroom.readability` says how "
                     "it counts).\n\n")
     return "\n".join(rows) + targets_note + "\n".join(targets) + "\n"

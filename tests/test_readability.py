@@ -40,7 +40,7 @@ def test_a_heading_starts_a_new_block_and_targets_say_what_is_missed(tmp_path):
     found = measure(path)
     assert found.longest_cell == 150 and found.takeaways and not found.objectives
     assert found.targets_met == {"sentences over 35 words ≤ 3%": False, "no block over 200 words": True,
-                                 "objectives": False, "takeaways": True}
+                                 "provenance ≤ 10%": True, "objectives": False, "takeaways": True}
     assert found.reading_minutes == found.words / readability.WORDS_PER_MINUTE
 
 
@@ -57,3 +57,11 @@ def test_every_file_and_readme_section_a_notebook_points_to_exists():
             assert (root / path).exists(), f"{source.name} points to {path}, which does not exist"
         for section in re.findall(r"README's \"([^\"]+)\"", text):
             assert section in readme_headings, f"{source.name} points to the README's {section!r}, which it lacks"
+
+
+def test_sentences_about_how_the_evidence_was_made_count_as_provenance(tmp_path):
+    path = notebook(tmp_path, "# T\n\nBitFit trains the biases. The runs used bf16 kernels on an AVX-512 CPU. "
+                              "It scores well.")
+    found = measure(path)
+    assert (found.provenance_sentences, found.main_sentences) == (1, 3)
+    assert found.provenance_share == 1 / 3 and not found.targets_met["provenance ≤ 10%"]

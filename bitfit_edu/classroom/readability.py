@@ -12,7 +12,11 @@ The targets:
 - at most ``LONG_SHARE`` of the main flow's sentences longer than ``LONG_SENTENCE`` words;
 - no block of the main flow longer than ``LONG_CELL`` words;
 - learning objectives at the start (in its first markdown cells, or printed by ``course.opening`` in one of
-  its first code cells) and takeaways at the end.
+  its first code cells) and takeaways at the end;
+- at most ``PROVENANCE_SHARE`` of the main flow's sentences about provenance: how the evidence was made
+  (machines, number formats, CPU kernels, costs, issues, the project's history) rather than what it shows.
+  A sentence counts as provenance when it names one of ``PROVENANCE``'s words: a crude rule, but one that
+  can be checked and that errs toward counting.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ LONG_SHARE = 0.03
 LONG_CELL = 200
 FOLDED_HEADINGS = ("how we know this is sound", "exercises")
 OBJECTIVES = re.compile(r"you will be able to|learning objectives|\bobjectives\b|course\.opening\(", re.IGNORECASE)
+PROVENANCE_SHARE = 0.10
+PROVENANCE = re.compile(r"\b(AVX|AVX2|AVX-512|bf16|bfloat16|fp32|kernels?|core-hours?|core-minutes?|GPU|H200|"
+                        r"CPUs?|machines?|issue|emulated|autocast|session|commit(?:ted)?)\b", re.IGNORECASE)
 TAKEAWAYS = re.compile(r"^#+\s*(key )?takeaways", re.IGNORECASE | re.MULTILINE)
 
 _SKIPPED = [
@@ -64,6 +71,7 @@ class Readability:
     words: int
     main_sentences: int
     long_sentences: int
+    provenance_sentences: int
     longest_sentence: int
     longest_cell: int
     objectives: bool
@@ -78,10 +86,15 @@ class Readability:
         return self.long_sentences / max(self.main_sentences, 1)
 
     @property
+    def provenance_share(self) -> float:
+        return self.provenance_sentences / max(self.main_sentences, 1)
+
+    @property
     def targets_met(self) -> dict[str, bool]:
         """Each writing target, met or not."""
         return {f"sentences over {LONG_SENTENCE} words ≤ {LONG_SHARE:.0%}": self.long_share <= LONG_SHARE,
                 f"no block over {LONG_CELL} words": self.longest_cell <= LONG_CELL,
+                f"provenance ≤ {PROVENANCE_SHARE:.0%}": self.provenance_share <= PROVENANCE_SHARE,
                 "objectives": self.objectives, "takeaways": self.takeaways}
 
 
@@ -100,13 +113,15 @@ def measure(notebook: Path) -> Readability:
         folded = folded or any(re.match(rf"#+\s*{heading}", cell, re.IGNORECASE) for heading in FOLDED_HEADINGS)
         if not folded:
             main.append(cell)
-    main_sentences = [len(words) for cell in main for words in sentences(cell)]
+    main_words = [words for cell in main for words in sentences(cell)]
+    main_sentences = [len(words) for words in main_words]
     code = [cell for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
     opening = "\n".join(cells[:2]) + "".join("".join(cell["source"]) for cell in code[:3])
     return Readability(
         words=sum(len(words) for cell in cells for words in sentences(cell)),
         main_sentences=len(main_sentences),
         long_sentences=sum(length > LONG_SENTENCE for length in main_sentences),
+        provenance_sentences=sum(bool(PROVENANCE.search(" ".join(words))) for words in main_words),
         longest_sentence=max(main_sentences, default=0),
         longest_cell=max((sum(len(words) for words in sentences(cell)) for cell in main), default=0),
         objectives=bool(OBJECTIVES.search(opening)),
