@@ -13,6 +13,7 @@ from ..core.biases import LAYER_GROUPS
 from ..core.methods import display_name, readable
 from ..data import glue
 from ..errors import BitFitError
+from .claims import PRIMARY_PROTOCOL
 from ..experiments.runs import RunRecord
 
 
@@ -200,10 +201,11 @@ def main_table(frame: pd.DataFrame, value: str = "best",
     return means, stds
 
 
-def efficiency_table(frame: pd.DataFrame, methods: Iterable[str]) -> pd.DataFrame:
+def efficiency_table(frame: pd.DataFrame, methods: Iterable[str], value: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
     """Per method (rows, in the order given): what it trains outside the head, that as a % of the model,
-    and its best dev score (x100) per task and averaged, as 'mean ± std' over seeds (``main_table``)."""
-    means, stds = main_table(frame, "best", methods)
+    and its dev score (x100; by default the declared protocol's, each run's last epoch) per task and
+    averaged, as 'mean ± std' over seeds (``main_table``)."""
+    means, stds = main_table(frame, value, methods)
     trained = frame.groupby("method")[["trainable_without_head", "total"]].first().loc[means.index]
     counts = pd.DataFrame({"trained (excl. head)": trained["trainable_without_head"].map("{:,}".format),
                            "% of the model": (100 * trained["trainable_without_head"] / trained["total"]).map(
@@ -211,10 +213,11 @@ def efficiency_table(frame: pd.DataFrame, methods: Iterable[str]) -> pd.DataFram
     return readable(counts).join(mean_std_strings(means, stds))
 
 
-def seed_spread(frame: pd.DataFrame, methods: Iterable[str]) -> pd.DataFrame:
-    """Per method and seed: the GLUE average of its best dev scores (x100, seeds with every task) and what
-    it trains outside the head (``plots.score_against_parameters`` draws it)."""
-    scores = frame.pivot_table(index=["method", "seed"], columns="task", values="best").dropna()
+def seed_spread(frame: pd.DataFrame, methods: Iterable[str], value: str = PRIMARY_PROTOCOL) -> pd.DataFrame:
+    """Per method and seed: the GLUE average of its dev scores (x100, seeds with every task; by default each
+    run's last epoch, the declared protocol) and what it trains outside the head
+    (``plots.score_against_parameters`` draws it)."""
+    scores = frame.pivot_table(index=["method", "seed"], columns="task", values=value).dropna()
     trained = frame.groupby("method")["trainable_without_head"].first()
     spread = scores.mean(axis=1).rename("average").reset_index()
     spread["trained"] = spread["method"].map(trained)
