@@ -13,8 +13,8 @@ from ..core.biases import LAYER_GROUPS
 from ..core.methods import display_name, readable
 from ..data import glue
 from ..errors import BitFitError
-from .claims import PRIMARY_PROTOCOL
 from ..experiments.runs import RunRecord
+from .claims import PRIMARY_PROTOCOL
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
