@@ -202,6 +202,16 @@ def _sst2_delta_by_hand() -> float:
     return float(probabilities[list(manifest.label_names).index("positive")])
 
 
+def _layer_biases(model: str) -> int:
+    """Bias entries in one layer of ``model``, counted from its configuration (meta device)."""
+    return int(biases.census_table(counting.meta_encoder(model)).loc["total", 0])
+
+
+def _bq_bm2_all_layers(model: str) -> int:
+    table = biases.census_table(counting.meta_encoder(model))
+    return int(table.loc[["b_q", "b_m2"], "total"].sum())
+
+
 def _mrpc_floor() -> float:
     return tables.majority_baseline("mrpc")
 
@@ -243,6 +253,13 @@ EXERCISES: dict[str, Exercise] = {
         answer=_bert_base_layer_biases,
         why=lambda: f"Seven biases of width H (b_q, b_k, b_v, b_m1, b_LN1, b_m3, b_LN2) and b_m2 of width 4H: "
                     f"11H = {_bert_base_layer_biases():,}.", tolerance=0.0),
+    "01.bert_large_layer": Exercise(
+        "Transfer: how many bias entries does one layer of BERT-large (bert-large-cased, H = 1024) hold?",
+        answer=lambda: _layer_biases("bert-large-cased"), tolerance=0.0,
+        why=lambda: f"{_layer_biases('bert-large-cased'):,}: 11H, as in every BERT layer (3H for b_q, b_k, b_v; H each "
+                    "for b_m1, b_LN1, b_m3, b_LN2; 4H for b_m2).",
+        hint="Count a layer's biases in units of H: the feed-forward layer is 4H wide. The count does not depend "
+             "on the number of layers."),
     "02.bias_percent": Exercise(
         "What percentage of BERT-base's parameters are biases (head excluded)? Give it to two decimals.",
         answer=_bert_base_bias_percent,
@@ -295,6 +312,12 @@ EXERCISES: dict[str, Exercise] = {
         answer=_classroom_bq_bm2_entries, tolerance=0.0,
         why=lambda: f"b_q has H entries and b_m2 has 4H (the feed-forward layer is 4H wide): 5H = "
                     f"{_classroom_bq_bm2_entries():,}, a little under half of a layer's 11H."),
+    "04.bq_bm2_bert_base": Exercise(
+        "Transfer: how many entries do b_q and b_m2 hold together in all of BERT-base's layers (bert-base-cased)?",
+        answer=lambda: _bq_bm2_all_layers("bert-base-cased"), tolerance=0.0,
+        why=lambda: f"{_bq_bm2_all_layers('bert-base-cased'):,}: 5H per layer (H for b_q, 4H for b_m2), H = 768, in "
+                    "12 layers.",
+        hint="Per layer, b_q is H wide and b_m2 4H. Then multiply by the number of layers."),
     "05.small_data": Exercise(
         "On the smallest training set of the SST-2 size curve, who is ahead?",
         answer=lambda: _ahead_at_smallest_size()[0], choices=SMALL_DATA,
