@@ -267,7 +267,7 @@ def test_the_answer_in_words_follows_the_verdict_the_share_and_the_cka():
     held = pd.Series({"verdict": HOLDS, "value": "-12.50", "90% interval": "[-20.00, -5.00]"})
     share = {"layer": 4, "probe": 70.0, "frozen": 20.0, "bitfit": 80.0, "share": 0.9}
     text = task_answer("stsb", held, share, {"full": 20.0, "bitfit": 5.0}, {"bitfit": 0.99, "full": 0.9})
-    assert "12.50 points further behind" in text and "reads 90%" in text and "BitFit barely changes" in text
+    assert "12.50 points further behind" in text and "reads 90%" in text and "representation barely changes" in text
     unresolved = pd.Series({"verdict": UNRESOLVED, "value": "+1.00", "90% interval": "[-3.00, 5.00]"})
     text = task_answer("cola", unresolved, {**share, "share": 0.3}, {"full": 1.0, "bitfit": 0.0}, None)
     assert UNRESOLVED in text and "only 30%" in text and "CKA" not in text
@@ -285,3 +285,19 @@ def test_measure_vision_refuses_workers_with_one_clear_error(capsys):
 
     assert main(["measure", "vision", "--worker", "1/2"]) == 2
     assert "drop it" in capsys.readouterr().err
+
+
+def test_the_headline_answer_follows_the_declared_verdicts_and_the_measurements():
+    from bitfit_edu.evidence.expose import headline
+
+    frame = frame_of({("bitfit", "pretrained"): {"stsb": [80, 82, 81], "cola": [40, 42, 41]},
+                      ("full", "pretrained"): {"stsb": [82, 83, 84], "cola": [50, 48, 49]},
+                      ("bitfit", "random"): {"stsb": [1, 3, 2], "cola": [0, 1, 0]},
+                      ("full", "random"): {"stsb": [20, 22, 21], "cola": [15, 16, 14]}})
+    verdicts = check_expose_claims(frame, ["stsb", "cola"])
+    shares = pd.DataFrame({"share": [0.9, 1.5]}, index=["stsb", "cola"])
+    text = headline(verdicts, shares, {"stsb": {"bitfit": 0.2, "full": 0.1}})
+    assert "stays near chance" in text and f"**{HOLDS}**" in text
+    assert "mostly **exposes**" in text and "on STS-B exposing it re-shapes" in text
+    text = headline(verdicts, pd.DataFrame({"share": [0.3, 0.2]}, index=["stsb", "cola"]), {})
+    assert "reads little" in text and "part of what it reaches it builds" in text

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from ..core.starts import DISPLAY_NAMES, PRETRAINED
+from ..data import glue
 from .claims import CONFIDENCE, FAILS, HOLDS, NOT_RUN, PRIMARY_PROTOCOL, UNRESOLVED, signed
 
 NEAR_CHANCE = 10.0  # points above chance (0) that still count as "near chance": a tenth of the scale
@@ -208,12 +209,12 @@ def task_answer(task: str, gap: pd.Series, share: dict, from_random: dict[str, f
                  "Frozen, so BitFit found something no single frozen layer offered")
     else:
         probe = f"a linear probe of the frozen model reads {100 * share['share']:.0f}% of BitFit's gain over Frozen"
-    text = f"**{task}**: {ablation}. Also, {probe}."
+    text = f"**{glue.get_task(task).folder}**: {ablation}. Also, {probe}."
     if cka_last:
         bitfit, full = cka_last["bitfit"], cka_last["full"]
         level = "barely changes" if bitfit >= BARELY_CHANGED else "changes a lot" if bitfit < MUCH_CHANGED \
-            else "clearly changes"
-        text += f" BitFit {level} the last layer's representation (CKA {bitfit:.3f}; Full-FT's: {full:.3f})."
+            else "changes clearly"
+        text += f" Under BitFit the last layer's representation {level} (CKA {bitfit:.3f}; under Full-FT: {full:.3f})."
     return text
 
 
@@ -228,3 +229,37 @@ def grid_cost(frame: pd.DataFrame, configs: list) -> str:
     estimate = sum(per_run.get(key, per_run.mean()) for key in planned) / 3600
     return (f"{len(new)} of {len(planned)} runs finished, {new['core_seconds'].sum() / 3600:.1f} CPU core-hours; "
             f"all {len(planned)} at the same cost per run: about {estimate:.1f} core-hours")
+
+
+def headline(verdicts: pd.DataFrame, shares: pd.DataFrame, cka_last: dict[str, dict[str, float]]) -> str:
+    """Notebook 09's answer in one paragraph, from the declared verdicts on both tasks together
+    (``check_expose_claims``), each task's probe share (``readable_share`` rows) and each task's last-layer
+    CKA per method (tasks without both methods measured are left out)."""
+    both = verdicts[verdicts["tasks"] == verdicts["tasks"].iloc[0]].set_index("claim")
+    near = both.loc[EXPOSE_CLAIMS[2].statement, "verdict"]
+    widens = both.loc[EXPOSE_CLAIMS[0].statement, "verdict"]
+    sentences = []
+    if near == HOLDS:
+        sentences.append("From a random encoder BitFit stays near chance: what it reaches depends on what "
+                         "pre-training built.")
+    elif near == FAILS:
+        sentences.append("From a random encoder BitFit still learns well above chance: not all it reaches "
+                         "comes from pre-training.")
+    sentences.append(f"Over both tasks, \"BitFit's gap to Full-FT widens without pre-training\" is **{widens}**; "
+                     "the task lines below say how each task contributes.")
+    readable = shares["share"]
+    if (readable >= MOSTLY_READABLE).all():
+        sentences.append("On every task a linear probe of the frozen, pre-trained network already reads most of "
+                         "BitFit's gain over Frozen, or more than BitFit reaches.")
+    elif (readable < LITTLE_READABLE).all():
+        sentences.append("On every task a linear probe of the frozen network reads little of BitFit's gain.")
+    changed = [glue.get_task(task).folder for task, cka in cka_last.items() if cka["bitfit"] < MUCH_CHANGED]
+    exposes = near == HOLDS and (readable >= MOSTLY_READABLE).all()
+    if exposes:
+        answer = "So, on this model, BitFit mostly **exposes** what pre-training learned"
+        answer += (f", though on {' and '.join(changed)} exposing it re-shapes the upper layers, not only "
+                   "re-weights them." if changed else ".")
+    else:
+        answer = ("So, on this model, the evidence does not show BitFit only exposing: part of what it reaches "
+                  "it builds.")
+    return " ".join([*sentences, answer])
