@@ -301,3 +301,10 @@ def test_the_headline_answer_follows_the_declared_verdicts_and_the_measurements(
     assert "mostly **exposes**" in text and "on STS-B exposing it re-shapes" in text
     text = headline(verdicts, pd.DataFrame({"share": [0.3, 0.2]}, index=["stsb", "cola"]), {})
     assert "reads little" in text and "part of what it reaches it builds" in text
+
+
+def test_a_claim_whose_methods_have_not_all_run_says_so():
+    frame = frame_of({("bitfit", "pretrained"): {"stsb": [80, 82]}, ("full", "pretrained"): {"stsb": [82, 83]},
+                      ("bitfit", "shuffled"): {"stsb": [10.0]}})
+    table = check_expose_claims(frame, ["stsb"])
+    assert table.set_index("claim").loc[EXPOSE_CLAIMS[1].statement, "verdict"] == NOT_RUN

@@ -119,6 +119,9 @@ def check_expose_claims(frame: pd.DataFrame, tasks: list[str],
                 found = gap_change(frame, claim.start, scope)
             else:  # the value: BitFit's score (chance: 0)
                 found = welch_combination([(+1, seed_scores(frame, "bitfit", claim.start, scope))])
+            if 0 in found["seeds"]:  # a method without a finished run on every task of this scope
+                rows.append({**row, "seeds": " / ".join(map(str, found["seeds"])), "verdict": NOT_RUN})
+                continue
             rows.append({**row, "value": "n/a" if np.isnan(found["estimate"]) else signed(found["estimate"]),
                          "90% interval": "n/a" if np.isnan(found["low90"])
                          else f"[{signed(found['low90'])}, {signed(found['high90'])}]",
