@@ -146,11 +146,15 @@ def test_the_declared_rule_reads_the_whole_90_percent_interval(claim, low, high,
     assert claim_verdict(claim, low, high) == expected
 
 
+# Pre-trained and random runs on two tasks where BitFit collapses without pre-training and Full-FT less so
+TWO_TASKS = {("bitfit", "pretrained"): {"stsb": [80, 82, 81], "cola": [40, 42, 41]},
+             ("full", "pretrained"): {"stsb": [82, 83, 84], "cola": [50, 48, 49]},
+             ("bitfit", "random"): {"stsb": [1, 3, 2], "cola": [0, 1, 0]},
+             ("full", "random"): {"stsb": [20, 22, 21], "cola": [15, 16, 14]}}
+
+
 def test_claims_are_judged_on_both_tasks_and_each_and_say_when_a_start_has_no_runs():
-    frame = frame_of({("bitfit", "pretrained"): {"stsb": [80, 82, 81], "cola": [40, 42, 41]},
-                      ("full", "pretrained"): {"stsb": [82, 83, 84], "cola": [50, 48, 49]},
-                      ("bitfit", "random"): {"stsb": [1, 3, 2], "cola": [0, 1, 0]},
-                      ("full", "random"): {"stsb": [20, 22, 21], "cola": [15, 16, 14]}})
+    frame = frame_of(TWO_TASKS)
     table = check_expose_claims(frame, ["stsb", "cola"])
     assert list(table["tasks"][:3]) == ["stsb + cola", "stsb", "cola"]
     widens = table[table["claim"] == EXPOSE_CLAIMS[0].statement]
@@ -290,10 +294,7 @@ def test_measure_vision_refuses_workers_with_one_clear_error(capsys):
 def test_the_headline_answer_follows_the_declared_verdicts_and_the_measurements():
     from bitfit_edu.evidence.expose import headline
 
-    frame = frame_of({("bitfit", "pretrained"): {"stsb": [80, 82, 81], "cola": [40, 42, 41]},
-                      ("full", "pretrained"): {"stsb": [82, 83, 84], "cola": [50, 48, 49]},
-                      ("bitfit", "random"): {"stsb": [1, 3, 2], "cola": [0, 1, 0]},
-                      ("full", "random"): {"stsb": [20, 22, 21], "cola": [15, 16, 14]}})
+    frame = frame_of(TWO_TASKS)
     verdicts = check_expose_claims(frame, ["stsb", "cola"])
     shares = pd.DataFrame({"share": [0.9, 1.5]}, index=["stsb", "cola"])
     text = headline(verdicts, shares, {"stsb": {"bitfit": 0.2, "full": 0.1}})
