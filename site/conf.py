@@ -2,7 +2,7 @@
 
 The notebooks are rendered as committed, executed, and never re-executed (``nb_execution_mode = "off"``).
 ``pages.write_all`` writes the site's measured parts (course map, instructor guide, verdicts, figures)
-into ``_generated/`` first. ``make site`` builds it into ``build/site/``.
+and the teacher's slides into ``_generated/`` first. ``make site`` builds it into ``build/site/``.
 """
 
 import sys
@@ -50,3 +50,4 @@ html_theme_options = {
     ),
 }
 html_static_path = []
+html_extra_path = ["_generated/extra"]  # the slides (pages.EXTRA)

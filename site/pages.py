@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tomllib
 
-from bitfit_edu.classroom import course, readability
+from bitfit_edu.classroom import course, exercises, plans, readability, slides
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
@@ -22,6 +22,7 @@ from bitfit_edu.evidence import plots
 
 SITE = Path(__file__).resolve().parent
 GENERATED = SITE / "_generated"
+EXTRA = GENERATED / "extra"  # copied as they are to the site's root (``html_extra_path``): the slides
 REPOSITORY = tomllib.loads((SITE.parent / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
 SLUG = REPOSITORY.removeprefix("https://github.com/")
 
@@ -58,12 +59,23 @@ def course_map() -> str:
                     f"{readability.PROVENANCE_SHARE:.0%} of its sentences about how the evidence was made, learning "
                     "objectives at the start and takeaways at the end (`bitfit_edu.classroom.readability` says how "
                     "it counts).\n\n")
-    return "\n".join(rows) + targets_note + "\n".join(targets) + "\n"
+    counts = exercises.exercise_counts()
+    exercise_note = (f"\n\nThe exercises: {counts['all']} in all, {counts['code']} of them asking for code and "
+                     f"{counts['transfer']} transfer questions (another model, task or scale, or a prediction "
+                     "before the result). Targets: "
+                     + "; ".join(f"{name}: {'met' if ok else 'not yet'}"
+                                 for name, ok in exercises.exercise_targets().items()) + ".\n")
+    return "\n".join(rows) + targets_note + "\n".join(targets) + exercise_note
 
 
 def _mistakes(chapter: course.Chapter) -> str:
     lines = []
     for key, exercise in chapter.exercises().items():
+        if exercise.function is not None:
+            tried = "; ".join(case.about for case in exercise.function.cases)
+            lines.append(f"- `{key}`: *{exercise.question}* A function, `{exercise.function.signature}`, tried on: "
+                         f"{tried}. The reasoning: {exercise.why()}")
+            continue
         expected = exercise.answer()
         if exercise.choices:
             wrong = "; ".join(f"({letter}) {text}" for letter, text in exercise.choices.items() if letter != expected)
@@ -110,11 +122,18 @@ def instructor_chapters() -> str:
             f"**Prerequisites.** {chapter.prerequisites[0].upper() + chapter.prerequisites[1:]}.\n\n"
             f"**Time.** {_minutes(course.measured_seconds(chapter.notebook))} to run top to bottom on 2 cores "
             "(its last execution).\n\n"
+            f'**Slides.** <a href="slides/{chapter.stem}.slides.html">{chapter.number}: {chapter.title}</a> '
+            "(reveal.js; the arrow keys move, S opens the speaker view).\n\n"
             f"**Live in class:** {chapter.live}. **Read from committed results:** {chapter.committed}.\n\n"
             f"**Discussion questions.** Each with a model answer, for the teacher.\n\n{questions}\n\n"
             f"**Mistakes the exercises catch.**\n\n{_mistakes(chapter)}\n\n"
             f"**Regenerating its committed results.** {_regeneration(chapter)}\n")
     return "\n".join(sections)
+
+
+def lesson_plans() -> str:
+    """Every lesson plan with its measured minutes (``plans.PLANS``)."""
+    return "\n".join(plan.markdown() for plan in plans.PLANS)
 
 
 def verdicts() -> str:
@@ -232,7 +251,9 @@ def write_all() -> None:
     """Write every generated page part into ``site/_generated/``."""
     quiet_outputs()
     GENERATED.mkdir(exist_ok=True)
+    slides.write_decks(EXTRA / "slides")
     for name, text in {"course_map": course_map(), "instructor_chapters": instructor_chapters(),
+                       "lesson_plans": lesson_plans(),
                        "verdicts": verdicts(), "figures": figures(),
                        "deployment_targets": deployment_targets(), "memory_release": memory_release()}.items():
         (GENERATED / f"{name}.md").write_text(text)

@@ -71,6 +71,10 @@ def test_a_seed_on_some_tasks_does_not_drop_the_others():
     ("worse", -2.0, 1.0, UNRESOLVED),
     ("worse", 0.5, 3.0, FAILS),
     ("worse", np.nan, np.nan, UNRESOLVED),
+    ("not worse", -1.0, 9.0, HOLDS),  # one-sided: far ahead still holds (a 'similar' claim would fail)
+    ("not worse", 1.6, 5.0, HOLDS),
+    ("not worse", -2.0, 1.0, UNRESOLVED),
+    ("not worse", -5.0, -1.6, FAILS),  # the whole interval below minus the margin
 ])
 def test_verdict_reads_the_interval(kind, low, high, expected):
     assert verdict(kind, low, high, margin=1.5) == expected

@@ -6,7 +6,16 @@ from bitfit_edu.classroom import exercises
 from bitfit_edu.errors import BitFitError
 
 
+def right(exercise):
+    if exercise.function is not None:
+        return exercise.function.solution
+    expected = exercise.answer()
+    return expected.upper() if isinstance(expected, str) else expected
+
+
 def wrong(exercise):
+    if exercise.function is not None:
+        return lambda *arguments: 0
     expected = exercise.answer()
     if exercise.choices:
         return next(letter for letter in exercise.choices if letter != expected)
@@ -16,13 +25,12 @@ def wrong(exercise):
 @pytest.mark.parametrize("key", sorted(exercises.EXERCISES))
 def test_each_exercise_accepts_its_answer_and_refuses_another(key, capsys, shared_glue_dir, classroom_model):
     exercise = exercises.EXERCISES[key]
-    expected = exercise.answer()
-    exercises.check(key, expected.upper() if isinstance(expected, str) else expected)
+    exercises.check(key, right(exercise))
     assert capsys.readouterr().out.startswith("Right. ")
     exercises.check(key, wrong(exercise))
-    assert capsys.readouterr().out.startswith("Not quite. ")
+    assert capsys.readouterr().out.startswith("Not quite")
     exercises.answer(key)
-    assert capsys.readouterr().out.startswith("Answer: ")
+    assert capsys.readouterr().out.startswith("A model solution:" if exercise.function else "Answer: ")
 
 
 def test_no_answer_prints_the_question_and_choices(capsys):
@@ -47,6 +55,23 @@ def test_a_wrong_answer_gets_a_hint_never_the_answer(key, capsys, shared_glue_di
     exercises.check(key, wrong(exercise))
     out = capsys.readouterr().out
     assert exercise.why() not in out and (exercise.hint or exercises.GENERIC_HINT) in out
-    expected = exercise.answer()
-    if not exercise.choices:
+    if exercise.function is not None:
+        assert "def " not in out and str(exercise.function.expected()[0])[:12] not in out
+    elif not exercise.choices:
+        expected = exercise.answer()
         assert f"{expected:,}" not in out and f"{expected:.3g}" not in out
+
+
+def test_the_course_meets_its_exercise_targets():
+    counts = exercises.exercise_counts()
+    assert all(exercises.exercise_targets().values()), counts
+    assert counts["code"] >= 8 and 3 * counts["transfer"] >= counts["all"]
+
+
+def test_a_coding_exercise_wants_a_function_and_says_which_input_failed(capsys):
+    with pytest.raises(BitFitError, match=r"wants your function \(lora_entries\(hidden"):
+        exercises.check("08.lora_entries", 294912)
+    exercises.check("08.lora_entries", lambda hidden, layers, rank, adapted: layers * adapted * rank * hidden)
+    assert "differs on rank 8 on W_q and W_v of BERT-large" in capsys.readouterr().out
+    exercises.check("08.lora_entries", None)
+    assert "pass it in place of None" in capsys.readouterr().out

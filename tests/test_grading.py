@@ -51,6 +51,13 @@ def test_the_full_notebooks_do_hold_the_answers_the_edition_removes():
     assert 'exercises.answer(\\"04.random_baseline\\")' in text
 
 
+ATTENTION_HEAD = """import math, torch
+def attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v):
+    Q, K, V = x @ W_q.T + b_q, x @ W_k.T + b_k, x @ W_v.T + b_v
+    return torch.softmax(Q @ K.T / math.sqrt(Q.shape[-1]), dim=-1) @ V
+exercises.check("01.attention_head", attention_head)"""
+
+
 def submission(folder, name, cells):
     folder.mkdir(parents=True, exist_ok=True)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
@@ -62,9 +69,10 @@ def submission(folder, name, cells):
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("submissions")
     submission(root / "alice", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")',
-                                          'exercises.check("01.layer_biases", 11 * 768)'])
+                                          'exercises.check("01.layer_biases", 11 * 768)', ATTENTION_HEAD])
     submission(root / "bob", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "a")',
-                                        'exercises.check("01.layer_biases", None)  # exercise 2'])
+                                        'exercises.check("01.layer_biases", None)  # exercise 2',
+                                        'exercises.check("01.attention_head", lambda x, *weights: x)'])
     (root / "carol").mkdir()
     (root / "carol" / NOTEBOOK).write_text("{ this is not a notebook")
     submission(root / "dave", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")', "while True:\n    pass",
@@ -87,6 +95,12 @@ def test_right_and_wrong_answers_some_computed_in_the_cell(graded):
     assert graded[("alice", "01.b_k")]["result"] == "right"
     assert graded[("alice", "01.layer_biases")]["result"] == "right"
     assert graded[("bob", "01.b_k")]["result"] == "wrong" and "'a'" in graded[("bob", "01.b_k")]["why"]
+
+
+def test_a_function_is_judged_on_its_outputs_and_a_wrong_one_is_told_which_input_failed(graded):
+    assert graded[("alice", "01.attention_head")]["result"] == "right"
+    row = graded[("bob", "01.attention_head")]
+    assert row["result"] == "wrong" and row["why"] == "the function's result differs on 4 tokens of width 8"
 
 
 def test_an_answer_left_as_none_is_not_attempted(graded):

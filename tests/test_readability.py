@@ -26,9 +26,12 @@ def test_list_items_and_paragraphs_are_sentences_of_their_own():
 def test_long_sentences_count_in_the_main_flow_only(tmp_path):
     long = " ".join(["word"] * (LONG_SENTENCE + 1)) + "."
     path = notebook(tmp_path, "# Title\n\nYou will be able to read.", f"Short one. {long}",
-                    f"## How we know this is sound\n\n{long} {long}", "## Takeaways\n\n- it reads")
+                    f"## How we know this is sound\n\n{long}\n\n### A note inside it\n\n{long}",
+                    "## Takeaways\n\n- it reads")
     found = measure(path)
-    assert found.main_sentences == 3 and found.long_sentences == 1  # the folded notes' two are not counted
+    # the folded section runs to the next heading of its level: its two long sentences are not counted, the
+    # takeaways after it are
+    assert found.main_sentences == 4 and found.long_sentences == 1
     assert found.objectives and found.takeaways
     assert found.words > 3 * LONG_SENTENCE  # reading time counts every word, folded notes included
 

@@ -4,11 +4,14 @@ Every notebook ends with a few exercises. A student writes an answer in a cell a
 ``exercises.check(key, answer)``; with ``answer=None`` it prints the question. The right answer is
 never typed here: a number comes from the package (a parameter count from a model's config, a score
 from the committed runs), and a choice is checked against its letter, with the reason printed either way.
-``exercises.answer(key)`` prints the answer and why (the notebooks keep that cell collapsed).
+A coding exercise's answer is a function the student writes, tried on inputs no notebook prints (``coding``).
+``exercises.answer(key)`` prints the answer and why (the notebooks keep that cell collapsed); for a coding
+exercise, a model solution.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from ..evidence import claims, expose, power, tables
 from ..experiments import grids
 from ..experiments.profiles import get_profile
 from ..experiments.results import ResultStore
+from .coding import CODING, CodingExercise
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,17 @@ class Exercise:
     choices: dict[str, str] = field(default_factory=dict)
     tolerance: float = 0.02
     hint: str = ""  # what a wrong answer gets instead of the answer (``check``); "" for ``GENERIC_HINT``
+    code: bool = False  # the student writes code to answer it
+    transfer: bool = False  # it asks about another model, task or scale than the notebook shows, or for a prediction
+    function: CodingExercise | None = None  # the answer is a function, tried on inputs no notebook prints
 
-    def is_right(self, given: str | float) -> bool:
+    def __post_init__(self):
+        if self.function is not None:
+            object.__setattr__(self, "code", True)
+
+    def is_right(self, given: str | float | Callable | list) -> bool:
+        if self.function is not None:
+            return self.failure(given) is None
         expected = self.answer()
         if self.choices:
             return str(given).strip().lower().strip("()") == expected
@@ -45,6 +58,12 @@ class Exercise:
             return math.isclose(float(given), expected, rel_tol=self.tolerance)
         except (TypeError, ValueError):
             raise BitFitError(f"this exercise wants a number, not {given!r}") from None
+
+    def failure(self, given: Callable | list) -> str | None:
+        """For a coding exercise: which input the function (or the outputs recorded from it) got wrong, or None."""
+        if not callable(given) and not isinstance(given, list):
+            raise BitFitError(f"this exercise wants your function ({self.function.signature}), not {given!r}")
+        return self.function.first_failure(self.function.outputs(given) if callable(given) else given)
 
 
 def _bert_base_layer_biases() -> int:
@@ -232,6 +251,21 @@ def _seeds_for_equivalence() -> int:
     return power.seeds_needed(claims.MAIN_CLAIMS[0], 0.0, spread["sd_method"], spread["sd_baseline"])
 
 
+def _bert_base_encoder_kib() -> float:
+    return 4 * counting.count_parameters("bert-base-cased").total / 1024
+
+
+def _bert_base_delta_kib() -> float:
+    accounting = counting.count_parameters("bert-base-cased", num_labels=2)
+    return 4 * (accounting.biases + accounting.head) / 1024
+
+
+def _share(model: str, readout: str, groups: set[str]) -> float:
+    """The percentage of ``model``'s encoder that ``groups`` in every layer train, head off (the lab's count)."""
+    shape = ModelShape.from_config(model, readout)
+    return share_of_model(shape.trainable(groups, (0, shape.depth - 1), head=False), shape.encoder)
+
+
 def _thousand_tasks_mib() -> float:
     folder = results_folder("deployment", "classroom", "deltas")
     sizes = [path.stat().st_size for path in folder.glob("*.safetensors")]
@@ -239,6 +273,9 @@ def _thousand_tasks_mib() -> float:
         raise BitFitError("no committed deltas under results/deployment/classroom/deltas")
     return 1000 * sum(sizes) / len(sizes) / 2**20
 
+
+PASS = ("Pass the function itself (its name, no brackets) in place of None: it is tried on inputs this notebook "
+        "does not print.")
 
 EXERCISES: dict[str, Exercise] = {
     "01.b_k": Exercise(
@@ -259,7 +296,18 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: f"{_layer_biases('bert-large-cased'):,}: 11H, as in every BERT layer (3H for b_q, b_k, b_v; H each "
                     "for b_m1, b_LN1, b_m3, b_LN2; 4H for b_m2).",
         hint="Count a layer's biases in units of H: the feed-forward layer is 4H wide. The count does not depend "
-             "on the number of layers."),
+             "on the number of layers.",
+        transfer=True),
+    "01.attention_head": Exercise(
+        "In code: write attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v), one attention head with its biases. The "
+        "tokens are the rows of x; each projection is x @ W.T + b; the scores Q K^T are divided by sqrt(d), d the "
+        "width of Q, and a softmax runs over each query's row. " + PASS,
+        answer=CODING["01.attention_head"].expected, function=CODING["01.attention_head"],
+        why=lambda: "softmax(Q K^T / sqrt(d)) V, with Q, K and V affine in x. One of the inputs has a large b_k: "
+                    "it adds q·b_k to every score of a query, softmax ignores a shift, and the output is what it "
+                    "would be with b_k = 0. Try it: call your function with b_k * 0.",
+        hint="Q = x @ W_q.T + b_q (and so for K and V). The scores are Q @ K.T / math.sqrt(Q.shape[-1]); "
+             "torch.softmax(scores, dim=-1) weighs the rows of V."),
     "02.bias_percent": Exercise(
         "What percentage of BERT-base's parameters are biases (head excluded)? Give it to two decimals.",
         answer=_bert_base_bias_percent,
@@ -281,7 +329,8 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: f"{_bert_base_three_labels():,}: the encoder's biases (11H per layer in 12 layers, plus the "
                     "embeddings' LayerNorm and the pooler: 2H) and a head of 3H weights and 3 biases, H = 768.",
         hint="The biases do not depend on the task; only the head does. A head for k classes is a k x H matrix and "
-             "k biases."),
+             "k biases.",
+        code=True, transfer=True),
     "03.mrpc_floor": Exercise(
         "What dev score (x100, the mean of accuracy and F1) does always answering 'equivalent' get on MRPC?",
         answer=_mrpc_floor,
@@ -302,6 +351,17 @@ EXERCISES: dict[str, Exercise] = {
                  "b": "STS-B is a regression task, which a frozen encoder cannot do",
                  "c": "its learning rate made it diverge"},
         why=_frozen_stsb_why),
+    "03.welch_interval": Exercise(
+        "In code: write welch_interval(method_scores, baseline_scores, level=0.90), returning (low, high): the "
+        "Welch t-interval of mean(method_scores) - mean(baseline_scores), as the worked example computes it "
+        "(scipy.stats.t.ppf gives t). " + PASS,
+        answer=CODING["03.welch_interval"].expected, function=CODING["03.welch_interval"],
+        why=lambda: "Each mean's variance is s^2 / n (s^2 the sample variance, ddof=1); se is the square root of "
+                    "their sum; Welch's df is (v_a + v_b)^2 / (v_a^2 / (n_a - 1) + v_b^2 / (n_b - 1)); the interval "
+                    "is the gap ± t·se, t = stats.t.ppf(0.5 + level / 2, df). It is what the verdicts get from "
+                    "scipy.stats.ttest_ind(..., equal_var=False).",
+        hint="Use the sample variance (ddof=1), each divided by its own number of seeds. Take t at "
+             "0.5 + level / 2 with Welch's degrees of freedom, not n - 1."),
     "04.random_baseline": Exercise(
         "Which random baseline comes closer to all biases?",
         answer=_closer_random_baseline,
@@ -317,7 +377,17 @@ EXERCISES: dict[str, Exercise] = {
         answer=lambda: _bq_bm2_all_layers("bert-base-cased"), tolerance=0.0,
         why=lambda: f"{_bq_bm2_all_layers('bert-base-cased'):,}: 5H per layer (H for b_q, 4H for b_m2), H = 768, in "
                     "12 layers.",
-        hint="Per layer, b_q is H wide and b_m2 4H. Then multiply by the number of layers."),
+        hint="Per layer, b_q is H wide and b_m2 4H. Then multiply by the number of layers.",
+        transfer=True),
+    "04.trained_entries": Exercise(
+        "Transfer, in code: write trained_entries(hidden, layers, groups): how many bias entries train when the "
+        "terms named in groups (a set such as {'b_q', 'b_m2'}) train in every one of layers layers of a model of "
+        "width hidden (no head, nothing outside the layers). " + PASS,
+        answer=CODING["04.trained_entries"].expected, function=CODING["04.trained_entries"], transfer=True,
+        why=lambda: "Every term of a layer is H wide except b_m2, the feed-forward layer's, which is 4H: layers "
+                    "times the sum of the named terms' widths. The tests check it against the bias census of "
+                    "BERT-base and BERT-large built from their configs.",
+        hint="Which term is 4H wide and not H? Sum the named terms' widths, then multiply by the layers."),
     "05.small_data": Exercise(
         "On the smallest training set of the SST-2 size curve, who is ahead?",
         answer=lambda: _ahead_at_smallest_size()[0], choices=SMALL_DATA,
@@ -325,6 +395,14 @@ EXERCISES: dict[str, Exercise] = {
                     "read from the 90% interval over seeds of the last-epoch difference (notebook 5's table). The "
                     "paper finds "
                     "BitFit ahead when data is small."),
+    "05.mean_abs_change": Exercise(
+        "In code: write mean_abs_change(before, after). Both map bias names to tensors: a run's biases before and "
+        "after training. Return a dict from each name to the mean of |after - before| over its entries, as a "
+        "float: the measure behind section 1's heatmaps. " + PASS,
+        answer=CODING["05.mean_abs_change"].expected, function=CODING["05.mean_abs_change"],
+        why=lambda: "(after[name] - before[name]).abs().mean().item() for each name. The training code records "
+                    "exactly this for every bias term of every run; the heatmaps average it over tasks and seeds.",
+        hint="Loop over the names of before: subtract, .abs(), .mean(), then .item() for a float."),
     "05.top_two": Exercise(
         "Which two bias terms change most in our BitFit runs, mean |Δb| averaged over layers, tasks and seeds?",
         answer=_top_two_letter, choices=TERM_PAIRS,
@@ -344,7 +422,18 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: f"{_sst2_delta_by_hand():.3f}. A delta is nothing but tensors with the names of the parameters "
                     "they replace: copying them into a fresh model of the same backbone gives the fine-tuned model.",
         hint="Use model.eval() (dropout off), the tokenizer of manifest.model, and torch.no_grad(). "
-             "manifest.label_names says which column is 'positive'."),
+             "manifest.label_names says which column is 'positive'.",
+        code=True),
+    "06.bert_base_delta": Exercise(
+        "Transfer: a BitFit delta of BERT-base (bert-base-cased, read through its pooler) for a two-class task "
+        "holds its biases and its head in fp32, 4 bytes an entry. How many KiB of tensors is that?",
+        answer=_bert_base_delta_kib, tolerance=0.05, transfer=True,
+        why=lambda: f"About {_bert_base_delta_kib():.0f} KiB: BERT-base's biases (notebook 2 counts them) and a "
+                    "head of 2 x 768 weights and 2 biases, 4 bytes each. The encoder it adapts takes "
+                    f"{_bert_base_encoder_kib() / 1024:.0f} MiB in fp32: a task costs about "
+                    f"1/{_bert_base_encoder_kib() / _bert_base_delta_kib():,.0f} of a copy.",
+        hint="Count BERT-base's biases (notebook 2's table) and a two-class head (2 x H weights and 2 biases), "
+             "then 4 bytes each; 1 KiB is 1,024 bytes."),
     "06.shared_head": Exercise(
         "In a mixed-task batch every row shares the weight matrices. Why can rows not share the head as well?",
         answer=lambda: "b",
@@ -366,13 +455,34 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: f"b_m2 everywhere: {_classroom_share({'b_m2'}):.3f}%; every bias in the first half: "
                     f"{_classroom_share(BIAS_GROUPS, first_half=True):.3f}% (a layer's biases are 11H, of which b_m2 "
                     "is 4H; the embeddings' LayerNorm, outside the layers, counts too)."),
+    "07.b_m2_bert_base": Exercise(
+        "Transfer: in BERT-base (bert-base-cased, read through its pooler), what percentage of the encoder does "
+        "b_m2 alone in every layer train, head off?",
+        answer=lambda: _share("bert-base-cased", "cls_pooler", {"b_m2"}), tolerance=0.05, transfer=True,
+        why=lambda: f"{_share('bert-base-cased', 'cls_pooler', {'b_m2'}):.3f}%: 4H entries per layer, H = 768, in "
+                    f"12 layers, out of {counting.count_parameters('bert-base-cased').total / 1e6:.0f}M parameters. "
+                    f"In the classroom model it is {_classroom_share({'b_m2'}):.3f}%: a wider model has wider "
+                    "biases, but its weight matrices grow with the square of the width.",
+        hint="b_m2 is 4H wide in each of the 12 layers. Divide by the encoder's parameters: notebook 2 counts "
+             "BERT-base's (counting.count_parameters gives them too)."),
+    "07.trainable_percent": Exercise(
+        "Transfer, in code: write trainable_percent(model): the percentage of a model's parameters, head "
+        "included, that will train (those with requires_grad). The lab's shares leave the head out; this one "
+        "counts it. " + PASS + " One of them is not a language model.",
+        answer=CODING["07.trainable_percent"].expected, function=CODING["07.trainable_percent"], transfer=True,
+        why=lambda: "100 times the entries of the parameters with requires_grad over the entries of all of them. "
+                    "It works on any PyTorch model, which is why BitFit carries over to a vision transformer "
+                    "(notebook 9).",
+        hint="Sum p.numel() over model.parameters(), once for all of them and once for those with "
+             "p.requires_grad."),
     "08.lora_bert_base": Exercise(
         "LoRA's GLUE setting puts rank r = 8 on W_q and W_v of every layer. How many entries does it train in "
         "BERT-base (12 layers, H = 768), head excluded?",
         answer=lambda: _bert_base_counts()["LoRA matrices"],
         why=lambda: "W_q and W_v each get A (r x H) and B (H x r): 2 x 12 x 8 x (768 + 768) = "
                     f"{_bert_base_counts()['LoRA matrices']:,}, the LoRA paper's '0.3M'. BitFit trains "
-                    f"{_bert_base_counts()['biases']:,} biases in the same model."),
+                    f"{_bert_base_counts()['biases']:,} biases in the same model.",
+        transfer=True),
     "08.no_counterpart": Exercise(
         "BEFT on every linear layer adds a new bias beside each W. Which of BitFit's biases has no BEFT "
         "counterpart?",
@@ -382,17 +492,28 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: "BEFT wraps linear layers only; LayerNorm is not one. In the classroom model BitFit trains "
                     f"{_classroom_biases_beyond_beft():,} more entries than BEFT on every linear layer, exactly the "
                     "LayerNorm biases: 2 per layer and 1 in the embeddings, H = 384 each."),
+    "08.lora_entries": Exercise(
+        "Transfer, in code: write lora_entries(hidden, layers, rank, adapted): how many entries LoRA of rank "
+        "rank trains when it adapts adapted of the H x H matrices in each of layers layers (head excluded). "
+        + PASS,
+        answer=CODING["08.lora_entries"].expected, function=CODING["08.lora_entries"], transfer=True,
+        why=lambda: "Each adapted matrix gets A (r x H) and B (H x r): 2rH entries, times the matrices per "
+                    "layer, times the layers. The tests check it against peft's LoRA put into BERT models built "
+                    "from their configs.",
+        hint="LoRA adds B A beside W, A of shape r x H and B of shape H x r. Count one matrix, then multiply."),
     "09.who_loses_more": Exercise(
         "Take pre-training away: train Full-FT and BitFit from a random encoder instead of the pre-trained one. "
         "Predict before you read section 4: which method loses more points?",
         answer=_who_loses_more, choices=WHO_LOSES_MORE, why=_who_loses_more_why,
-        hint="Section 4 prints how many points each method loses, and the verdict on the change of BitFit's gap."),
+        hint="Section 4 prints how many points each method loses, and the verdict on the change of BitFit's gap.",
+        transfer=True),
     "09.vit_bitfit": Exercise(
         "Make the toy ViT ready for BitFit: freeze every parameter except the biases and the classifier head, "
         "then count the parameters that still train. What is the count?",
         answer=_vit_bitfit_count, tolerance=0.0, why=_vit_bitfit_why,
         hint="Every bias's name ends in '.bias', LayerNorm's too. The head is `vit.classifier`: count its weight and "
-             "its bias. Then sum `p.numel()` over the parameters with `requires_grad`."),
+             "its bias. Then sum `p.numel()` over the parameters with `requires_grad`.",
+        code=True, transfer=True),
     "09.underfitting": Exercise(
         "Frozen's generalization gap is even smaller than BitFit's. Does a small gap show that a method exposes "
         "what pre-training learned?",
@@ -445,9 +566,14 @@ def check(key: str, answer: str | float | None = None) -> None:
         print(exercise.question)
         for letter, text in exercise.choices.items():
             print(f"  ({letter}) {text}")
-        print("Replace None with your answer and run the cell again.")
+        print("Write your function above, then pass it in place of None." if exercise.function else
+              "Replace None with your answer and run the cell again.")
         return
-    if exercise.is_right(answer):
+    if exercise.function is not None:
+        failed = exercise.failure(answer)
+        print("Right. " + exercise.why() if failed is None else
+              f"Not quite: your function's result differs on {failed}. " + (exercise.hint or GENERIC_HINT))
+    elif exercise.is_right(answer):
         print("Right. " + exercise.why())
     else:
         print("Not quite. " + (exercise.hint or GENERIC_HINT))
@@ -456,9 +582,29 @@ def check(key: str, answer: str | float | None = None) -> None:
 def answer(key: str) -> None:
     """Print the answer to exercise ``key`` and why."""
     exercise = _exercise(key)
+    if exercise.function is not None:
+        print(f"A model solution:\n\n{inspect.getsource(exercise.function.solution)}\n{exercise.why()}")
+        return
     expected = exercise.answer()
     if exercise.choices:
         shown = f"({expected}) {exercise.choices[expected]}"
     else:
         shown = f"{expected:,}" if isinstance(expected, int) else f"{expected:,.3g}"
     print(f"Answer: {shown}\n{exercise.why()}")
+
+
+CODING_TARGET = 8  # issue #42: at least eight exercises ask for code
+TRANSFER_SHARE = 1 / 3  # and at least a third are transfer questions
+
+
+def exercise_counts() -> dict[str, int]:
+    """How many exercises there are, how many ask for code, and how many are transfer questions."""
+    found = EXERCISES.values()
+    return {"all": len(found), "code": sum(e.code for e in found), "transfer": sum(e.transfer for e in found)}
+
+
+def exercise_targets() -> dict[str, bool]:
+    """Each of the course's exercise targets, met or not."""
+    counts = exercise_counts()
+    return {f"at least {CODING_TARGET} coding exercises": counts["code"] >= CODING_TARGET,
+            f"at least {TRANSFER_SHARE:.0%} transfer questions": counts["transfer"] >= TRANSFER_SHARE * counts["all"]}

@@ -9,7 +9,8 @@ per notebook, in a process of its own, so that a loop that never ends or a kerne
 that notebook) and writes one row per student and exercise: right, wrong or not attempted, and why. The
 answers are judged here, by ``Exercise.is_right``, never from what the notebook printed: before running,
 each ``exercises.check(key, answer)`` call is rewritten to hand its answer to a recorder whose printed
-lines carry a random token the notebook cannot know.
+lines carry a random token the notebook cannot know. A coding exercise's answer is a function: the recorder
+writes down what it returns on the exercise's inputs (``coding``), and those outputs are judged here.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def _instrumented(notebook, token: str):
     copy = deepcopy(notebook)
     recorder = (f"def {RECORDER}(key, answer=None):\n"
                 f"    import json\n"
-                f"    shown = answer if isinstance(answer, (str, int, float, type(None))) else repr(answer)\n"
+                f"    if callable(answer):  # a coding exercise: what the function returns on its inputs\n"
+                f"        from bitfit_edu.classroom.coding import CODING\n"
+                f"        answer = CODING[key].outputs(answer) if key in CODING else repr(answer)\n"
+                f"    shown = answer if isinstance(answer, (str, int, float, list, type(None))) else repr(answer)\n"
                 f"    print({token!r} + json.dumps({{'key': key, 'answer': shown}}))\n")
     for cell in copy.cells:
         if is_exercise_cell(cell):
@@ -154,6 +158,9 @@ def _cell_errors(executed) -> dict[str, str]:
 def _judge(key: str, answer: object) -> tuple[str, str]:
     exercise = EXERCISES[key]
     try:
+        if exercise.function is not None:
+            failed = exercise.failure(answer)
+            return ("right", "") if failed is None else ("wrong", f"the function's result differs on {failed}")
         right = exercise.is_right(answer)
     except BitFitError as error:
         return "wrong", str(error)

@@ -3,8 +3,9 @@
 Only markdown cells count, and only their prose: code spans, math, tables, headings, links' targets and HTML
 are left out before counting. A sentence ends at '.', '!' or '?' followed by a space or a line end, and each
 list item is a sentence of its own. A *block* is a markdown cell, or the part of one under a heading (a reader
-sees a new heading as a new unit). A notebook's "main flow" is every block before a heading named "How we
-know this is sound" (the folded notes about provenance) or "Exercises".
+sees a new heading as a new unit). A notebook's "main flow" is every block outside the sections headed "How
+we know this is sound" (the folded notes about provenance) and "Exercises": such a section runs to the next
+heading of its level or higher.
 
 The targets:
 
@@ -108,10 +109,15 @@ def markdown_blocks(notebook: Path) -> list[str]:
 def measure(notebook: Path) -> Readability:
     """Measure a notebook's prose (``.ipynb``)."""
     cells = markdown_blocks(notebook)
-    main, folded = [], False
+    main, folded_level = [], None  # the level of the folded section we are in, if any
     for cell in cells:
-        folded = folded or any(re.match(rf"#+\s*{heading}", cell, re.IGNORECASE) for heading in FOLDED_HEADINGS)
-        if not folded:
+        if heading := re.match(r"(#+)\s*(.*)", cell):
+            level, title = len(heading.group(1)), heading.group(2).strip().lower()
+            if any(title.startswith(name) for name in FOLDED_HEADINGS):
+                folded_level = level if folded_level is None else min(folded_level, level)
+            elif folded_level is not None and level <= folded_level:
+                folded_level = None
+        if folded_level is None:
             main.append(cell)
     main_words = [words for cell in main for words in sentences(cell)]
     main_sentences = [len(words) for words in main_words]
