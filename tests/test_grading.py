@@ -85,6 +85,17 @@ def graded(tmp_path_factory):
     submission(root / "frank", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")', "import os\nos._exit(1)",
                                           'exercises.check("01.layer_biases", 8448)'])
     submission(root / "grace", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b"'])  # a syntax error
+    submission(root / "heidi", NOTEBOOK, ["from bitfit_edu.classroom import exercises as ex",
+                                          'ex.check("01.b_k", answer="b")', 'ex.check("01.layer_biases", "8,448")'])
+    (root / "ivan").mkdir()  # saved by a tool that leaves out empty outputs, with an answer too big for a float
+    (root / "ivan" / NOTEBOOK).write_text(json.dumps({
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                                        "display_name": "Python 3"}},
+        "cells": [{"cell_type": "code", "metadata": {}, "source": source}
+                  for source in (IMPORT, 'exercises.check("01.layer_biases", 10**400)')]}))
+    (root / "judy").mkdir()
+    (root / "judy" / NOTEBOOK).symlink_to(root / "alice" / NOTEBOOK)
+    (root / "mallory").mkdir()  # an empty folder
     out = root / "grades.csv"
     assert cli.main(["classroom", "grade", str(root), "--timeout", "40", "--csv", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
@@ -101,6 +112,37 @@ def test_a_function_is_judged_on_its_outputs_and_a_wrong_one_is_told_which_input
     assert graded[("alice", "01.attention_head")]["result"] == "right"
     row = graded[("bob", "01.attention_head")]
     assert row["result"] == "wrong" and row["why"] == "the function's result differs on 4 tokens of width 8"
+
+
+def test_keyword_answers_aliased_imports_and_numbers_with_commas_are_graded_as_what_they_are(graded):
+    assert graded[("heidi", "01.b_k")]["result"] == "right"
+    assert graded[("heidi", "01.layer_biases")]["result"] == "right"
+
+
+def test_a_notebook_without_outputs_runs_and_a_huge_number_is_simply_wrong(graded):
+    assert graded[("ivan", "01.layer_biases")]["result"] == "wrong"
+    assert graded[("ivan", "01.b_k")]["result"] == "not attempted"
+
+
+def test_a_symlinked_notebook_and_an_empty_folder_each_get_a_row_that_says_why(graded):
+    assert graded[("judy", "01.b_k")]["result"] == "not graded" and "symbolic link" in graded[("judy", "01.b_k")]["why"]
+    assert graded[("mallory", "")]["result"] == "not graded" and "no notebook" in graded[("mallory", "")]["why"]
+
+
+def test_a_recorder_line_that_is_not_json_records_nothing():
+    token = "#grade-0123#"
+    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    executed.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        f"{token}not json at all\n{token}" + '{"key": "01.b_k", "answer": "b"}\n'))]
+    assert grading._recorded(executed, token) == {"01.b_k": "b"}
+
+
+def test_an_answer_that_makes_the_check_fail_is_not_graded_not_a_crash(monkeypatch):
+    def explode(exercise, given):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(type(EXERCISES["01.b_k"]), "is_right", explode)
+    assert grading._judge("01.b_k", "b")[0] == "not graded"
 
 
 def test_an_answer_left_as_none_is_not_attempted(graded):

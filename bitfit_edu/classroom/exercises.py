@@ -55,9 +55,12 @@ class Exercise:
         if self.choices:
             return str(given).strip().lower().strip("()") == expected
         try:
-            return math.isclose(float(given), expected, rel_tol=self.tolerance)
+            number = float(given.replace(",", "").replace("_", "").strip()) if isinstance(given, str) else float(given)
         except (TypeError, ValueError):
-            raise BitFitError(f"this exercise wants a number, not {given!r}") from None
+            raise BitFitError(f"this exercise wants a number (8448, 8,448 or 8448.0), not {given!r}") from None
+        except OverflowError:  # an integer too large for a float: a number, and not this one
+            return False
+        return math.isclose(number, expected, rel_tol=self.tolerance)
 
     def failure(self, given: Callable | list) -> str | None:
         """For a coding exercise: which input the function (or the outputs recorded from it) got wrong, or None."""

@@ -11,6 +11,13 @@ answers are judged here, by ``Exercise.is_right``, never from what the notebook 
 each ``exercises.check(key, answer)`` call is rewritten to hand its answer to a recorder whose printed
 lines carry a random token the notebook cannot know. A coding exercise's answer is a function: the recorder
 writes down what it returns on the exercise's inputs (``coding``), and those outputs are judged here.
+Calls under another name (``import ... exercises as ex``, ``from ...exercises import check``) and answers given
+as ``answer=`` are recorded alike.
+
+Nothing one notebook does stops the class: every student folder present when grading starts gets rows (a
+symlinked notebook or folder, an empty folder, a notebook that fails to grade: a row that says why); an answer
+that cannot be read or judged is that exercise's "not graded"; grades.csv is replaced whole after each notebook.
+Each submission still runs as the grader's own user, with nothing between them (issue #44).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .exercises import EXERCISES
 
 ANSWER_TAG = "answer"
 CHECK_CALL = re.compile(r"\bexercises\.check\(")
+MODULE = "bitfit_edu.classroom.exercises"
 RECORDER = "__bitfit_edu_grade__"
 DEFAULT_TIMEOUT = 600
 
@@ -77,23 +85,51 @@ class Grade:
     why: str
 
 
-def _check_calls(source: str) -> list[tuple[str, bool]]:
-    """(key, attempted) for each ``exercises.check("key", answer)`` in a cell; answer None: not attempted."""
+def _check_names(sources: list[str]) -> tuple[set[str], set[str]]:
+    """The names a notebook gives the exercises module (``exercises``, or ``ex`` after ``import ... as ex``) and
+    its ``check`` function (after ``from ...exercises import check``), from its import statements."""
+    modules, functions = {"exercises"}, set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "bitfit_edu.classroom":
+                modules |= {a.asname or a.name for a in node.names if a.name == "exercises"}
+            elif isinstance(node, ast.ImportFrom) and node.module == MODULE:
+                functions |= {a.asname or a.name for a in node.names if a.name == "check"}
+            elif isinstance(node, ast.Import):
+                modules |= {a.asname for a in node.names if a.name == MODULE and a.asname}
+    return modules, functions
+
+
+def _call_pattern(modules: set[str], functions: set[str]) -> re.Pattern:
+    """A call of ``check`` under any of the notebook's names for it."""
+    names = [rf"\b{re.escape(m)}\.check" for m in sorted(modules)] + [rf"(?<![\w.]){re.escape(f)}" for f in
+                                                                    sorted(functions)]
+    return re.compile(rf"(?:{'|'.join(names)})\(")
+
+
+def _check_calls(source: str, pattern: re.Pattern = CHECK_CALL) -> list[tuple[str, bool]]:
+    """(key, attempted) for each check call (``pattern``) in a cell, the answer given by position or as
+    ``answer=``; answer None or missing: not attempted."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return [(key, True) for key in re.findall(r"exercises\.check\(\s*[\"']([\w.]+)[\"']", source)]
+        return [(key, True) for key in re.findall(pattern.pattern + r"\s*[\"']([\w.]+)[\"']", source)]
     calls = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "check"
+        if (isinstance(node, ast.Call) and pattern.match(ast.unparse(node.func) + "(")
                 and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            answer = node.args[1] if len(node.args) > 1 else None
+            keyword = next((k.value for k in node.keywords if k.arg == "answer"), None)
+            answer = node.args[1] if len(node.args) > 1 else keyword
             attempted = not (answer is None or (isinstance(answer, ast.Constant) and answer.value is None))
             calls.append((node.args[0].value, attempted))
     return calls
 
 
-def _instrumented(notebook, token: str):
+def _instrumented(notebook, token: str, pattern: re.Pattern = CHECK_CALL):
     """A copy whose exercise cells hand their answers to the recorder instead of ``exercises.check``."""
     copy = deepcopy(notebook)
     recorder = (f"def {RECORDER}(key, answer=None):\n"
@@ -104,8 +140,8 @@ def _instrumented(notebook, token: str):
                 f"    shown = answer if isinstance(answer, (str, int, float, list, type(None))) else repr(answer)\n"
                 f"    print({token!r} + json.dumps({{'key': key, 'answer': shown}}))\n")
     for cell in copy.cells:
-        if is_exercise_cell(cell):
-            cell.source = CHECK_CALL.sub(f"{RECORDER}(", cell.source)
+        if cell.cell_type == "code" and pattern.search(cell.source):
+            cell.source = pattern.sub(f"{RECORDER}(", cell.source)
     copy.cells.insert(0, nbformat.v4.new_code_cell(recorder))
     return copy
 
@@ -131,14 +167,18 @@ def _execute(notebook_path: Path, executed_path: Path, timeout: int) -> str | No
 
 
 def _recorded(executed, token: str) -> dict[str, object]:
+    """Each exercise's answer, from the recorder's lines; a line that cannot be read records nothing."""
     answers = {}
     for cell in executed.cells:
         for output in cell.get("outputs", []):
             if output.get("name") == "stdout":
-                for line in output["text"].splitlines():
+                for line in str(output.get("text", "")).splitlines():
                     if line.startswith(token):
-                        found = json.loads(line[len(token):])
-                        answers[found["key"]] = found["answer"]
+                        try:
+                            found = json.loads(line[len(token):])
+                            answers[str(found["key"])] = found["answer"]
+                        except (ValueError, TypeError, KeyError):
+                            continue
     return answers
 
 
@@ -156,6 +196,13 @@ def _cell_errors(executed) -> dict[str, str]:
 
 
 def _judge(key: str, answer: object) -> tuple[str, str]:
+    try:
+        return _judged(key, answer)
+    except Exception as error:  # whatever a hostile answer makes a check do: that exercise, not the class
+        return "not graded", f"its answer could not be judged ({type(error).__name__})"
+
+
+def _judged(key: str, answer: object) -> tuple[str, str]:
     exercise = EXERCISES[key]
     try:
         if exercise.function is not None:
@@ -174,17 +221,26 @@ def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT) -> 
     if not keys:
         return [Grade(student, path.name, "", "not graded", "not a course notebook (its name starts with no "
                       "chapter number that has exercises)")]
+    if path.is_symlink():
+        return [Grade(student, path.name, key, "not graded", "the notebook is a symbolic link: hand in the file "
+                      "itself") for key in keys]
     try:
         notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:  # a code cell saved without outputs still runs
+            if cell.cell_type == "code":
+                cell.setdefault("outputs", [])
+                cell.setdefault("execution_count", None)
     except Exception as error:  # any way a file can fail to be a notebook
         return [Grade(student, path.name, key, "not graded", f"the notebook does not parse: {error}"[:300])
                 for key in keys]
-    calls = {key: attempted for cell in notebook.cells if is_exercise_cell(cell) for key, attempted in
-             _check_calls(cell.source)}
+    sources = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    pattern = _call_pattern(*_check_names(sources))
+    calls = {key: attempted for source in sources if pattern.search(source)
+             for key, attempted in _check_calls(source, pattern)}
     token = f"#grade-{secrets.token_hex(8)}#"
     with tempfile.TemporaryDirectory() as scratch:
         submitted, executed_path = Path(scratch) / "submitted.ipynb", Path(scratch) / "executed.ipynb"
-        nbformat.write(_instrumented(notebook, token), submitted)
+        nbformat.write(_instrumented(notebook, token, pattern), submitted)
         stopped = _execute(submitted, executed_path, timeout)
         executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
     answers = _recorded(executed, token) if executed else {}
@@ -214,14 +270,36 @@ def grade(submissions: Path, out_csv: Path, timeout: int = DEFAULT_TIMEOUT) -> l
         raise BitFitError(f"{submissions} holds no student folders: put each student's notebooks in "
                           f"{submissions}/<student>/")
     rows = []
-    for student in students:
-        for path in sorted(student.glob("*.ipynb")):
-            rows.extend(grade_notebook(student.name, path, timeout))
-            with out_csv.open("w", newline="") as handle:  # after each notebook: nothing finished is lost
-                writer = csv.DictWriter(handle, fieldnames=list(Grade.__dataclass_fields__))
-                writer.writeheader()
-                writer.writerows(asdict(row) for row in rows)
+    for student in students:  # the class as it was when grading began: every student gets a row
+        for graded in _grade_student(student, timeout):
+            rows.extend(graded)
+            _write_rows(rows, out_csv)  # after each notebook: nothing finished is lost
     return rows
+
+
+def _grade_student(student: Path, timeout: int):
+    """Each of a student's notebooks graded, one list of rows at a time; a row that says why where none can be."""
+    if student.is_symlink():
+        yield [Grade(student.name, "", "", "not graded", "the student's folder is a symbolic link")]
+        return
+    notebooks = sorted(student.glob("*.ipynb"))
+    if not notebooks:
+        yield [Grade(student.name, "", "", "not graded", "no notebook handed in (or the folder is gone)")]
+    for path in notebooks:
+        try:
+            yield grade_notebook(student.name, path, timeout)
+        except Exception as error:  # one notebook never stops the class
+            yield [Grade(student.name, path.name, "", "not graded", f"grading failed: {error}"[:300])]
+
+
+def _write_rows(rows: list[Grade], out_csv: Path) -> None:
+    """Write the grades whole or not at all: to a file beside ``out_csv``, then renamed over it."""
+    partial = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(Grade.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    os.replace(partial, out_csv)
 
 
 def _run_one(submitted: str, executed: str, working_folder: str) -> None:
