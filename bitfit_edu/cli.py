@@ -294,7 +294,7 @@ def cmd_grade(args: argparse.Namespace) -> None:
     from .classroom import grading
 
     out = Path(args.csv or Path(args.submissions) / "grades.csv")
-    rows = grading.grade(Path(args.submissions), out, timeout=args.timeout)
+    rows = grading.grade(Path(args.submissions), out, timeout=args.timeout, unsafe=args.unsafe)
     counts = Counter(row.result for row in rows)
     print(f"{len({row.student for row in rows})} students, {len(rows)} rows: "
           + ", ".join(f"{count} {result}" for result, count in sorted(counts.items())) + f". Written to {out}")
@@ -425,6 +425,8 @@ def parser() -> argparse.ArgumentParser:
     grade_parser.add_argument("submissions", help="a folder with one sub-folder per student")
     grade_parser.add_argument("--csv", help="where to write the grades (default: SUBMISSIONS/grades.csv)")
     grade_parser.add_argument("--timeout", type=int, default=600, help="seconds per notebook (default: 600)")
+    grade_parser.add_argument("--unsafe", action="store_true",
+                              help="grade without the bubblewrap sandbox (submissions run as you)")
     grade_parser.set_defaults(func=cmd_grade)
     return main
 

@@ -97,7 +97,8 @@ def graded(tmp_path_factory):
     (root / "judy" / NOTEBOOK).symlink_to(root / "alice" / NOTEBOOK)
     (root / "mallory").mkdir()  # an empty folder
     out = root / "grades.csv"
-    assert cli.main(["classroom", "grade", str(root), "--timeout", "40", "--csv", str(out)]) == 0
+    unsafe = ["--unsafe"] if grading.BWRAP is None else []  # test_sandbox.py needs bubblewrap; these do not
+    assert cli.main(["classroom", "grade", str(root), "--timeout", "40", "--csv", str(out), *unsafe]) == 0
     rows = list(csv.DictReader(out.open()))
     return {(row["student"], row["exercise"]): row for row in rows}
 

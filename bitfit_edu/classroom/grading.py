@@ -27,7 +27,9 @@ import csv
 import json
 import os
 import re
+import resource
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,14 +148,50 @@ def _instrumented(notebook, token: str, pattern: re.Pattern = CHECK_CALL):
     return copy
 
 
-def _execute(notebook_path: Path, executed_path: Path, timeout: int) -> str | None:
-    """Run one notebook in its own process group; None when it finished, else why it did not. The executed
-    notebook is written after every cell, so the cells that ran before a stop are still graded."""
+BWRAP = shutil.which("bwrap")
+MEMORY_LIMIT = 8 * 2**30  # bytes of address space per process in the sandbox
+FILE_LIMIT = 256 * 2**20  # the largest file a submission may write (its executed notebook included)
+
+
+def sandbox_command(command: list[str], scratch: Path, hidden: list[Path]) -> list[str]:
+    """``command`` inside bubblewrap: the whole file system read-only, its own empty /tmp, only ``scratch``
+    writable, each of ``hidden`` replaced by an empty read-only folder (the submissions) or an empty file
+    (the grades), no network, and its own process namespace, so that everything it starts dies with it."""
+    masks = []
+    for path in hidden:
+        if any(folder in path.parents for folder in hidden if folder.is_dir()):
+            continue  # already hidden with its folder
+        if path.is_dir():
+            masks += ["--tmpfs", str(path), "--remount-ro", str(path)]
+        elif path.exists():
+            masks += ["--ro-bind", "/dev/null", str(path)]
+    return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *masks,
+            "--bind", str(scratch), str(scratch), "--unshare-all", "--die-with-parent", "--new-session",
+            "--chdir", str(scratch), *command]
+
+
+def _limits() -> None:
+    """Resource limits of the sandbox (set in the child before it starts): memory and the size of a file."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+
+
+def _execute(notebook_path: Path, executed_path: Path, timeout: int, hidden: list[Path] | None = None) -> str | None:
+    """Run one notebook in its own process group, in the sandbox (``sandbox_command``) unless ``hidden`` is None
+    (``--unsafe``); None when it finished, else why it did not. The executed notebook is written after every
+    cell, so the cells that ran before a stop are still graded."""
+    scratch = notebook_path.parent
     environment = {**os.environ, "BITFIT_EDU_PROFILE": "smoke", "TOKENIZERS_PARALLELISM": "false"}
+    for variable, folder in (("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"),
+                             ("MPLCONFIGDIR", "matplotlib"), ("HF_DATASETS_CACHE", "datasets")):
+        environment[variable] = str(scratch / folder)  # the places a kernel writes to, inside its own folder
+    course = next((root / "notebooks" for root in (repo_root(), CHECKOUT) if (root / "notebooks").is_dir()), scratch)
     command = [sys.executable, "-m", "bitfit_edu.classroom.grading", str(notebook_path), str(executed_path),
-               str(repo_root() / "notebooks")]
+               str(course)]  # the kernel works where the course notebooks are, as a student's would
+    if hidden is not None:
+        command = sandbox_command(command, scratch, hidden)
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_limits if hidden is not None else None)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -214,8 +252,10 @@ def _judged(key: str, answer: object) -> tuple[str, str]:
     return ("right", "") if right else ("wrong", f"answered {answer!r}")
 
 
-def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT) -> list[Grade]:
-    """One student's notebook: a row per exercise of its chapter."""
+def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT,
+                   hidden: list[Path] | None = None) -> list[Grade]:
+    """One student's notebook: a row per exercise of its chapter, run in the sandbox that hides ``hidden``
+    (None: no sandbox)."""
     chapter = path.stem[:2]
     keys = [key for key in EXERCISES if key.startswith(f"{chapter}.")]
     if not keys:
@@ -241,7 +281,7 @@ def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT) -> 
     with tempfile.TemporaryDirectory() as scratch:
         submitted, executed_path = Path(scratch) / "submitted.ipynb", Path(scratch) / "executed.ipynb"
         nbformat.write(_instrumented(notebook, token, pattern), submitted)
-        stopped = _execute(submitted, executed_path, timeout)
+        stopped = _execute(submitted, executed_path, timeout, hidden)
         executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
     answers = _recorded(executed, token) if executed else {}
     errors = _cell_errors(executed) if executed else {}
@@ -261,23 +301,29 @@ def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT) -> 
     return grades
 
 
-def grade(submissions: Path, out_csv: Path, timeout: int = DEFAULT_TIMEOUT) -> list[Grade]:
-    """Grade ``submissions/<student>/<notebook>.ipynb`` for every student; write the rows to ``out_csv``."""
+def grade(submissions: Path, out_csv: Path, timeout: int = DEFAULT_TIMEOUT, unsafe: bool = False) -> list[Grade]:
+    """Grade ``submissions/<student>/<notebook>.ipynb`` for every student, each in the sandbox (``unsafe``:
+    without one); write the rows to ``out_csv``."""
     if not submissions.is_dir():
         raise BitFitError(f"{submissions} is not a folder: give a folder with one sub-folder per student")
+    if BWRAP is None and not unsafe:
+        raise BitFitError("grading runs each submission in a bubblewrap sandbox, and bwrap is not installed: "
+                          "install it (apt-get install bubblewrap), or pass --unsafe to run submissions as "
+                          "yourself, with nothing between them and your files")
+    hidden = None if unsafe else [submissions.resolve(), out_csv.resolve()]
     students = sorted(p for p in submissions.iterdir() if p.is_dir())
     if not students:
         raise BitFitError(f"{submissions} holds no student folders: put each student's notebooks in "
                           f"{submissions}/<student>/")
     rows = []
     for student in students:  # the class as it was when grading began: every student gets a row
-        for graded in _grade_student(student, timeout):
+        for graded in _grade_student(student, timeout, hidden):
             rows.extend(graded)
             _write_rows(rows, out_csv)  # after each notebook: nothing finished is lost
     return rows
 
 
-def _grade_student(student: Path, timeout: int):
+def _grade_student(student: Path, timeout: int, hidden: list[Path] | None):
     """Each of a student's notebooks graded, one list of rows at a time; a row that says why where none can be."""
     if student.is_symlink():
         yield [Grade(student.name, "", "", "not graded", "the student's folder is a symbolic link")]
@@ -287,7 +333,7 @@ def _grade_student(student: Path, timeout: int):
         yield [Grade(student.name, "", "", "not graded", "no notebook handed in (or the folder is gone)")]
     for path in notebooks:
         try:
-            yield grade_notebook(student.name, path, timeout)
+            yield grade_notebook(student.name, path, timeout, hidden)
         except Exception as error:  # one notebook never stops the class
             yield [Grade(student.name, path.name, "", "not graded", f"grading failed: {error}"[:300])]
 

@@ -1,0 +1,77 @@
+"""Each submission is graded in a bubblewrap sandbox: it cannot change the checkout, read or change a peer's
+folder or the grades, reach the network, or leave a process behind; a loop that holds the GIL stops at the limit."""
+
+import csv
+import subprocess
+import uuid
+
+import pytest
+from test_grading import IMPORT, NOTEBOOK, submission
+
+from bitfit_edu.classroom import grading
+from bitfit_edu.data.locations import repo_root
+from bitfit_edu.errors import BitFitError
+
+pytestmark = pytest.mark.skipif(grading.BWRAP is None, reason="no bubblewrap here (apt-get install bubblewrap)")
+MARK = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def hostile_class(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    checkout_file = repo_root() / "bitfit_edu" / "classroom" / "exercises.py"
+    before = checkout_file.read_bytes()
+    submission(root / "anna", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")'])
+    attack = (f"import os, socket, subprocess\n"
+              f"found = {{}}\n"
+              f"for name, path in (('checkout', {str(checkout_file)!r}), ('peer', {str(root / 'anna' / 'x')!r}),\n"
+              f"                   ('grades', {str(root / 'grades.csv')!r})):\n"
+              f"    try:\n"
+              f"        open(path, 'a').write('# {MARK}')\n"
+              f"        found[name] = 'written'\n"
+              f"    except OSError:\n"
+              f"        found[name] = 'refused'\n"
+              f"found['peers seen'] = os.listdir({str(root)!r})\n"
+              f"try:\n"
+              f"    socket.create_connection(('1.1.1.1', 80), timeout=2)\n"
+              f"    found['network'] = 'reached'\n"
+              f"except OSError:\n"
+              f"    found['network'] = 'refused'\n"
+              f"subprocess.Popen(['sleep', '{MARK[:6]}1'], start_new_session=True)\n"
+              f"exercises.check('01.b_k', str(found))")
+    submission(root / "bert", NOTEBOOK, [IMPORT, attack])
+    submission(root / "cleo", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")',
+                                         "import re\nre.match('(a+)+$', 'a' * 40 + 'b')",
+                                         'exercises.check("01.layer_biases", 8448)'])
+    rows = grading.grade(root, root / "grades.csv", timeout=45)
+    return root, rows, checkout_file, before
+
+
+def test_nothing_outside_a_submission_changes_and_nothing_is_reached(hostile_class):
+    root, rows, checkout_file, before = hostile_class
+    assert checkout_file.read_bytes() == before
+    assert not (root / "anna" / "x").exists()
+    report = next(row for row in rows if row.student == "bert" and row.exercise == "01.b_k").why
+    assert "'checkout': 'refused'" in report and "'peer': 'refused'" in report and "'grades': 'refused'" in report
+    assert "'peers seen': []" in report and "'network': 'refused'" in report
+    graded = {(row["student"], row["exercise"]): row["result"] for row in csv.DictReader((root / "grades.csv").open())}
+    assert graded[("anna", "01.b_k")] == "right" and MARK not in (root / "grades.csv").read_text()
+
+
+def test_no_process_outlives_its_grading(hostile_class):
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"sleep {MARK[:6]}1" not in running
+
+
+def test_a_loop_holding_the_gil_stops_at_the_limit_and_what_ran_before_is_graded(hostile_class):
+    _, rows, _, _ = hostile_class
+    found = {row.exercise: row for row in rows if row.student == "cleo"}
+    assert found["01.b_k"].result == "right"
+    assert found["01.layer_biases"].result == "not graded" and "time limit of 45 s" in found["01.layer_biases"].why
+
+
+def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch):
+    (tmp_path / "anna").mkdir()
+    monkeypatch.setattr(grading, "BWRAP", None)
+    with pytest.raises(BitFitError, match="apt-get install bubblewrap.*--unsafe"):
+        grading.grade(tmp_path, tmp_path / "grades.csv")
