@@ -40,6 +40,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..data import locations
 from ..data.locations import CHECKOUT, repo_root
 from ..errors import BitFitError
 from .exercises import EXERCISES
@@ -153,10 +154,11 @@ MEMORY_LIMIT = 8 * 2**30  # bytes of address space per process in the sandbox
 FILE_LIMIT = 256 * 2**20  # the largest file a submission may write (its executed notebook included)
 
 
-def sandbox_command(command: list[str], scratch: Path, hidden: list[Path]) -> list[str]:
-    """``command`` inside bubblewrap: the whole file system read-only, its own empty /tmp, only ``scratch``
-    writable, each of ``hidden`` replaced by an empty read-only folder (the submissions) or an empty file
-    (the grades), no network, and its own process namespace, so that everything it starts dies with it."""
+def sandbox_command(command: list[str], scratch: Path, hidden: list[Path], needed: list[Path]) -> list[str]:
+    """``command`` inside bubblewrap: the whole file system read-only, its own empty /tmp (the ``needed``
+    folders that lie under /tmp, such as a checkout, still there, read-only), only ``scratch`` writable, each
+    of ``hidden`` replaced by an empty read-only folder (the submissions) or an empty file (the grades), no
+    network, and its own process namespace, so that everything it starts dies with it."""
     masks = []
     for path in hidden:
         if any(folder in path.parents for folder in hidden if folder.is_dir()):
@@ -165,7 +167,8 @@ def sandbox_command(command: list[str], scratch: Path, hidden: list[Path]) -> li
             masks += ["--tmpfs", str(path), "--remount-ro", str(path)]
         elif path.exists():
             masks += ["--ro-bind", "/dev/null", str(path)]
-    return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *masks,
+    kept = [arg for path in needed if Path("/tmp") in path.parents for arg in ("--ro-bind", str(path), str(path))]
+    return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *kept, *masks,
             "--bind", str(scratch), str(scratch), "--unshare-all", "--die-with-parent", "--new-session",
             "--chdir", str(scratch), *command]
 
@@ -189,7 +192,11 @@ def _execute(notebook_path: Path, executed_path: Path, timeout: int, hidden: lis
     command = [sys.executable, "-m", "bitfit_edu.classroom.grading", str(notebook_path), str(executed_path),
                str(course)]  # the kernel works where the course notebooks are, as a student's would
     if hidden is not None:
-        command = sandbox_command(command, scratch, hidden)
+        data = [locations.data_home(), locations.glue_dir(), locations.hub_cache()]
+        if data[0] is not None:  # found here, where ``shared/`` beside the checkout may lie outside the sandbox
+            environment[locations.DATA_VARIABLE] = str(data[0])
+        needed = {path.resolve() for path in (CHECKOUT, course, *data) if path is not None}
+        command = sandbox_command(command, scratch, hidden, sorted(needed))
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True, preexec_fn=_limits if hidden is not None else None)
     try:
