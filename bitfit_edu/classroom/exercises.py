@@ -280,6 +280,12 @@ def _thousand_tasks_mib() -> float:
 PASS = ("Pass the function itself (its name, no brackets) in place of None: it is tried on inputs this notebook "
         "does not print.")
 
+
+def _coding_exercise(key: str, question: str, why: Callable[[], str], hint: str, transfer: bool = False) -> Exercise:
+    """An exercise whose answer is a function (``coding.CODING[key]``): its question says how to hand it in."""
+    return Exercise(f"{question} {PASS}", answer=CODING[key].expected, why=why, hint=hint, transfer=transfer,
+                    function=CODING[key])
+
 EXERCISES: dict[str, Exercise] = {
     "01.b_k": Exercise(
         "Why can b_k not change what a layer computes?",
@@ -301,11 +307,11 @@ EXERCISES: dict[str, Exercise] = {
         hint="Count a layer's biases in units of H: the feed-forward layer is 4H wide. The count does not depend "
              "on the number of layers.",
         transfer=True),
-    "01.attention_head": Exercise(
+    "01.attention_head": _coding_exercise(
+        "01.attention_head",
         "In code: write attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v), one attention head with its biases. The "
         "tokens are the rows of x; each projection is x @ W.T + b; the scores Q K^T are divided by sqrt(d), d the "
-        "width of Q, and a softmax runs over each query's row. " + PASS,
-        answer=CODING["01.attention_head"].expected, function=CODING["01.attention_head"],
+        "width of Q, and a softmax runs over each query's row.",
         why=lambda: "softmax(Q K^T / sqrt(d)) V, with Q, K and V affine in x. One of the inputs has a large b_k: "
                     "it adds q·b_k to every score of a query, softmax ignores a shift, and the output is what it "
                     "would be with b_k = 0. Try it: call your function with b_k * 0.",
@@ -354,11 +360,11 @@ EXERCISES: dict[str, Exercise] = {
                  "b": "STS-B is a regression task, which a frozen encoder cannot do",
                  "c": "its learning rate made it diverge"},
         why=_frozen_stsb_why),
-    "03.welch_interval": Exercise(
+    "03.welch_interval": _coding_exercise(
+        "03.welch_interval",
         "In code: write welch_interval(method_scores, baseline_scores, level=0.90), returning (low, high): the "
         "Welch t-interval of mean(method_scores) - mean(baseline_scores), as the worked example computes it "
-        "(scipy.stats.t.ppf gives t). " + PASS,
-        answer=CODING["03.welch_interval"].expected, function=CODING["03.welch_interval"],
+        "(scipy.stats.t.ppf gives t).",
         why=lambda: "Each mean's variance is s^2 / n (s^2 the sample variance, ddof=1); se is the square root of "
                     "their sum; Welch's df is (v_a + v_b)^2 / (v_a^2 / (n_a - 1) + v_b^2 / (n_b - 1)); the interval "
                     "is the gap ± t·se, t = stats.t.ppf(0.5 + level / 2, df). It is what the verdicts get from "
@@ -382,11 +388,12 @@ EXERCISES: dict[str, Exercise] = {
                     "12 layers.",
         hint="Per layer, b_q is H wide and b_m2 4H. Then multiply by the number of layers.",
         transfer=True),
-    "04.trained_entries": Exercise(
+    "04.trained_entries": _coding_exercise(
+        "04.trained_entries",
         "Transfer, in code: write trained_entries(hidden, layers, groups): how many bias entries train when the "
         "terms named in groups (a set such as {'b_q', 'b_m2'}) train in every one of layers layers of a model of "
-        "width hidden (no head, nothing outside the layers). " + PASS,
-        answer=CODING["04.trained_entries"].expected, function=CODING["04.trained_entries"], transfer=True,
+        "width hidden (no head, nothing outside the layers).",
+        transfer=True,
         why=lambda: "Every term of a layer is H wide except b_m2, the feed-forward layer's, which is 4H: layers "
                     "times the sum of the named terms' widths. The tests check it against the bias census of "
                     "BERT-base and BERT-large built from their configs.",
@@ -398,11 +405,11 @@ EXERCISES: dict[str, Exercise] = {
                     "read from the 90% interval over seeds of the last-epoch difference (notebook 5's table). The "
                     "paper finds "
                     "BitFit ahead when data is small."),
-    "05.mean_abs_change": Exercise(
+    "05.mean_abs_change": _coding_exercise(
+        "05.mean_abs_change",
         "In code: write mean_abs_change(before, after). Both map bias names to tensors: a run's biases before and "
         "after training. Return a dict from each name to the mean of |after - before| over its entries, as a "
-        "float: the measure behind section 1's heatmaps. " + PASS,
-        answer=CODING["05.mean_abs_change"].expected, function=CODING["05.mean_abs_change"],
+        "float: the measure behind section 1's heatmaps.",
         why=lambda: "(after[name] - before[name]).abs().mean().item() for each name. The training code records "
                     "exactly this for every bias term of every run; the heatmaps average it over tasks and seeds.",
         hint="Loop over the names of before: subtract, .abs(), .mean(), then .item() for a float."),
@@ -468,11 +475,12 @@ EXERCISES: dict[str, Exercise] = {
                     "biases, but its weight matrices grow with the square of the width.",
         hint="b_m2 is 4H wide in each of the 12 layers. Divide by the encoder's parameters: notebook 2 counts "
              "BERT-base's (counting.count_parameters gives them too)."),
-    "07.trainable_percent": Exercise(
+    "07.trainable_percent": _coding_exercise(
+        "07.trainable_percent",
         "Transfer, in code: write trainable_percent(model): the percentage of a model's parameters, head "
         "included, that will train (those with requires_grad). The lab's shares leave the head out; this one "
-        "counts it. " + PASS + " One of them is not a language model.",
-        answer=CODING["07.trainable_percent"].expected, function=CODING["07.trainable_percent"], transfer=True,
+        "counts it, and one of the models it is tried on is not a language model.",
+        transfer=True,
         why=lambda: "100 times the entries of the parameters with requires_grad over the entries of all of them. "
                     "It works on any PyTorch model, which is why BitFit carries over to a vision transformer "
                     "(notebook 9).",
@@ -495,11 +503,11 @@ EXERCISES: dict[str, Exercise] = {
         why=lambda: "BEFT wraps linear layers only; LayerNorm is not one. In the classroom model BitFit trains "
                     f"{_classroom_biases_beyond_beft():,} more entries than BEFT on every linear layer, exactly the "
                     "LayerNorm biases: 2 per layer and 1 in the embeddings, H = 384 each."),
-    "08.lora_entries": Exercise(
+    "08.lora_entries": _coding_exercise(
+        "08.lora_entries",
         "Transfer, in code: write lora_entries(hidden, layers, rank, adapted): how many entries LoRA of rank "
-        "rank trains when it adapts adapted of the H x H matrices in each of layers layers (head excluded). "
-        + PASS,
-        answer=CODING["08.lora_entries"].expected, function=CODING["08.lora_entries"], transfer=True,
+        "rank trains when it adapts adapted of the H x H matrices in each of layers layers (head excluded).",
+        transfer=True,
         why=lambda: "Each adapted matrix gets A (r x H) and B (H x r): 2rH entries, times the matrices per "
                     "layer, times the layers. The tests check it against peft's LoRA put into BERT models built "
                     "from their configs.",
