@@ -56,11 +56,15 @@ def is_exercise_cell(cell) -> bool:
     return cell.cell_type == "code" and bool(CHECK_CALL.search(cell.source))
 
 
+def course_notebooks() -> Path | None:
+    """The course's notebooks folder: the working directory's checkout's, else the installed checkout's."""
+    return next((root / "notebooks" for root in (repo_root(), CHECKOUT) if (root / "notebooks").is_dir()), None)
+
+
 def student_edition(out: Path, notebooks: Path | None = None) -> list[Path]:
     """Write every course notebook to ``out`` without its answer cells, exercise outputs cleared."""
-    if notebooks is None:  # the working directory's checkout, else the one this package was installed from
-        notebooks = next((root / "notebooks" for root in (repo_root(), CHECKOUT) if (root / "notebooks").is_dir()),
-                         repo_root() / "notebooks")
+    if notebooks is None:
+        notebooks = course_notebooks() or repo_root() / "notebooks"
     sources = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not sources:
         raise BitFitError(f"no course notebooks (NN_name.ipynb) in {notebooks}: run this from a checkout")
@@ -188,7 +192,7 @@ def _execute(notebook_path: Path, executed_path: Path, timeout: int, hidden: lis
     for variable, folder in (("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"),
                              ("MPLCONFIGDIR", "matplotlib"), ("HF_DATASETS_CACHE", "datasets")):
         environment[variable] = str(scratch / folder)  # the places a kernel writes to, inside its own folder
-    course = next((root / "notebooks" for root in (repo_root(), CHECKOUT) if (root / "notebooks").is_dir()), scratch)
+    course = course_notebooks() or scratch
     command = [sys.executable, "-m", "bitfit_edu.classroom.grading", str(notebook_path), str(executed_path),
                str(course)]  # the kernel works where the course notebooks are, as a student's would
     if hidden is not None:
