@@ -284,8 +284,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_student(args: argparse.Namespace) -> None:
     from .classroom import grading
 
+    if args.graded:
+        written = grading.student_build(Path(args.out))
+        print(f"A course folder for a graded class in {args.out}: {len(written)} notebooks without their answers, "
+              f"the package without its answer key, the committed results. Students install it with "
+              f"`pip install -e {args.out}` (in their own environment) and open {args.out}/notebooks; "
+              "grade their notebooks from this copy.")
+        return
     written = grading.student_edition(Path(args.out))
-    print(f"{len(written)} notebooks without their answers in {args.out}; exercises.check works in them.")
+    print(f"{len(written)} notebooks without their answers in {args.out}; exercises.check works in them with this "
+          "package (self-study: it holds the answers). For a graded class, use --graded.")
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
@@ -420,6 +428,8 @@ def parser() -> argparse.ArgumentParser:
     classroom_sub = classroom.add_subparsers(dest="classroom_command", required=True)
     student = classroom_sub.add_parser("student", help="write the notebooks without their answers")
     student.add_argument("out", help="folder to write the student notebooks to")
+    student.add_argument("--graded", action="store_true",
+                         help="write a whole course folder to install, with the package's answer key left out")
     student.set_defaults(func=cmd_student)
     grade_parser = classroom_sub.add_parser("grade", help="execute and grade SUBMISSIONS/<student>/<notebook>.ipynb")
     grade_parser.add_argument("submissions", help="a folder with one sub-folder per student")

@@ -1,13 +1,15 @@
-"""Each coding exercise's model solution agrees with the package's own code, and a student's function is judged
-the same way in the notebook and in the grader (from the outputs it recorded)."""
+"""Each coding exercise's model solution (in the answer key) agrees with the package's own code, and a student's
+function is judged the same way in the notebook and in the grader (from the outputs it recorded)."""
 
 import json
 
 import pytest
 import torch
 
-from bitfit_edu.classroom import coding
+from bitfit_edu.classroom import coding, key
 from bitfit_edu.classroom.coding import CODING
+from bitfit_edu.classroom.exercises import EXERCISES
+from bitfit_edu.classroom.key import ANSWERS
 from bitfit_edu.core import adapters, biases, counting, equations
 from bitfit_edu.core.methods import prepare
 from bitfit_edu.evidence import claims
@@ -21,9 +23,9 @@ def arguments(key):
 def test_attention_head_is_the_encoders_attention_with_one_head_and_ignores_b_k():
     for x, W_q, b_q, W_k, b_k, W_v, b_v in arguments("01.attention_head"):
         Q, K, V = (equations.affine(x, W, b)[None] for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
-        found = coding.attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v)
+        found = key.attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v)
         torch.testing.assert_close(found, equations.att(Q, K, V, num_heads=1)[0])
-        torch.testing.assert_close(found, coding.attention_head(x, W_q, b_q, W_k, 0 * b_k, W_v, b_v),
+        torch.testing.assert_close(found, key.attention_head(x, W_q, b_q, W_k, 0 * b_k, W_v, b_v),
                                    rtol=1e-4, atol=1e-5)
 
 
@@ -33,7 +35,7 @@ def test_welch_interval_is_the_claims_interval():
     for case in arguments("03.welch_interval"):
         ours, theirs, *level = case
         found = claims.welch_interval(pd.Series(ours), pd.Series(theirs))
-        low, high = coding.welch_interval(ours, theirs, *level)
+        low, high = key.welch_interval(ours, theirs, *level)
         suffix = "" if level == [0.95] else "90"
         assert low == pytest.approx(found[f"low{suffix}"]) and high == pytest.approx(found[f"high{suffix}"])
 
@@ -44,7 +46,7 @@ def test_trained_entries_is_the_bias_census(model):
     table = biases.census_table(counting.meta_encoder(model))
     for groups in ({"b_q", "b_m2"}, set(biases.LAYER_GROUPS), {"b_LN1", "b_LN2"}):
         expected = int(table.loc[sorted(groups), "total"].sum())
-        assert coding.trained_entries(config.hidden_size, config.num_hidden_layers, groups) == expected
+        assert key.trained_entries(config.hidden_size, config.num_hidden_layers, groups) == expected
 
 
 def test_mean_abs_change_is_what_a_run_records():
@@ -56,7 +58,7 @@ def test_mean_abs_change_is_what_a_run_records():
             parameter.add_(0.1 * torch.randn_like(parameter))
     after = biases.snapshot_biases(model, census)
     rows = training.bias_change(before, after, census)
-    found = coding.mean_abs_change(before, after)
+    found = key.mean_abs_change(before, after)
     assert [found[t.name] for t in census] == pytest.approx([row["mean_abs_change"] for row in rows])
 
 
@@ -65,7 +67,7 @@ def test_trainable_percent_is_the_prepared_models_share():
         (model,) = coding._tiny_bert(method)
         prepared = prepare(model, method)
         expected = 100 * prepared.trainable_count() / prepared.total_count()
-        assert coding.trainable_percent(model) == pytest.approx(expected)
+        assert key.trainable_percent(model) == pytest.approx(expected)
 
 
 def test_lora_entries_is_what_peft_adds():
@@ -73,25 +75,26 @@ def test_lora_entries_is_what_peft_adds():
 
     encoder = counting.meta_encoder("bert-base-cased")
     adapters.inject(encoder, "lora_r8")
-    assert coding.lora_entries(768, 12, 8, 2) == sum(p.numel() for n, p in encoder.named_parameters() if ".lora_" in n)
+    assert key.lora_entries(768, 12, 8, 2) == sum(p.numel() for n, p in encoder.named_parameters() if ".lora_" in n)
     large = counting.meta_encoder("bert-large-cased")
     every_attention_matrix = ["query", "key", "value", "attention.output.dense"]
     peft.inject_adapter_in_model(peft.LoraConfig(r=16, target_modules=every_attention_matrix), large)
-    assert coding.lora_entries(1024, 24, 16, 4) == sum(p.numel() for n, p in large.named_parameters() if ".lora_" in n)
+    assert key.lora_entries(1024, 24, 16, 4) == sum(p.numel() for n, p in large.named_parameters() if ".lora_" in n)
 
 
 @pytest.mark.parametrize("key", sorted(CODING))
 def test_the_recorded_outputs_judge_as_the_function_does(key):
-    exercise = CODING[key]
-    recorded = json.loads(json.dumps(exercise.outputs(exercise.solution)))
-    assert exercise.first_failure(recorded) is None
-    assert exercise.first_failure(json.loads(json.dumps(exercise.outputs(lambda *a: 0)))) == exercise.cases[0].about
+    exercise, expected = CODING[key], EXERCISES[key].answer()
+    recorded = json.loads(json.dumps(exercise.outputs(ANSWERS[key].solution)))
+    assert exercise.first_failure(recorded, expected) is None
+    assert exercise.first_failure(json.loads(json.dumps(exercise.outputs(lambda *a: 0))), expected) == \
+        exercise.cases[0].about
 
 
 def test_a_function_that_raises_or_returns_nan_fails_on_that_input_and_says_why():
-    exercise = CODING["08.lora_entries"]
+    exercise, expected = CODING["08.lora_entries"], EXERCISES["08.lora_entries"].answer()
     raising = exercise.first_failure(exercise.outputs(lambda hidden, *rest: 1 / 0 if hidden == 768 else
-                                                      coding.lora_entries(hidden, *rest)))
+                                                      key.lora_entries(hidden, *rest)), expected)
     assert raising.startswith(exercise.cases[1].about) and "ZeroDivisionError" in raising
-    assert exercise.first_failure([float("nan")] * 3) == exercise.cases[0].about
-    assert exercise.first_failure([1, 2]) == "the answer is not a function's outputs"
+    assert exercise.first_failure([float("nan")] * 3, expected) == exercise.cases[0].about
+    assert exercise.first_failure([1, 2], expected) == "the answer is not a function's outputs"

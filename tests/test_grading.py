@@ -3,6 +3,9 @@
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from contextlib import redirect_stdout
 
 import nbformat
@@ -12,6 +15,7 @@ from bitfit_edu import cli
 from bitfit_edu.classroom import exercises, grading
 from bitfit_edu.classroom.exercises import EXERCISES
 from bitfit_edu.data.locations import repo_root
+from bitfit_edu.errors import BitFitError
 
 NOTEBOOK = "01_transformer_equations.ipynb"
 IMPORT = "from bitfit_edu.classroom import exercises"
@@ -49,6 +53,28 @@ def test_no_computed_answer_appears_anywhere_in_the_student_notebooks(student_no
 def test_the_full_notebooks_do_hold_the_answers_the_edition_removes():
     text = (repo_root() / "notebooks" / "04_ablations.ipynb").read_text()
     assert 'exercises.answer(\\"04.random_baseline\\")' in text
+
+
+def test_no_student_notebook_points_at_a_cell_the_edition_removed(student_notebooks):
+    for path in student_notebooks.glob("*.ipynb"):
+        prose = " ".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        assert "collapsed cell below" not in prose and "answer cell" not in prose, path.name
+
+
+def test_a_student_build_has_no_answer_key_and_works_from_any_folder(tmp_path):
+    out = tmp_path / "course"
+    written = grading.student_build(out)
+    assert len(written) == 9 and (out / "results" / "classroom").is_dir() and (out / "pyproject.toml").is_file()
+    assert not (out / "bitfit_edu" / "classroom" / "key.py").exists() and not list(out.rglob("__pycache__"))
+    script = ("from bitfit_edu.classroom import exercises; from bitfit_edu.data.locations import results_folder; "
+              "exercises.check('01.b_k', 'b'); exercises.answer('01.b_k'); print(len(exercises.answer_key()), "
+              "results_folder())")
+    found = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(out)})
+    assert "Your answer, b, is ready to hand in" in found.stdout and exercises.WITHHELD in found.stdout
+    assert found.stdout.strip().endswith(f"0 {out / 'results'}"), found.stderr[-500:]
+    with pytest.raises(BitFitError, match="is not empty"):
+        grading.student_build(out)
 
 
 ATTENTION_HEAD = """import math, torch
@@ -106,7 +132,7 @@ def graded(tmp_path_factory):
 def test_right_and_wrong_answers_some_computed_in_the_cell(graded):
     assert graded[("alice", "01.b_k")]["result"] == "right"
     assert graded[("alice", "01.layer_biases")]["result"] == "right"
-    assert graded[("bob", "01.b_k")]["result"] == "wrong" and "'a'" in graded[("bob", "01.b_k")]["why"]
+    assert graded[("bob", "01.b_k")]["result"] == "wrong" and "answered (a)" in graded[("bob", "01.b_k")]["why"]
 
 
 def test_a_function_is_judged_on_its_outputs_and_a_wrong_one_is_told_which_input_failed(graded):
@@ -142,7 +168,7 @@ def test_an_answer_that_makes_the_check_fail_is_not_graded_not_a_crash(monkeypat
     def explode(exercise, given):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(type(EXERCISES["01.b_k"]), "is_right", explode)
+    monkeypatch.setattr(type(EXERCISES["01.b_k"]), "failure", explode)
     assert grading._judge("01.b_k", "b")[0] == "not graded"
 
 

@@ -40,6 +40,21 @@ def hostile_class(tmp_path_factory):
               f"subprocess.Popen(['sleep', '{MARK[:6]}1'], start_new_session=True)\n"
               f"exercises.check('01.b_k', str(found))")
     submission(root / "bert", NOTEBOOK, [IMPORT, attack])
+    key_file = grading.withheld()[0]
+    seeker = (f"import os\n"
+              f"found = {{}}\n"
+              f"try:\n"
+              f"    found['answer'] = exercises.EXERCISES['01.b_k'].answer()\n"
+              f"except Exception as error:\n"
+              f"    found['answer'] = type(error).__name__\n"
+              f"exercises.answer('01.b_k')\n"
+              f"found['key file'] = len(open({str(key_file)!r}).read())\n"
+              f"listed = lambda folder: os.listdir(folder) if os.path.isdir(folder) else []\n"
+              f"found['compiled'] = listed({str(key_file.parent / '__pycache__')!r})\n"
+              f"found['history'] = listed({str(repo_root() / '.git')!r})\n"
+              f"found['outputs'] = 'softmax(s + c)' in open('{NOTEBOOK}').read()\n"
+              f"exercises.check('01.b_k', str(found))")
+    submission(root / "dana", NOTEBOOK, [IMPORT, seeker])
     submission(root / "cleo", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")',
                                          "import re\nre.match('(a+)+$', 'a' * 40 + 'b')",
                                          'exercises.check("01.layer_biases", 8448)'])
@@ -56,6 +71,14 @@ def test_nothing_outside_a_submission_changes_and_nothing_is_reached(hostile_cla
     assert "'peers seen': []" in report and "'network': 'refused'" in report
     graded = {(row["student"], row["exercise"]): row["result"] for row in csv.DictReader((root / "grades.csv").open())}
     assert graded[("anna", "01.b_k")] == "right" and MARK not in (root / "grades.csv").read_text()
+
+
+def test_no_copy_of_the_answers_is_within_reach_of_a_submission(hostile_class):
+    _, rows, _, _ = hostile_class
+    report = next(row for row in rows if row.student == "dana" and row.exercise == "01.b_k")
+    assert report.result == "wrong"
+    assert "'answer': 'BitFitError'" in report.why and "'key file': 0" in report.why
+    assert "'compiled': []" in report.why and "'history': []" in report.why and "'outputs': False" in report.why
 
 
 def test_no_process_outlives_its_grading(hostile_class):

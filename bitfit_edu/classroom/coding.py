@@ -1,11 +1,11 @@
 """Coding exercises: a function the student writes, tried on inputs the notebook never prints.
 
-Each exercise has a model solution, written as a student would write it (a few lines of PyTorch, scipy or
-arithmetic), and a few inputs it is tried on. ``exercises.check(key, your_function)`` calls the student's
-function on every input and compares what it returns with what the model solution returns. A wrong result
-gets a hint naming which input failed, never the expected value. The tests check every model solution
-against the package's own code: the encoder's equations, the claims' Welch interval, the bias census,
-peft's LoRA and the runs' bias changes.
+Each exercise names the function to write and a few inputs it is tried on. ``exercises.check(key,
+your_function)`` calls the student's function on every input and compares what it returns with what the model
+solution returns. The model solutions, written as a student would write them, are in the answer key (``key``),
+which a graded class's student build leaves out. A wrong result gets a hint naming which input failed, never
+the expected value. The tests check every model solution against the package's own code: the encoder's
+equations, the claims' Welch interval, the bias census, peft's LoRA and the runs' bias changes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -25,48 +24,6 @@ class Case:
 
     about: str
     arguments: Callable[[], tuple]  # built when tried: a case may hold tensors or a model
-
-
-# The model solutions, as a student would write them.
-
-def attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v):
-    """One attention head with its biases: softmax(Q K^T / sqrt(d)) V for the tokens (rows) of x."""
-    Q, K, V = x @ W_q.T + b_q, x @ W_k.T + b_k, x @ W_v.T + b_v
-    return torch.softmax(Q @ K.T / math.sqrt(Q.shape[-1]), dim=-1) @ V
-
-
-def welch_interval(method_scores, baseline_scores, level=0.90):
-    """The `level` Welch t-interval of mean(method_scores) - mean(baseline_scores): (low, high)."""
-    a, b = np.asarray(method_scores, dtype=float), np.asarray(baseline_scores, dtype=float)
-    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(var_a + var_b)
-    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
-    t = stats.t.ppf(0.5 + level / 2, df)
-    gap = a.mean() - b.mean()
-    return gap - t * se, gap + t * se
-
-
-def trained_entries(hidden, layers, groups):
-    """Bias entries trained when the bias terms named in `groups` train in every one of `layers` layers:
-    b_m2 is 4H wide (the feed-forward layer), every other term of a layer H wide."""
-    return layers * sum(4 * hidden if group == "b_m2" else hidden for group in groups)
-
-
-def mean_abs_change(before, after):
-    """Mean |after - before| of every tensor, by name: the measure of the paper's Figure 1."""
-    return {name: (after[name] - before[name]).abs().mean().item() for name in before}
-
-
-def trainable_percent(model):
-    """The percentage of a model's parameters (head included) that will train: those with requires_grad."""
-    total = sum(p.numel() for p in model.parameters())
-    return 100 * sum(p.numel() for p in model.parameters() if p.requires_grad) / total
-
-
-def lora_entries(hidden, layers, rank, adapted):
-    """Entries LoRA of rank r trains when it adapts `adapted` H x H matrices in each of `layers` layers:
-    A (r x H) and B (H x r) per matrix, the head left out."""
-    return layers * adapted * rank * (hidden + hidden)
 
 
 # The inputs each is tried on: none of them appears in a notebook.
@@ -114,15 +71,11 @@ def _toy_vit_head_only():
 
 @dataclass(frozen=True)
 class CodingExercise:
-    """A function to write: its name and signature, the model solution, and the inputs it is tried on."""
+    """A function to write: its name and signature, and the inputs it is tried on."""
 
     signature: str
-    solution: Callable
     cases: tuple[Case, ...]
     tolerance: float = 1e-4  # relative, for every number the function returns
-
-    def expected(self) -> list:
-        return [plain(self.solution(*case.arguments())) for case in self.cases]
 
     def outputs(self, function: Callable) -> list:
         """What ``function`` returns on every case, as plain numbers and lists; a case that raises gives
@@ -135,11 +88,12 @@ class CodingExercise:
                 found.append(f"raised {type(error).__name__}: {error}"[:200])
         return found
 
-    def first_failure(self, outputs: list) -> str | None:
-        """The first case whose output differs from the solution's, as the words that say what it is."""
+    def first_failure(self, outputs: list, expected: list) -> str | None:
+        """The first case whose output differs from ``expected`` (the model solution's), as the words that say
+        what it is."""
         if not isinstance(outputs, list) or len(outputs) != len(self.cases):
             return "the answer is not a function's outputs"
-        for case, got, want in zip(self.cases, outputs, self.expected(), strict=True):
+        for case, got, want in zip(self.cases, outputs, expected, strict=True):
             if not close(got, want, self.tolerance):
                 return case.about + (f" ({got})" if isinstance(got, str) and got.startswith("raised") else "")
         return None
@@ -180,12 +134,12 @@ def close(got, want, tolerance: float) -> bool:
 
 CODING: dict[str, CodingExercise] = {
     "01.attention_head": CodingExercise(
-        "attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v)", attention_head,
+        "attention_head(x, W_q, b_q, W_k, b_k, W_v, b_v)",
         (Case("4 tokens of width 8", lambda: _attention_inputs(4, 8, seed=11)),
          Case("6 tokens of width 16, with a large b_k", lambda: _attention_inputs(6, 16, seed=12, key_bias_scale=50)),
          Case("a single token of width 4", lambda: _attention_inputs(1, 4, seed=13)))),
     "03.welch_interval": CodingExercise(
-        "welch_interval(method_scores, baseline_scores, level=0.90)", welch_interval,
+        "welch_interval(method_scores, baseline_scores, level=0.90)",
         (Case("five seeds against five, made-up scores", lambda: ([81.2, 80.4, 82.0, 79.9, 81.5],
                                                                   [82.6, 82.9, 81.8, 83.4, 82.2])),
          Case("three seeds against seven, made-up scores, at level 0.95",
@@ -193,23 +147,23 @@ CODING: dict[str, CodingExercise] = {
          Case("ten seeds against four, one spread much wider than the other, made-up scores",
               lambda: ([70.1, 70.3, 69.8, 70.0, 70.2, 69.9, 70.4, 70.0, 69.7, 70.1], [64.0, 75.5, 68.2, 72.9])))),
     "04.trained_entries": CodingExercise(
-        "trained_entries(hidden, layers, groups)", trained_entries,
+        "trained_entries(hidden, layers, groups)",
         (Case("b_q and b_m2 in BERT-large (H = 1024, 24 layers)", lambda: (1024, 24, {"b_q", "b_m2"})),
          Case("all eight terms of a layer in BERT-base (H = 768, 12 layers)",
               lambda: (768, 12, {"b_q", "b_k", "b_v", "b_m1", "b_LN1", "b_m2", "b_m3", "b_LN2"})),
          Case("the two LayerNorm biases of a 4-layer model with H = 2048", lambda: (2048, 4, {"b_LN1", "b_LN2"})))),
     "05.mean_abs_change": CodingExercise(
-        "mean_abs_change(before, after)", mean_abs_change,
+        "mean_abs_change(before, after)",
         (Case("three biases of two layers, moved by different amounts", lambda: _bias_snapshots(seed=21)),
          Case("the same names drawn again", lambda: _bias_snapshots(seed=22)))),
     "07.trainable_percent": CodingExercise(
-        "trainable_percent(model)", trainable_percent,
+        "trainable_percent(model)",
         (Case("a tiny BERT (H = 16, 2 layers) ready for BitFit", lambda: _tiny_bert("bitfit")),
          Case("the same tiny BERT with b_m2 alone", lambda: _tiny_bert("bitfit", ["b_m2"])),
          Case("the same tiny BERT frozen (head only)", lambda: _tiny_bert("frozen")),
          Case("notebook 9's toy vision transformer with only its head training", _toy_vit_head_only))),
     "08.lora_entries": CodingExercise(
-        "lora_entries(hidden, layers, rank, adapted)", lora_entries,
+        "lora_entries(hidden, layers, rank, adapted)",
         (Case("rank 8 on W_q and W_v of BERT-large (H = 1024, 24 layers)", lambda: (1024, 24, 8, 2)),
          Case("rank 16 on W_q, W_k, W_v and W_m1 of BERT-base (H = 768, 12 layers)", lambda: (768, 12, 16, 4)),
          Case("rank 1 on W_v of the classroom model (H = 384, 6 layers)", lambda: (384, 6, 1, 1)))),

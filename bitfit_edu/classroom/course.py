@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..data.locations import repo_root
+from ..data.locations import course_root
 from . import readability
 from .exercises import EXERCISES
 
@@ -43,7 +43,7 @@ class Chapter:
 
     @property
     def notebook(self) -> Path:
-        return repo_root() / "notebooks" / f"{self.stem}.ipynb"
+        return course_root() / "notebooks" / f"{self.stem}.ipynb"
 
     def exercises(self) -> dict[str, object]:
         return {key: exercise for key, exercise in EXERCISES.items() if key.startswith(f"{self.number}.")}

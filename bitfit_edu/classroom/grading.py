@@ -2,7 +2,9 @@
 
 ``student_edition`` writes the course notebooks without their answers: every cell tagged ``answer`` is
 dropped, and each exercise cell keeps its source (``exercises.check(key, None)``) with its outputs
-cleared. ``exercises.check`` works in them as in the full notebooks.
+cleared. With the package that holds the answer key, ``exercises.check`` works in them as in the full
+notebooks (self-study). For a graded class, ``student_build`` writes a whole course folder to install
+instead: the package without its answer key, the committed results and the student notebooks.
 
 ``grade`` executes each submitted notebook in a fresh kernel (nbclient, the smoke profile, a time limit
 per notebook, in a process of its own, so that a loop that never ends or a kernel that dies stops only
@@ -17,13 +19,18 @@ as ``answer=`` are recorded alike.
 Nothing one notebook does stops the class: every student folder present when grading starts gets rows (a
 symlinked notebook or folder, an empty folder, a notebook that fails to grade: a row that says why); an answer
 that cannot be read or judged is that exercise's "not graded"; grades.csv is replaced whole after each notebook.
-Each submission still runs as the grader's own user, with nothing between them (issue #44).
+
+Each submission runs in a bubblewrap sandbox (``sandbox_command``): a read-only file system, its own /tmp, no
+network, its own process namespace, memory and file-size limits. The submissions and the grades are hidden from
+it, and so is every copy of the answers it could read in the teacher's course: the key (``key.py`` and its
+compiled copies), the git history, a built site; the course's notebooks are replaced by the student edition.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -41,9 +48,9 @@ from pathlib import Path
 import nbformat
 
 from ..data import locations
-from ..data.locations import CHECKOUT, repo_root
+from ..data.locations import CHECKOUT, course_root
 from ..errors import BitFitError
-from .exercises import EXERCISES
+from .exercises import EXERCISES, KEY_MODULE, answer_key
 
 ANSWER_TAG = "answer"
 CHECK_CALL = re.compile(r"\bexercises\.check\(")
@@ -57,14 +64,14 @@ def is_exercise_cell(cell) -> bool:
 
 
 def course_notebooks() -> Path | None:
-    """The course's notebooks folder: the working directory's checkout's, else the installed checkout's."""
-    return next((root / "notebooks" for root in (repo_root(), CHECKOUT) if (root / "notebooks").is_dir()), None)
+    """The course's notebooks folder (``locations.course_root``), if it has one."""
+    notebooks = course_root() / "notebooks"
+    return notebooks if notebooks.is_dir() else None
 
 
 def student_edition(out: Path, notebooks: Path | None = None) -> list[Path]:
     """Write every course notebook to ``out`` without its answer cells, exercise outputs cleared."""
-    if notebooks is None:
-        notebooks = course_notebooks() or repo_root() / "notebooks"
+    notebooks = notebooks or course_notebooks() or course_root() / "notebooks"
     sources = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not sources:
         raise BitFitError(f"no course notebooks (NN_name.ipynb) in {notebooks}: run this from a checkout")
@@ -79,6 +86,26 @@ def student_edition(out: Path, notebooks: Path | None = None) -> list[Path]:
         nbformat.write(notebook, out / source.name)
         written.append(out / source.name)
     return written
+
+
+COURSE_FILES = ("pyproject.toml", "README.md", "LICENSE")  # what installing a course folder needs
+LEFT_OUT_OF_RESULTS = ("*.lock", ".*.tmp", "smoke")
+
+
+def student_build(out: Path) -> list[Path]:
+    """A course folder for a graded class, for students to install (``pip install -e``) in place of the
+    teacher's: the package without its answer key, the committed results, and the student notebooks."""
+    if out.exists() and any(out.iterdir()):
+        raise BitFitError(f"{out} is not empty: give a new folder for the student build")
+    root, key_file = course_root(), Path(importlib.util.find_spec(KEY_MODULE).origin)
+    package = Path(__file__).resolve().parents[1]
+    shutil.copytree(package, out / package.name, ignore=lambda folder, names: [
+        name for name in names if name == "__pycache__" or Path(folder, name) == key_file])
+    shutil.copytree(root / "results", out / "results", ignore=shutil.ignore_patterns(*LEFT_OUT_OF_RESULTS))
+    for name in COURSE_FILES:
+        if (root / name).is_file():
+            shutil.copy2(root / name, out / name)
+    return student_edition(out / "notebooks")
 
 
 @dataclass(frozen=True)
@@ -158,19 +185,40 @@ MEMORY_LIMIT = 8 * 2**30  # bytes of address space per process in the sandbox
 FILE_LIMIT = 256 * 2**20  # the largest file a submission may write (its executed notebook included)
 
 
-def sandbox_command(command: list[str], scratch: Path, hidden: list[Path], needed: list[Path]) -> list[str]:
+@dataclass(frozen=True)
+class Sandbox:
+    """What a submission's sandbox hides, each replaced by an empty read-only folder or an empty file (the
+    submissions, the grades, the answer key and every copy of it), and the folder it sees in place of another
+    (the student edition in place of the course's notebooks)."""
+
+    hidden: tuple[Path, ...]
+    shown_instead: dict[Path, Path]  # the folder inside -> the folder it shows
+    empty_file: Path  # shown in place of a hidden file (not /dev/null: a device cannot be read on a bind mount)
+
+
+def withheld() -> list[Path]:
+    """Where the teacher's course holds the answers, for the sandbox to hide: the key module and its compiled
+    copies, the checkout's git history, and a site built from the full notebooks."""
+    key_file = Path(importlib.util.find_spec(KEY_MODULE).origin)
+    root = course_root()
+    return [key_file, key_file.parent / "__pycache__", root / ".git", root / "build", root / "site" / "_generated"]
+
+
+def sandbox_command(command: list[str], scratch: Path, sandbox: Sandbox, needed: list[Path]) -> list[str]:
     """``command`` inside bubblewrap: the whole file system read-only, its own empty /tmp (the ``needed``
-    folders that lie under /tmp, such as a checkout, still there, read-only), only ``scratch`` writable, each
-    of ``hidden`` replaced by an empty read-only folder (the submissions) or an empty file (the grades), no
-    network, and its own process namespace, so that everything it starts dies with it."""
+    folders that lie under /tmp, such as a checkout, still there, read-only), only ``scratch`` writable, what
+    ``sandbox`` hides or shows instead, no network, and its own process namespace, so that everything it starts
+    dies with it."""
     masks = []
-    for path in hidden:
-        if any(folder in path.parents for folder in hidden if folder.is_dir()):
+    for inside, shown in sandbox.shown_instead.items():
+        masks += ["--ro-bind", str(shown), str(inside)]
+    for path in sandbox.hidden:
+        if any(folder in path.parents for folder in sandbox.hidden if folder.is_dir()):
             continue  # already hidden with its folder
         if path.is_dir():
             masks += ["--tmpfs", str(path), "--remount-ro", str(path)]
         elif path.exists():
-            masks += ["--ro-bind", "/dev/null", str(path)]
+            masks += ["--ro-bind", str(sandbox.empty_file), str(path)]
     kept = [arg for path in needed if Path("/tmp") in path.parents for arg in ("--ro-bind", str(path), str(path))]
     return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *kept, *masks,
             "--bind", str(scratch), str(scratch), "--unshare-all", "--die-with-parent", "--new-session",
@@ -183,8 +231,8 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
 
 
-def _execute(notebook_path: Path, executed_path: Path, timeout: int, hidden: list[Path] | None = None) -> str | None:
-    """Run one notebook in its own process group, in the sandbox (``sandbox_command``) unless ``hidden`` is None
+def _execute(notebook_path: Path, executed_path: Path, timeout: int, sandbox: Sandbox | None = None) -> str | None:
+    """Run one notebook in its own process group, in ``sandbox`` (``sandbox_command``) unless it is None
     (``--unsafe``); None when it finished, else why it did not. The executed notebook is written after every
     cell, so the cells that ran before a stop are still graded."""
     scratch = notebook_path.parent
@@ -195,14 +243,14 @@ def _execute(notebook_path: Path, executed_path: Path, timeout: int, hidden: lis
     course = course_notebooks() or scratch
     command = [sys.executable, "-m", "bitfit_edu.classroom.grading", str(notebook_path), str(executed_path),
                str(course)]  # the kernel works where the course notebooks are, as a student's would
-    if hidden is not None:
+    if sandbox is not None:
         data = [locations.data_home(), locations.glue_dir(), locations.hub_cache()]
         if data[0] is not None:  # found here, where ``shared/`` beside the checkout may lie outside the sandbox
             environment[locations.DATA_VARIABLE] = str(data[0])
         needed = {path.resolve() for path in (CHECKOUT, course, *data) if path is not None}
-        command = sandbox_command(command, scratch, hidden, sorted(needed))
+        command = sandbox_command(command, scratch, sandbox, sorted(needed))
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True, preexec_fn=_limits if hidden is not None else None)
+                               start_new_session=True, preexec_fn=_limits if sandbox is not None else None)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -254,19 +302,17 @@ def _judge(key: str, answer: object) -> tuple[str, str]:
 def _judged(key: str, answer: object) -> tuple[str, str]:
     exercise = EXERCISES[key]
     try:
-        if exercise.function is not None:
-            failed = exercise.failure(answer)
-            return ("right", "") if failed is None else ("wrong", f"the function's result differs on {failed}")
-        right = exercise.is_right(answer)
+        failed = exercise.failure(answer)
     except BitFitError as error:
         return "wrong", str(error)
-    return ("right", "") if right else ("wrong", f"answered {answer!r}")
+    if failed is None:
+        return "right", ""
+    return "wrong", f"the function's result differs on {failed}" if exercise.function is not None else failed
 
 
 def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT,
-                   hidden: list[Path] | None = None) -> list[Grade]:
-    """One student's notebook: a row per exercise of its chapter, run in the sandbox that hides ``hidden``
-    (None: no sandbox)."""
+                   sandbox: Sandbox | None = None) -> list[Grade]:
+    """One student's notebook: a row per exercise of its chapter, run in ``sandbox`` (None: no sandbox)."""
     chapter = path.stem[:2]
     keys = [key for key in EXERCISES if key.startswith(f"{chapter}.")]
     if not keys:
@@ -292,7 +338,7 @@ def grade_notebook(student: str, path: Path, timeout: int = DEFAULT_TIMEOUT,
     with tempfile.TemporaryDirectory() as scratch:
         submitted, executed_path = Path(scratch) / "submitted.ipynb", Path(scratch) / "executed.ipynb"
         nbformat.write(_instrumented(notebook, token, pattern), submitted)
-        stopped = _execute(submitted, executed_path, timeout, hidden)
+        stopped = _execute(submitted, executed_path, timeout, sandbox)
         executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
     answers = _recorded(executed, token) if executed else {}
     errors = _cell_errors(executed) if executed else {}
@@ -321,20 +367,30 @@ def grade(submissions: Path, out_csv: Path, timeout: int = DEFAULT_TIMEOUT, unsa
         raise BitFitError("grading runs each submission in a bubblewrap sandbox, and bwrap is not installed: "
                           "install it (apt-get install bubblewrap), or pass --unsafe to run submissions as "
                           "yourself, with nothing between them and your files")
-    hidden = None if unsafe else [submissions.resolve(), out_csv.resolve()]
+    if not answer_key():
+        raise BitFitError("this copy of the course has no answer key (a student build?): grade from the "
+                          "teacher's copy, the checkout the student build was made from")
     students = sorted(p for p in submissions.iterdir() if p.is_dir())
     if not students:
         raise BitFitError(f"{submissions} holds no student folders: put each student's notebooks in "
                           f"{submissions}/<student>/")
     rows = []
-    for student in students:  # the class as it was when grading began: every student gets a row
-        for graded in _grade_student(student, timeout, hidden):
-            rows.extend(graded)
-            _write_rows(rows, out_csv)  # after each notebook: nothing finished is lost
+    with tempfile.TemporaryDirectory() as shown:
+        sandbox = None
+        if not unsafe:
+            edition, empty = Path(shown, "notebooks"), Path(shown, "empty")
+            student_edition(edition)
+            empty.touch()
+            instead = {course_notebooks(): edition} if course_notebooks() else {}
+            sandbox = Sandbox((submissions.resolve(), out_csv.resolve(), *withheld()), instead, empty)
+        for student in students:  # the class as it was when grading began: every student gets a row
+            for graded in _grade_student(student, timeout, sandbox):
+                rows.extend(graded)
+                _write_rows(rows, out_csv)  # after each notebook: nothing finished is lost
     return rows
 
 
-def _grade_student(student: Path, timeout: int, hidden: list[Path] | None):
+def _grade_student(student: Path, timeout: int, sandbox: Sandbox | None):
     """Each of a student's notebooks graded, one list of rows at a time; a row that says why where none can be."""
     if student.is_symlink():
         yield [Grade(student.name, "", "", "not graded", "the student's folder is a symbolic link")]
@@ -344,7 +400,7 @@ def _grade_student(student: Path, timeout: int, hidden: list[Path] | None):
         yield [Grade(student.name, "", "", "not graded", "no notebook handed in (or the folder is gone)")]
     for path in notebooks:
         try:
-            yield grade_notebook(student.name, path, timeout, hidden)
+            yield grade_notebook(student.name, path, timeout, sandbox)
         except Exception as error:  # one notebook never stops the class
             yield [Grade(student.name, path.name, "", "not graded", f"grading failed: {error}"[:300])]
 

@@ -34,10 +34,19 @@ def repo_root(start: str | Path | None = None) -> Path:
     return start
 
 
+def course_root() -> Path:
+    """The course folder whose ``results/`` and ``notebooks/`` the package reads: the checkout it is installed
+    from (a clone, an editable install, a student build), wherever the working directory is; for a plain
+    install, the working directory's checkout."""
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "results").is_dir():
+        return CHECKOUT
+    return repo_root()
+
+
 def results_folder(*parts: str) -> Path:
-    """The checkout's ``results/<parts>`` (committed records, figures, benchmarks, deltas): the one place a
+    """The course's ``results/<parts>`` (committed records, figures, benchmarks, deltas): the one place a
     path under ``results/`` is built."""
-    return repo_root() / "results" / Path(*parts)
+    return course_root() / "results" / Path(*parts)
 
 
 def existing_folder(variable: str, value: str | Path) -> Path:

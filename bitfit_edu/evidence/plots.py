@@ -24,7 +24,7 @@ from matplotlib.patches import ConnectionPatch
 from matplotlib.ticker import MaxNLocator
 
 from ..core.methods import display_name
-from ..data.locations import repo_root, results_folder
+from ..data.locations import course_root, results_folder
 from ..errors import BitFitError
 from ..experiments.runs import RunRecord
 
@@ -55,7 +55,7 @@ class Chart:
         path = folder / f"{name}.png"
         path.write_bytes(self.png())
         (folder / f"{name}{ALT_SUFFIX}").write_text(self.alt + "\n")
-        return path.relative_to(repo_root()).as_posix()
+        return path.relative_to(course_root()).as_posix()
 
     def show(self, name: str | None = None) -> None:
         """Save the chart as ``name`` (``save``) and print where, then display it as an image with its alt
