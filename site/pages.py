@@ -247,6 +247,22 @@ def repeated_runs() -> str:
     return "\n".join(rows) + "\n"
 
 
+def grading_time() -> str:
+    """How long grading an honest class took, from ``benchmarks/grading.py``'s record."""
+    path = results_folder("benchmarks", "grading.json")
+    if not path.is_file():
+        return "*Grading has not been timed on this copy: run `python benchmarks/grading.py`.*\n"
+    found = json.loads(path.read_text())
+    machine = found["machine"]
+    checked = ("every row as the students answered" if not found["rows not as answered"] else
+               f"{len(found['rows not as answered'])} rows not as the students answered")
+    return (f"**How long it takes.** Grading {found['students']} honest submissions of notebook 01, one after "
+            f"another in the sandbox, took {found['wall seconds'] / 60:.1f} minutes on {machine['cores']} cores "
+            f"({machine['hardware']}), {found['seconds per notebook']:.0f} s a notebook, with {checked} "
+            f"({found['rows']} rows; `benchmarks/grading.py`, {found['when'][:10]}). A notebook that trains takes "
+            "longer: give `--timeout` room for the slowest honest one.\n")
+
+
 def write_all() -> None:
     """Write every generated page part into ``site/_generated/``."""
     quiet_outputs()
@@ -255,5 +271,6 @@ def write_all() -> None:
     for name, text in {"course_map": course_map(), "instructor_chapters": instructor_chapters(),
                        "lesson_plans": lesson_plans(),
                        "verdicts": verdicts(), "figures": figures(),
-                       "deployment_targets": deployment_targets(), "memory_release": memory_release()}.items():
+                       "deployment_targets": deployment_targets(), "memory_release": memory_release(),
+                       "grading_time": grading_time()}.items():
         (GENERATED / f"{name}.md").write_text(text)

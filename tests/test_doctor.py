@@ -6,6 +6,7 @@ import pytest
 
 from bitfit_edu import cli
 from bitfit_edu.classroom import doctor
+from bitfit_edu.data import locations
 
 
 def test_pins_read_exact_versions_and_skip_options_and_comments(tmp_path):
@@ -74,7 +75,7 @@ def test_demo_estimate_scales_timed_steps_by_the_benchmark(tmp_path, monkeypatch
     for number_format in ("fp32", "bf16"):
         (benchmarks / f"demo_{number_format}.json").write_text(json.dumps(
             {"wall_seconds": 70.0, "target_seconds": 300, "device": "CPU", "runs": runs}))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(locations, "CHECKOUT", tmp_path)  # the course the package is installed from
     monkeypatch.setattr("bitfit_edu.core.readout.load_classifier", lambda *a, **k: None)
     monkeypatch.setattr("bitfit_edu.deploy.costs.step_seconds",
                         lambda model, method, batches, steps, number_format: [0.5] * steps)

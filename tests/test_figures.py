@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from synthetic_records import record
 
+from bitfit_edu.data import locations
 from bitfit_edu.evidence import plots, power
 from bitfit_edu.evidence.claims import MAIN_CLAIMS
 
@@ -13,6 +14,7 @@ from bitfit_edu.evidence.claims import MAIN_CLAIMS
 @pytest.fixture()
 def checkout(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.setattr(locations, "CHECKOUT", tmp_path)  # the course figures are saved in
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -69,3 +69,14 @@ def test_shared_beside_the_checkout_is_the_default(tmp_path, monkeypatch):
     assert locations.data_home() == tmp_path / "shared"
     assert locations.glue_dir() == tmp_path / "shared" / "glue_data"
     assert locations.hub_cache() is None  # no hf-hub there: models come from the hub
+
+
+def test_results_come_from_the_installed_course_wherever_the_working_directory_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a teacher's own folder, or a student build's notebooks
+    assert locations.results_folder("benchmarks") == locations.CHECKOUT / "results" / "benchmarks"
+    course = tmp_path / "course"
+    (course / "results").mkdir(parents=True)
+    (course / "pyproject.toml").write_text("")
+    monkeypatch.setattr(locations, "CHECKOUT", tmp_path / "site-packages")  # a plain install
+    monkeypatch.chdir(course / "results")
+    assert locations.results_folder() == course / "results"

@@ -55,6 +55,23 @@ def hostile_class(tmp_path_factory):
               f"found['outputs'] = 'softmax(s + c)' in open('{NOTEBOOK}').read()\n"
               f"exercises.check('01.b_k', str(found))")
     submission(root / "dana", NOTEBOOK, [IMPORT, seeker])
+    filler = ("import os\n"
+              "found, block = {}, b'x' * 2**24\n"
+              "try:\n"
+              "    with open('/tmp/fill', 'wb') as handle:\n"
+              "        for _ in range(64):  # 1 GiB, twice what the sandbox's /tmp holds\n"
+              "            handle.write(block)\n"
+              "except OSError as error:\n"
+              "    found['tmp'] = f'refused after {os.path.getsize(\"/tmp/fill\") // 2**20} MiB'\n"
+              "exercises.check('01.bert_large_layer', str(found))")
+    scratch_filler = ("import os\n"
+                      "folder, block = os.environ['IPYTHONDIR'], b'x' * 2**24\n"
+                      "for number in range(10**6):\n"
+                      "    with open(os.path.join(folder, f'fill{number % 1000}'), 'wb') as handle:\n"
+                      "        for _ in range(8):\n"
+                      "            handle.write(block)")
+    submission(root / "fern", NOTEBOOK, [IMPORT, "print('x' * 100_000_000)", 'exercises.check("01.b_k", "b")',
+                                         filler, scratch_filler, 'exercises.check("01.layer_biases", 8448)'])
     submission(root / "cleo", NOTEBOOK, [IMPORT, 'exercises.check("01.b_k", "b")',
                                          "import re\nre.match('(a+)+$', 'a' * 40 + 'b')",
                                          'exercises.check("01.layer_biases", 8448)'])
@@ -79,6 +96,15 @@ def test_no_copy_of_the_answers_is_within_reach_of_a_submission(hostile_class):
     assert report.result == "wrong"
     assert "'answer': 'BitFitError'" in report.why and "'key file': 0" in report.why
     assert "'compiled': []" in report.why and "'history': []" in report.why and "'outputs': False" in report.why
+
+
+def test_a_flood_of_output_is_graded_and_a_full_disk_is_stopped(hostile_class):
+    _, rows, _, _ = hostile_class
+    found = {row.exercise: row for row in rows if row.student == "fern"}
+    assert found["01.b_k"].result == "right"
+    assert "'tmp': 'refused after" in found["01.bert_large_layer"].why
+    assert found["01.layer_biases"].result == "not graded"
+    assert f"wrote more than {grading.DISK_LIMIT // 2**20} MiB" in found["01.layer_biases"].why
 
 
 def test_no_process_outlives_its_grading(hostile_class):

@@ -20,8 +20,8 @@ Nothing one notebook does stops the class: every student folder present when gra
 symlinked notebook or folder, an empty folder, a notebook that fails to grade: a row that says why); an answer
 that cannot be read or judged is that exercise's "not graded"; grades.csv is replaced whole after each notebook.
 
-Each submission runs in a bubblewrap sandbox (``sandbox_command``): a read-only file system, its own /tmp, no
-network, its own process namespace, memory and file-size limits. The submissions and the grades are hidden from
+Each submission runs in a bubblewrap sandbox (``sandbox_command``): a read-only file system, its own small /tmp,
+no network, its own process namespace, limits on memory, on a file's size and on all it writes. The submissions and the grades are hidden from
 it, and so is every copy of the answers it could read in the teacher's course: the key (``key.py`` and its
 compiled copies), the git history, a built site; the course's notebooks are replaced by the student edition.
 """
@@ -29,6 +29,7 @@ compiled copies), the git history, a built site; the course's notebooks are repl
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import importlib.util
 import json
@@ -41,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,6 +185,8 @@ def _instrumented(notebook, token: str, pattern: re.Pattern = CHECK_CALL):
 BWRAP = shutil.which("bwrap")
 MEMORY_LIMIT = 8 * 2**30  # bytes of address space per process in the sandbox
 FILE_LIMIT = 256 * 2**20  # the largest file a submission may write (its executed notebook included)
+DISK_LIMIT = 2**30  # all it may write to its own folder; watched every second
+TMP_LIMIT = 512 * 2**20  # the size of its own /tmp (memory)
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,8 @@ def sandbox_command(command: list[str], scratch: Path, sandbox: Sandbox, needed:
         elif path.exists():
             masks += ["--ro-bind", str(sandbox.empty_file), str(path)]
     kept = [arg for path in needed if Path("/tmp") in path.parents for arg in ("--ro-bind", str(path), str(path))]
-    return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *kept, *masks,
+    return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(TMP_LIMIT), "--tmpfs",
+            "/tmp", *kept, *masks,
             "--bind", str(scratch), str(scratch), "--unshare-all", "--die-with-parent", "--new-session",
             "--chdir", str(scratch), *command]
 
@@ -251,16 +256,35 @@ def _execute(notebook_path: Path, executed_path: Path, timeout: int, sandbox: Sa
         command = sandbox_command(command, scratch, sandbox, sorted(needed))
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True, preexec_fn=_limits if sandbox is not None else None)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the kernel too: it is in the same process group
-        process.communicate()
-        return f"ran past the time limit of {timeout} s"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            output, _ = process.communicate(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                why = f"ran past the time limit of {timeout} s"
+            elif sandbox is not None and _bytes_in(scratch) > DISK_LIMIT:
+                why = f"wrote more than {DISK_LIMIT // 2**20} MiB to its folder"
+            else:
+                continue
+            os.killpg(process.pid, signal.SIGKILL)  # the kernel too: it is in the same process group
+            process.communicate()
+            return why
     if process.returncode != 0:
         last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         return f"stopped: {last[0][:200]}"
     return None
+
+
+def _bytes_in(folder: Path) -> int:
+    """The bytes of disk the files under ``folder`` take (a file removed while they are counted counts 0)."""
+    found = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                found += os.lstat(Path(root, name)).st_blocks * 512
+    return found
 
 
 def _recorded(executed, token: str) -> dict[str, object]:
