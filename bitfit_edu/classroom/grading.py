@@ -21,9 +21,10 @@ symlinked notebook or folder, an empty folder, a notebook that fails to grade: a
 that cannot be read or judged is that exercise's "not graded"; grades.csv is replaced whole after each notebook.
 
 Each submission runs in a bubblewrap sandbox (``sandbox_command``): a read-only file system, its own small /tmp,
-no network, its own process namespace, limits on memory, on a file's size and on all it writes. The submissions and the grades are hidden from
-it, and so is every copy of the answers it could read in the teacher's course: the key (``key.py`` and its
-compiled copies), the git history, a built site; the course's notebooks are replaced by the student edition.
+no network, its own process namespace, limits on memory, on a file's size and on all it writes. The
+submissions and the grades are hidden from it, and so is every copy of the answers it could read in the
+teacher's course: the key (``key.py`` and its compiled copies), the git history, a built site; the course's
+notebooks are replaced by the student edition.
 """
 
 from __future__ import annotations
