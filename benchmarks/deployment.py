@@ -37,7 +37,7 @@ from bitfit_edu.console import set_progress_bars
 from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.data import glue
-from bitfit_edu.data.locations import repo_root, results_folder
+from bitfit_edu.data.locations import course_root, results_folder
 from bitfit_edu.deploy.costs import step_seconds, token_batch
 from bitfit_edu.deploy.serving import MultiTask, examples_per_second, switch_milliseconds
 from bitfit_edu.experiments.profiles import get_profile
@@ -201,7 +201,7 @@ def main() -> None:
         "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")
-    print(f"\nwrote {OUTPUT.relative_to(repo_root())}")
+    print(f"\nwrote {OUTPUT.relative_to(course_root())}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from bitfit_edu.console import quiet_outputs
 from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier, load_tokenizer, mean_pool
 from bitfit_edu.data import glue
-from bitfit_edu.data.locations import repo_root, results_folder
+from bitfit_edu.data.locations import course_root, results_folder
 from bitfit_edu.deploy.deltas import derived_delta, read_delta
 from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.evidence import plots
@@ -213,7 +213,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")
-    print(f"wrote {OUTPUT.relative_to(repo_root())}")
+    print(f"wrote {OUTPUT.relative_to(course_root())}")
 
 
 if __name__ == "__main__":
