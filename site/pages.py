@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tomllib
 
-from bitfit_edu.classroom import course, exercises, plans, readability, slides
+from bitfit_edu.classroom import course, exercises, offline, plans, readability, slides
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
@@ -22,7 +22,8 @@ from bitfit_edu.evidence import plots
 
 SITE = Path(__file__).resolve().parent
 GENERATED = SITE / "_generated"
-EXTRA = GENERATED / "extra"  # copied as they are to the site's root (``html_extra_path``): the slides
+EXTRA = GENERATED / "extra"  # copied as they are to the site's root (``html_extra_path``): the slides, the scripts
+VENDOR = "vendor"  # the site's own copies of the scripts its pages and slides run on (``offline``)
 REPOSITORY = tomllib.loads((SITE.parent / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
 SLUG = REPOSITORY.removeprefix("https://github.com/")
 
@@ -159,13 +160,15 @@ def verdicts() -> str:
 
 
 def figures() -> str:
-    """Every figure with alt text in ``results/figures/``, under its file name."""
-    texts = plots.alt_texts()
+    """Every figure with alt text in ``results/figures/``, under its own title (``<name>.title.txt``), else
+    its file name in words."""
     blocks = []
-    for name, alt in texts.items():
+    for name, alt in plots.alt_texts().items():
         path = results_folder("figures") / f"{name}.png"
+        titled = path.with_name(f"{name}{plots.TITLE_SUFFIX}")
+        title = (titled.read_text().strip() if titled.is_file() else "") or name.replace("_", " ").capitalize()
         if path.is_file():
-            blocks.append(f"### {name}\n\n```{{image}} ../results/figures/{name}.png\n:alt: {alt}\n```\n")
+            blocks.append(f"### {title}\n\n```{{image}} ../results/figures/{name}.png\n:alt: {alt}\n```\n")
     return "\n".join(blocks)
 
 
@@ -263,14 +266,17 @@ def grading_time() -> str:
             "longer: give `--timeout` room for the slowest honest one.\n")
 
 
-def write_all() -> None:
-    """Write every generated page part into ``site/_generated/``."""
+def write_all() -> bool:
+    """Write every generated page part into ``site/_generated/``; True when the site serves its own scripts
+    (MathJax, the widgets', the slides'), from ``_generated/extra/vendor`` (``offline.fetch``)."""
     quiet_outputs()
     GENERATED.mkdir(exist_ok=True)
-    slides.write_decks(EXTRA / "slides")
+    serves_its_own = offline.fetch(EXTRA / VENDOR)
+    slides.write_decks(EXTRA / "slides", EXTRA / VENDOR)
     for name, text in {"course_map": course_map(), "instructor_chapters": instructor_chapters(),
                        "lesson_plans": lesson_plans(),
                        "verdicts": verdicts(), "figures": figures(),
                        "deployment_targets": deployment_targets(), "memory_release": memory_release(),
                        "grading_time": grading_time()}.items():
         (GENERATED / f"{name}.md").write_text(text)
+    return serves_its_own

@@ -68,7 +68,8 @@ def test_train_runs_the_chosen_biases_live_and_tables_the_run(lab):
     lab.train(wait=True)
     (record, stopped), = lab.finished
     assert record.label == "bitfit:b_q+b_m2@3-5" and not stopped and record.epochs[-1].step == 20
-    assert lab.progress.value == 20 and bytes(lab.curves.value).startswith(b"\x89PNG")
+    assert lab.progress.value == 20 and lab.curves.value.startswith('<img src="data:image/png;base64,')
+    assert 'alt="Live curves of ' in lab.curves.value and "dev score (x100) at" in lab.curves.value
     assert record.params.trainable_without_head == 3 * 5 * 384
     assert "lab #1" in lab.table.value and "Finished after 20 steps" in lab.status.value
     assert lab.train_button.disabled is False and lab.stop_button.disabled is True

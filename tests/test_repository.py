@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +44,13 @@ def test_every_subpackage_is_installed():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(init.parent.relative_to(root).parts) for init in (root / "bitfit_edu").rglob("__init__.py")}
     assert listed == found
+
+
+def test_one_version_for_the_package_the_citation_and_the_changelog():
+    import bitfit_edu
+
+    root = Path(__file__).resolve().parents[1]
+    citation = re.search(r"^version: (\S+)$", (root / "CITATION.cff").read_text(), re.MULTILINE).group(1)
+    latest = re.search(r"^## (\S+) ", (root / "CHANGELOG.md").read_text(), re.MULTILINE).group(1)
+    assert citation == latest == bitfit_edu.__version__
+    assert 'dynamic = ["version"]' in (root / "pyproject.toml").read_text()

@@ -1,6 +1,6 @@
 """The teacher's slides: a deck per notebook from its tagged cells, objectives first and discussion last."""
 
-from bitfit_edu.classroom import course, slides
+from bitfit_edu.classroom import course, offline, slides
 
 
 def test_a_deck_opens_with_the_objectives_shows_the_tagged_figure_and_ends_with_discussion():
@@ -15,15 +15,28 @@ def test_a_deck_opens_with_the_objectives_shows_the_tagged_figure_and_ends_with_
     assert all(cell.metadata["slideshow"]["slide_type"] in ("slide", "-") for cell in deck.cells)
 
 
-def test_every_notebook_has_slides_that_load_their_scripts_from_the_site(tmp_path):
-    for name in slides.SCRIPTS:  # as if npm had fetched them already: no network in the tests
-        (tmp_path / slides.VENDOR / name).mkdir(parents=True)
-        (tmp_path / slides.VENDOR / name / "package.json").write_text("{}")
-    written = slides.write_decks(tmp_path)
+def test_every_notebook_has_slides_that_load_their_scripts_and_mathjax_from_the_site(tmp_path):
+    vendor = tmp_path / "vendor"
+    for name in offline.PACKAGES:  # as if npm had fetched them already: no network in the tests
+        (vendor / name).mkdir(parents=True)
+        (vendor / name / ".fetched").write_text(name)
+    written = slides.write_decks(tmp_path / "slides", vendor)
     assert [path.name for path in written] == [f"{c.stem}.slides.html" for c in course.CHAPTERS]
     for chapter, path in zip(course.CHAPTERS, written, strict=True):
         html = path.read_text()
-        assert chapter.title in html and 'src="vendor/requirejs/require.js"' in html
-        assert '"vendor/reveal.js/dist/reveal.js"' in html and "unpkg.com/reveal.js" not in html
+        assert chapter.title in html and 'src="../vendor/requirejs/require.js"' in html
+        assert '"../vendor/reveal.js/dist/reveal.js"' in html and "unpkg.com/reveal.js" not in html
+        assert 'src="../vendor/mathjax/es5/tex-svg-full.js"' in html and "cdnjs" not in html
+        assert "inlineMath: [['$', '$']" in html
     for chapter in course.CHAPTERS:
         assert len(slides.deck(chapter).cells) >= 4, f"{chapter.stem}: tag a figure or a verdict with 'slides'"
+
+
+def test_offline_keeps_only_the_files_a_page_loads(tmp_path):
+    package = tmp_path / "mathjax"
+    for name in ("es5/tex-svg-full.js", "es5/tex-chtml.js", "es5/output/chtml/fonts/x.woff", "package.json"):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("x")
+    offline._kept(package, offline.PACKAGES["mathjax"][1])
+    assert sorted(p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()) == \
+        ["es5/tex-svg-full.js"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .. import __version__
 from ..data.locations import CHECKOUT, glue_dir, hub_cache, results_folder
 
 TESTED_PYTHON = (3, 11)
@@ -71,7 +72,8 @@ def package_versions(requirements: Path = CHECKOUT / "requirements.txt") -> Find
             continue
         if installed.split("+")[0] != pinned:
             wrong.append(f"{name} {installed} (pinned {pinned})")
-    return Finding("packages", not wrong, "; ".join(wrong) or f"all {len(pins(requirements))} pins of requirements.txt",
+    found = "; ".join(wrong) or f"bitfit_edu {__version__} with all {len(pins(requirements))} pins of requirements.txt"
+    return Finding("packages", not wrong, found,
                    "make install (or: python -m pip install -r requirements.txt)")
 
 

@@ -1,7 +1,7 @@
 """The classroom lab (notebook 7): choose what trains, see what it costs, train it, stop it, compare it.
 
 A check box per bias group of the paper (b_q ... b_LN2, the embeddings' LayerNorm, the pooler) and one
-for the task head, and a slider over the encoder's layers. As they change, the lab counts what would
+for the task head, and the first and last of the encoder's layers that train. As they change, the lab counts what would
 train, its share of the model, and where it sits on a log scale from one parameter to the whole model:
 for the classroom model and, beside it, for BERT-base, both counted from their configs (no weights).
 Below, a training panel runs a short real run of BitFit, the chosen biases, Full-FT or Frozen, with
@@ -10,6 +10,7 @@ live curves, a Stop button, and a table of finished runs beside the committed gr
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import math
@@ -52,9 +53,32 @@ def log_bar(count: int, total: int, width: int = 320) -> str:
             '</div></div>')
 
 
+class LayerRange:
+    """The first and the last layer that train, a labelled drop-down each (a range slider's handles have no
+    name a screen reader can read). ``value`` is (first, last), in order whichever way they were chosen."""
+
+    def __init__(self, depth: int):
+        self.first = widgets.Dropdown(options=list(range(depth)), value=0, description="from layer")
+        self.last = widgets.Dropdown(options=list(range(depth)), value=depth - 1, description="to layer")
+        self.widget = widgets.HBox([self.first, self.last])
+
+    @property
+    def value(self) -> tuple[int, int]:
+        first, last = sorted((self.first.value, self.last.value))
+        return first, last
+
+    @value.setter
+    def value(self, layers: tuple[int, int]) -> None:
+        self.first.value, self.last.value = layers
+
+    def observe(self, callback, names: str = "value") -> None:
+        for control in (self.first, self.last):
+            control.observe(callback, names=names)
+
+
 class WhatTrains:
-    """Check boxes, a layer slider and, for each model, the trainable count, its % and a log-scale bar. A
-    group the first model does not read (the pooler, under the mean readout) counts for the reference only."""
+    """Check boxes, the layers that train and, for each model, the trainable count, its % and a log-scale bar.
+    A group the first model does not read (the pooler, under the mean readout) counts for the reference only."""
 
     def __init__(self, model: ModelShape, reference: ModelShape | None = None):
         self.model, self.reference = model, reference
@@ -62,14 +86,13 @@ class WhatTrains:
         self.boxes = {group: widgets.Checkbox(value=True, description=LABELS.get(group, group), indent=False,
                                               layout=widgets.Layout(width="130px"))
                       for group in (*BIAS_GROUPS, HEAD) if group in present or group == HEAD}
-        self.layers = widgets.IntRangeSlider(value=(0, model.depth - 1), min=0, max=model.depth - 1,
-                                             description="layers", continuous_update=True)
+        self.layers = LayerRange(model.depth)
         self.summary = widgets.HTML()
         for control in (*self.boxes.values(), self.layers):
             control.observe(lambda _: self.update(), names="value")
         self.update()
         boxes = widgets.HBox(list(self.boxes.values()), layout=widgets.Layout(flex_flow="row wrap"))
-        self.widget = widgets.VBox([boxes, self.layers, self.summary])
+        self.widget = widgets.VBox([boxes, self.layers.widget, self.summary])
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -109,9 +132,10 @@ METHOD_CHOICES = (("BitFit", "bitfit"), ("the chosen biases", "chosen"), ("Full-
 
 class LiveCurves(TrainerCallback):
     """Redraws the training loss (every step) and the dev score (every evaluation) of a live run into an
-    image widget, and moves a progress bar; safe to run from the training thread."""
+    HTML widget, as an image with alt text that reads the curves, and moves a progress bar; safe to run from
+    the training thread."""
 
-    def __init__(self, image: widgets.Image, progress: widgets.IntProgress, title: str):
+    def __init__(self, image: widgets.HTML, progress: widgets.IntProgress, title: str):
         self.image, self.progress, self.title = image, progress, title
         self.loss: list[tuple[int, float]] = []
         self.dev: list[tuple[int, float]] = []
@@ -146,7 +170,19 @@ class LiveCurves(TrainerCallback):
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
-        self.image.value = buffer.getvalue()
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        self.image.value = f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(self.alt())}"/>'
+
+    def alt(self) -> str:
+        """The curves in words, for a reader who cannot see them."""
+        found = [f"Live curves of {self.title}"]
+        if self.loss:
+            found.append(f"training loss over {self.loss[-1][0]} steps, from {self.loss[0][1]:.2f} to "
+                         f"{self.loss[-1][1]:.2f}")
+        if self.dev:
+            found.append(f"dev score (x100) at {len(self.dev)} evaluations: "
+                         + ", ".join(f"{score:.1f}" for _, score in self.dev))
+        return "; ".join(found) + "."
 
 
 class Lab:
@@ -163,12 +199,12 @@ class Lab:
         sizes = sorted({min(size, profile.train_size or size) for size in (100, 200, 500, 1000, 2000)})
         self.train_size = widgets.Dropdown(options=sizes, value=sizes[-2] if len(sizes) > 1 else sizes[0],
                                            description="examples")
-        self.steps = widgets.IntSlider(value=60, min=20, max=300, step=20, description="steps")
+        self.steps = widgets.Dropdown(options=list(range(20, 301, 20)), value=60, description="steps")
         self.method = widgets.ToggleButtons(options=METHOD_CHOICES, value="bitfit")
-        self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
+        self.train_button = widgets.Button(description="Train", icon="play")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="steps")
-        self.curves = widgets.Image(format="png")
+        self.curves = widgets.HTML()
         self.status = widgets.HTML()
         self.table = widgets.HTML()
         self.finished: list[tuple[RunRecord, bool]] = []  # (record, stopped early)

@@ -4,21 +4,20 @@ A deck is made from the committed, executed notebook, and nothing is re-run. It 
 slide with what the notebook teaches and its learning objectives (``course.CHAPTERS``); every cell tagged
 ``slides`` (the key figure or two, a verdict), its figure alone where it draws one, else its outputs; the
 notebook's takeaways; and its discussion questions. ``make site`` writes the decks beside the site's pages,
-and the instructor guide links them. The scripts a deck runs on (reveal.js, require.js, jQuery) are fetched
-from the npm registry into the site, so the slides work in a classroom without internet.
+and the instructor guide links them. The scripts a deck runs on (reveal.js, require.js, jQuery, MathJax) are
+the site's own (``offline``), so the slides work in a classroom without internet.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
-import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 
 import nbformat
 
+from . import offline
 from .course import CHAPTERS, Chapter
 
 SLIDE_TAG = "slides"
@@ -80,53 +79,51 @@ def deck(chapter: Chapter):
     return notebook
 
 
-# The scripts a deck runs on, from the npm registry: nbconvert's reveal.js, and a require.js and jQuery it works with
-SCRIPTS = {"reveal.js": "reveal.js@4.0.2", "requirejs": "requirejs@2.3.6", "jquery": "jquery@2.2.4"}
-VENDOR = "vendor"  # the folder beside the decks that holds them
+# The deck's template: nbconvert's reveal.js, with MathJax 3 (the site's own copy) reading $...$ as math, and
+# without the diagram library it would import from a CDN (no deck draws a diagram)
+TEMPLATE = """{%- extends 'reveal/index.html.j2' -%}
+{%- block html_head_js_mathjax -%}
+<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], processEscapes: true}};</script>
+<script src="{{ resources.mathjax_url }}"></script>
+{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
 
 
-def fetch_scripts(folder: Path) -> bool:
-    """Put reveal.js, require.js and jQuery in ``folder`` (``npm pack``, once), so that the decks run with no
-    network. False, with the reason printed, when npm cannot fetch them: the decks then load them from a CDN."""
-    if all((folder / name / "package.json").is_file() for name in SCRIPTS):
-        return True
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            subprocess.run(["npm", "pack", "--silent", *SCRIPTS.values()], cwd=scratch, check=True,
-                           capture_output=True, timeout=300)
-        except (OSError, subprocess.SubprocessError) as error:
-            print(f"slides: could not fetch {', '.join(SCRIPTS.values())} with npm ({error}); the decks will load "
-                  "them from a CDN and need a network to run as slides")
-            return False
-        for name in SCRIPTS:
-            archive = next(Path(scratch).glob(f"{name}-*.tgz"))
-            with tarfile.open(archive) as packed:
-                packed.extractall(scratch, filter="data")
-            shutil.rmtree(folder / name, ignore_errors=True)
-            shutil.move(Path(scratch) / "package", folder / name)
-    return True
+def _template(folder: Path) -> str:
+    """Write the deck's template into ``folder`` and return its name."""
+    (folder / "bitfit_slides").mkdir(parents=True, exist_ok=True)
+    (folder / "bitfit_slides" / "conf.json").write_text('{"base_template": "reveal", "mimetypes": {"text/html": true}}')
+    (folder / "bitfit_slides" / "index.html.j2").write_text(TEMPLATE)
+    return "bitfit_slides"
 
 
-def write_decks(out: Path) -> list[Path]:
-    """Write every notebook's deck to ``out/<stem>.slides.html``, with its scripts in ``out/vendor`` where npm
-    can fetch them."""
+def write_decks(out: Path, vendor: Path) -> list[Path]:
+    """Write every notebook's deck to ``out/<stem>.slides.html``, running on the scripts in ``vendor``
+    (``offline.fetch``) where npm can fetch them, else on a CDN's."""
     from nbconvert import SlidesExporter
     from traitlets.config import Config
 
     config = Config()
     config.TagRemovePreprocessor.remove_input_tags = {HIDE_INPUT}
     config.TagRemovePreprocessor.enabled = True
-    if fetch_scripts(out / VENDOR):
-        config.SlidesExporter.reveal_url_prefix = f"{VENDOR}/reveal.js"
-        config.SlidesExporter.require_js_url = f"{VENDOR}/requirejs/require.js"
-        config.SlidesExporter.jquery_url = f"{VENDOR}/jquery/dist/jquery.min.js"
-    exporter = SlidesExporter(config=config, exclude_input_prompt=True, exclude_output_prompt=True)
+    config.SlidesExporter.mathjax_url = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg-full.js"
+    config.SlidesExporter.reveal_theme = "white"  # its fonts ship with reveal.js; the default theme's come from Google
+    if offline.fetch(vendor):
+        prefix = Path(os.path.relpath(vendor, out)).as_posix()
+        config.SlidesExporter.reveal_url_prefix = f"{prefix}/{offline.REVEAL}"
+        config.SlidesExporter.require_js_url = f"{prefix}/{offline.REQUIRE}"
+        config.SlidesExporter.jquery_url = f"{prefix}/{offline.JQUERY}"
+        config.SlidesExporter.mathjax_url = f"{prefix}/{offline.MATHJAX}"
+        config.SlidesExporter.widget_renderer_url = f"{prefix}/{offline.WIDGETS}"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for chapter in CHAPTERS:
-        body, _ = exporter.from_notebook_node(deck(chapter))
-        path = out / f"{chapter.stem}.slides.html"
-        path.write_text(body, encoding="utf-8")
-        written.append(path)
+    with tempfile.TemporaryDirectory() as templates:
+        exporter = SlidesExporter(config=config, exclude_input_prompt=True, exclude_output_prompt=True,
+                                  extra_template_basedirs=[templates], template_name=_template(Path(templates)))
+        for chapter in CHAPTERS:
+            body, _ = exporter.from_notebook_node(deck(chapter))
+            path = out / f"{chapter.stem}.slides.html"
+            path.write_text(body, encoding="utf-8")
+            written.append(path)
     return written

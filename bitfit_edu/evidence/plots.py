@@ -30,6 +30,7 @@ from ..experiments.runs import RunRecord
 
 DPI = 100
 ALT_SUFFIX = ".alt.txt"
+TITLE_SUFFIX = ".title.txt"
 
 
 @dataclass
@@ -47,23 +48,31 @@ class Chart:
         self.figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
         return buffer.getvalue()
 
+    @property
+    def title(self) -> str:
+        """The figure's own title: its super-title, else its first panel's."""
+        titles = [self.figure._suptitle.get_text()] if self.figure._suptitle else []
+        titles += [axes.get_title() for axes in self.figure.axes]
+        return next((title.replace("\n", " ") for title in titles if title.strip()), "")
+
     def save(self, name: str) -> str:
-        """Write ``results/figures/<name>.png`` and its alt text beside it (``<name>.alt.txt``); returns the
-        PNG's path relative to the checkout."""
+        """Write ``results/figures/<name>.png``, its alt text beside it (``<name>.alt.txt``) and its title
+        (``<name>.title.txt``, for the results page); returns the PNG's path relative to the checkout."""
         folder = results_folder("figures")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
         path.write_bytes(self.png())
         (folder / f"{name}{ALT_SUFFIX}").write_text(self.alt + "\n")
+        (folder / f"{name}{TITLE_SUFFIX}").write_text(self.title + "\n")
         return path.relative_to(course_root()).as_posix()
 
     def show(self, name: str | None = None) -> None:
-        """Save the chart as ``name`` (``save``) and print where, then display it as an image with its alt
-        text. Without a name (a live measurement, not a committed result) it is only displayed."""
+        """Save the chart as ``name`` (``save``: ``results/figures/<name>.png``), then display it as an image
+        with its alt text. Without a name (a live measurement, not a committed result) it is only displayed."""
         from IPython.display import display
 
         if name is not None:
-            print(self.save(name))
+            self.save(name)
         plt.close(self.figure)  # displayed once, below, with its alt text; not again by the inline backend
         display(self)
 
