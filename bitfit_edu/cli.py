@@ -34,6 +34,13 @@ from .experiments.runner import delta_path, run_grid, then_the_others, to_train,
 from .experiments.runs import RunConfig, RunRecord
 
 
+def _port(value: str) -> int:
+    """A TCP port number, 0 to 65535 (0: any free port)."""
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: give a number from 0 to 65535")
+    return int(value)
+
+
 def _csv(value: str, option: str) -> list[str]:
     """'rte, mrpc' -> ['rte', 'mrpc']; a value that names nothing is an error, not 'all'."""
     items = [v.strip() for v in value.split(",") if v.strip()]
@@ -167,18 +174,26 @@ def only_methods(configs: list[RunConfig], labels: list[str]) -> list[RunConfig]
     return [config for config in configs if config.label in labels]
 
 
+REPORT_GROUPS = ("task", "method", "learning_rate", "epochs", "format", "setting")
+
+
 def cmd_report(args) -> None:
     profile = get_profile(args.profile)
     store = ResultStore.in_folder(args.results, profile.name)
-    records = store.records()
+    records, left_out = store.checked_records()
+    for path, why in left_out:
+        print(f"left out {path}: {why}")
     if not records:
         raise BitFitError(f"no finished runs in {store.root}: run 'grid' or 'run' first")
-    print(f"{len(records)} finished runs in {store.root}; dev scores x100 (mean of a task's metrics), over seeds:")
-    summary = results_summary(runs_frame(records)).reset_index()
+    print(f"{len(records)} finished runs in {store.root}; dev scores x100 (mean of a task's metrics), over the "
+          "seeds of each setting (runs whose configurations differ only in their seed):")
+    frame = runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
+                                       setting=[r.config.setting for r in records])
+    summary = results_summary(frame, by=REPORT_GROUPS).reset_index()
     summary["learning_rate"] = summary["learning_rate"].map("{:g}".format)
     summary["best_std"] = summary["best_std"].map(lambda std: "n/a (1 seed)" if pd.isna(std) else f"{std:.1f}")
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(summary.set_index(["task", "method", "learning_rate"]).to_string())
+    with pd.option_context("display.width", 220, "display.max_rows", 500):
+        print(summary.set_index(list(REPORT_GROUPS)).to_string())
 
 
 def demo_table(records: list[RunRecord], committed: list[RunRecord] = ()) -> pd.DataFrame:
@@ -394,7 +409,7 @@ def parser() -> argparse.ArgumentParser:
                                                 "(mixed-task batches on one backbone)")
     serve_parser.add_argument("--deltas", required=True, metavar="DIR", help="a folder of delta files, one backbone")
     serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--port", type=_port, default=8000)
     serve_parser.add_argument("--max-batch", type=int, default=32, help="most rows in one mixed batch (default 32)")
     serve_parser.add_argument("--max-wait-ms", type=float, default=5.0,
                               help="how long a batch's first request waits for others, counted from its arrival, "

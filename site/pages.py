@@ -160,13 +160,14 @@ def verdicts() -> str:
 
 
 def figures() -> str:
-    """Every figure with alt text in ``results/figures/``, under its own title (``<name>.title.txt``), else
-    its file name in words."""
+    """Every figure with alt text in ``results/figures/``, under its name in words and its own title
+    (``<name>.title.txt``)."""
     blocks = []
     for name, alt in plots.alt_texts().items():
         path = results_folder("figures") / f"{name}.png"
         titled = path.with_name(f"{name}{plots.TITLE_SUFFIX}")
-        title = (titled.read_text().strip() if titled.is_file() else "") or name.replace("_", " ").capitalize()
+        own = titled.read_text().strip() if titled.is_file() else ""
+        title = name.replace("_", " ").capitalize() + (f": {own}" if own else "")
         if path.is_file():
             blocks.append(f"### {title}\n\n```{{image}} ../results/figures/{name}.png\n:alt: {alt}\n```\n")
     return "\n".join(blocks)

@@ -156,3 +156,42 @@ def test_demo_table_sets_the_committed_grid_beside_the_demo():
     assert table.loc["BitFit", "committed grid: last epoch"] == "81.5 (2 seeds, 2 ep.)"
     assert table.loc["Frozen", "committed grid: last epoch"] == "not run"
     assert "committed grid: last epoch" not in demo_table(demo)
+
+
+def test_report_counts_each_run_once_never_mixes_settings_and_says_what_it_left_out(tmp_path, capsys):
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from synthetic_records import stored_record
+
+    from bitfit_edu.cli import REPORT_GROUPS
+    from bitfit_edu.evidence.tables import results_summary, runs_frame
+    from bitfit_edu.experiments.results import ResultStore
+    from bitfit_edu.experiments.runs import RunConfig, RunRecord
+
+    store = ResultStore.in_folder(tmp_path, "smoke")
+    base = RunConfig(model="m", task="rte", method="bitfit", epochs=2)
+    for seed in range(3):
+        store.write(RunRecord.from_json(stored_record(replace(base, seed=seed), dev=(0.5, 0.6))))
+    for seed in range(2):  # the same runs in bf16: another setting, never averaged with the first
+        store.write(RunRecord.from_json(stored_record(replace(base, seed=seed, bf16=True), dev=(0.5, 0.7))))
+    first = store.path(replace(base, seed=0))
+    shutil.copy(first, first.with_name("copied.json"))
+    shutil.copy(first, tmp_path / "smoke" / first.name)  # a second copy in another folder
+    for seed, dev in ((5, (0.5, float("nan"))), (6, (0.5, 7.5))):
+        store.path(replace(base, seed=seed)).write_text(json.dumps(stored_record(replace(base, seed=seed), dev=dev)))
+    edited = stored_record(replace(base, seed=7))
+    edited["config"]["learning_rate"] = 0.003
+    store.path(replace(base, seed=7)).write_text(json.dumps(edited))
+    (store.root / "rte" / "broken.json").write_text(json.dumps({**stored_record(base), "sizes": {}}))
+    records, left_out = store.checked_records()
+    assert len(records) == 5 and len(left_out) == 6
+    assert main(["report", "--profile", "smoke", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("left out") == 6 and "5 finished runs" in out and "a second copy" in out
+    assert "NaN, or outside -1..1" in out and "its name is not its configuration's run id" in out
+    seeds = {(key[4], value) for key, value in results_summary(
+        runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
+                                   setting=[r.config.setting for r in records]), by=REPORT_GROUPS)["seeds"].items()}
+    assert seeds == {("bf16", 2), ("fp32", 3)}

@@ -114,7 +114,7 @@ def test_missing_and_extra_tensors_are_named(trained, tmp_path, tiny_model_dir):
 
     def list_extra(manifest):  # listed, as a renamed or added tensor would be in a delta without a digest
         manifest["tensors"]["bert.extra.bias"] = [3]
-        manifest["tensors_sha256"] = None
+        first_format(manifest)
     with pytest.raises(BitFitError, match="holds bert.extra.bias, which this model does not have"):
         load_delta(model, edited(trained["rte"], tmp_path, add="bert.extra.bias", manifest_edit=list_extra))
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
@@ -163,7 +163,7 @@ def test_a_nan_is_refused_even_when_the_digest_matches(trained, tmp_path, tiny_m
         poison.digest = tensors_digest(tensors)
 
     def redigest(manifest):
-        manifest["tensors_sha256"] = poison.digest
+        first_format(manifest, tensors_sha256=poison.digest)
     copy = edited(trained["rte"], tmp_path, tensor_edit=poison, manifest_edit=redigest)
     with pytest.raises(BitFitError, match=r"query.bias holds 1 non-finite value\(s\) \(NaN or infinity\)"):
         load_delta(backbone(tiny_model_dir, 2), copy)
@@ -171,7 +171,7 @@ def test_a_nan_is_refused_even_when_the_digest_matches(trained, tmp_path, tiny_m
 
 def test_an_old_delta_without_a_digest_is_checked_by_its_reference_logits(trained, tmp_path, tiny_model_dir):
     def old(manifest):
-        manifest["tensors_sha256"] = None
+        first_format(manifest)
 
     def nudge(tensors):
         tensors["classifier.bias"] += 0.5
@@ -183,9 +183,26 @@ def test_an_old_delta_without_a_digest_is_checked_by_its_reference_logits(traine
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters()), "restored after the failed check"
 
     def neither(manifest):
-        manifest["tensors_sha256"], manifest["reference"] = None, None
-    with pytest.raises(BitFitError, match="neither a digest nor reference logits"):
+        first_format(manifest, reference=None)
+    with pytest.raises(BitFitError, match="carries no reference logits"):
         load_delta(model, edited(trained["rte"], tmp_path, manifest_edit=neither))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(label_names=list(reversed(m["label_names"]))),  # answers come out under the other label
+    lambda m: m.update(task="mnli"),
+    lambda m: m.update(model="bert-base-cased"),
+    lambda m: m.update(readout="cls_pooler"),
+    lambda m: m.update(reference=None),
+])
+def test_an_edited_manifest_is_refused_by_the_digest_that_covers_it(trained, tmp_path, tiny_model_dir, edit):
+    with pytest.raises(BitFitError, match="was changed after it was saved: its manifest or its tensors"):
+        read_delta(edited(trained["rte"], tmp_path, manifest_edit=edit))
+
+
+def first_format(manifest: dict, **fields) -> None:
+    """Make a saved manifest one of the first format: no digest over the manifest, and (default) none at all."""
+    manifest.update({"format": "bitfit_edu.delta/1", "tensors_sha256": None, "content_sha256": None, **fields})
 
 
 def test_full_fine_tuning_has_no_bias_delta(tiny_model_dir, tmp_path):

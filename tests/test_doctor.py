@@ -98,3 +98,41 @@ def test_doctor_command_prints_one_line_per_item_and_exits_1_on_a_fail(monkeypat
 def test_unknown_memory_is_not_a_failure(monkeypatch, available):
     monkeypatch.setattr(doctor, "available_memory_mb", lambda: available)
     assert doctor.free_memory().ok
+
+
+def test_a_data_setting_that_names_no_folder_is_a_fail_line_not_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BITFIT_EDU_DATA", str(tmp_path / "nowhere"))
+    assert cli_doctor() == 1
+    out = capsys.readouterr().out
+    assert "FAIL  GLUE data and model" in out and "BITFIT_EDU_DATA=" in out and "FAIL  demo time" in out
+
+
+def test_a_broken_torch_is_a_fail_line_and_nothing_else_is_tried(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("libtorch.so: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    found = doctor.findings()
+    assert [f.item for f in found][-2:] == ["torch", "the rest"] and not found[-2].ok
+    assert "libtorch.so" in found[-2].found and "make install" in found[-2].fix
+
+
+def test_doctor_runs_before_the_command_line_imports_torch():
+    import subprocess
+    import sys
+
+    script = ("import sys, runpy; sys.argv = ['bitfit_edu', 'doctor']; sys.modules['torch'] = None\n"
+              "try:\n    runpy.run_module('bitfit_edu', run_name='__main__')\nexcept SystemExit as end:\n"
+              "    print('exit', end.code)")
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "FAIL  torch" in found.stdout and "exit 1" in found.stdout, found.stderr[-400:]
+
+
+def cli_doctor() -> int:
+    return doctor.run()

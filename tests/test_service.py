@@ -79,8 +79,8 @@ def test_concurrent_requests_of_many_tasks_each_get_their_own_tasks_answer(clien
     ({"task": "cola", "text": "x"}, 404, "no task 'cola'; loaded: "),
     ({"task": "sst2", "text": "a", "text_pair": "b"}, 422, "reads one text: drop 'text_pair'"),
     ({"task": "rte", "text": "a"}, 422, "reads a pair: give 'text' and 'text_pair'"),
-    ({"task": "sst2", "text": "   "}, 422, "must be non-empty strings"),
-    ({"task": "sst2", "text": 5}, 422, "must be non-empty strings"),
+    ({"task": "sst2", "text": "   "}, 422, "must be strings with something to read"),
+    ({"task": "sst2", "text": 5}, 422, "must be strings of valid Unicode"),
     ([1, 2], 400, "must be a JSON object"),
 ])
 def test_bad_requests_get_one_clear_message(client, body, status, message):
@@ -208,3 +208,23 @@ def test_a_batch_waits_for_company_only_when_the_last_batch_had_some():
     lone, lone_again, three, lone_after_three = asyncio.run(waits())
     assert lone < 0.5 and lone_again < 0.5 and three < 0.5
     assert lone_after_three >= 1.4
+
+
+@pytest.mark.parametrize("body, status, said", [
+    ('{"task": "sst2", "text": "\\ud800"}', 422, "valid Unicode"),
+    ('{"task": "sst2", "text": "\\u0000\\u200b\\u0007 "}', 422, "something to read"),
+    ("[" * 1100 + "]" * 1100, 400, "nests too deeply"),
+    ('{"task": "sst2", "text": "fine", "n": ' + "9" * 5000 + "}", 400, "cannot be read"),
+])
+def test_hostile_bodies_get_one_4xx_never_a_500(deltas, body, status, said):
+    with TestClient(create_app(Settings(deltas, max_length=16, max_body_bytes=20_000))) as roomy:
+        response = roomy.post("/v1/predict", content=body.encode(), headers={"content-type": "application/json"})
+        assert response.status_code == status and said in response.json()["error"], response.text
+        assert roomy.post("/v1/predict", json={"task": "sst2", "text": "still answering"}).status_code == 200
+
+
+def test_a_max_length_beyond_the_models_positions_is_lowered_so_a_long_text_fails_nothing(deltas, capsys):
+    with TestClient(create_app(Settings(deltas, max_length=100_000, max_body_bytes=20_000))) as roomy:
+        assert "more than the model's" in capsys.readouterr().err
+        answer = roomy.post("/v1/predict", json={"task": "sst2", "text": "good " * 500})
+        assert answer.status_code == 200 and answer.json()["truncated"] is True

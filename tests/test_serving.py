@@ -140,7 +140,7 @@ def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_mode
         manifest = json.loads(file.metadata()[MANIFEST_KEY])
         tensors = {n: file.get_tensor(n) for n in file.keys()}
     tensors["classifier.bias"] += 0.5
-    manifest["tensors_sha256"] = None  # an old-format delta: only its reference logits can tell
+    manifest.update(format="bitfit_edu.delta/1", content_sha256=None)  # first format: the logits must tell
     tampered = tmp_path / "tampered.safetensors"
     save_file(tensors, tampered, metadata={MANIFEST_KEY: json.dumps(manifest)})
     with pytest.raises(BitFitError, match="gives logits .* away from those the fine-tuned model gave"):

@@ -20,7 +20,9 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import __version__
+from ..data import locations
 from ..data.locations import CHECKOUT, glue_dir, hub_cache, results_folder
+from ..errors import BitFitError
 
 TESTED_PYTHON = (3, 11)
 MEMORY_NEEDED_MB = 2048  # Binder's limit, which notebook 03 (the largest) stays within
@@ -107,8 +109,9 @@ def data_and_model(model: str, task_folder: str, reachable: Callable[[], bool] =
             AutoConfig.from_pretrained(model, **hub_options())
             modelled = Finding("model", True, f"{model} in {cache}")
         except OSError:
+            unset = "HF_HUB_CACHE" if os.environ.get("HF_HUB_CACHE") else locations.DATA_VARIABLE
             modelled = Finding("model", False, f"{model} not in {cache}", f"copy the hub cache of {model} there, or "
-                               "unset HF_HUB_CACHE to download it")
+                               f"unset {unset} to download it")
     else:
         modelled = Finding("model", bool(online), f"{model} from the Hugging Face hub"
                            + ("" if online else ", not reachable"), fix)
@@ -176,15 +179,31 @@ def demo_estimate(steps: int = 3) -> Finding:
                    "this machine is slow for live runs: run the demo before class, or use Binder or Colab")
 
 
+def torch_works() -> Finding:
+    """Whether PyTorch imports: every other check, and the course, needs it."""
+    try:
+        import torch
+    except Exception as error:  # missing, or broken in any way: the line says which
+        return Finding("torch", False, f"does not import ({type(error).__name__}: {error})"[:200],
+                       "make install (or: python -m pip install -r requirements.txt)")
+    return Finding("torch", True, torch.__version__)
+
+
 def findings() -> list[Finding]:
     """Every item, cheapest first."""
+    found = [python_version(), package_versions(), torch_works()]
+    if not found[-1].ok:
+        return found + [Finding("the rest", False, "not checked without torch", "fix the torch line above first")]
     from ..data.glue import get_task
     from ..experiments.profiles import get_profile
 
     profile = get_profile("classroom")
-    found = [python_version(), package_versions(), *data_and_model(profile.model, get_task(profile.demo_task).folder),
-             bf16_kernels(), free_memory()]
-    model_ok = all(f.ok for f in found if f.item == "model")
+    try:
+        located = data_and_model(profile.model, get_task(profile.demo_task).folder)
+    except BitFitError as error:  # a setting that names no folder
+        located = [Finding("GLUE data and model", False, str(error), "the line above says what to set")]
+    found += [*located, bf16_kernels(), free_memory()]
+    model_ok = any(f.item == "model" and f.ok for f in found)
     return found + ([demo_estimate()] if model_ok else [Finding("demo time", False, "not estimated without the model",
                                                                 "fix the model line above first")])
 

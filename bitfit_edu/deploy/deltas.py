@@ -10,10 +10,12 @@ model gave them, so that anyone who loads the delta can check they get the same 
 
 ``load_delta`` checks everything before it keeps anything: a delta made for another backbone, a missing
 or extra tensor, a wrong shape or a corrupt file each get one clear error, and the backbone is left as it
-was. A delta cannot be silently corrupted either: its manifest carries a SHA-256 of its tensors
-(``tensors_sha256``), checked on reading; a tensor with a NaN or an infinity is refused; and the backbone
-with the delta must give the manifest's reference logits to ``REFERENCE_TOLERANCE``, which also checks
-deltas saved before the digest existed.
+was. A delta cannot be silently corrupted either: its manifest carries a SHA-256 of the manifest itself and
+of its tensors (``content_sha256``), checked on reading, so an edited label, task, backbone or tensor is
+refused; a tensor with a NaN or an infinity is refused; and every delta must carry reference logits, which
+the backbone with the delta must give to ``REFERENCE_TOLERANCE``. Deltas of the first format, whose digest
+covered the tensors alone (``tensors_sha256``) or that had none, are still read, and every one of their
+reference rows is checked.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from torch import nn
 from ..core.biases import BiasTerm, bias_census, head_parameters
 from ..errors import BitFitError
 
-FORMAT = "bitfit_edu.delta/1"
+FORMAT = "bitfit_edu.delta/2"  # the manifest is covered by the digest
+READABLE_FORMATS = ("bitfit_edu.delta/1", FORMAT)
 DELTA_METHODS = ("bitfit", "frozen")  # the methods whose runs change only biases and the head
 MANIFEST_KEY = "bitfit_edu.delta"
 REFERENCE_TOLERANCE = 1e-4  # largest |logit difference| from the reference logits a loaded delta may give
@@ -62,8 +65,14 @@ class DeltaManifest:
     tensors: dict[str, list[int]]  # name -> shape
     package_version: str
     reference: Reference | None = None
-    tensors_sha256: str | None = None  # ``tensors_digest`` of its tensors; None in deltas saved before it existed
+    tensors_sha256: str | None = None  # format 1: ``tensors_digest`` of its tensors alone (or None)
+    content_sha256: str | None = None  # ``content_digest`` of this manifest and the tensors; None in format 1
     format: str = FORMAT
+
+    @property
+    def vouched(self) -> bool:
+        """Whether a digest covers the manifest as well as the tensors (format 2)."""
+        return self.content_sha256 is not None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -72,9 +81,9 @@ class DeltaManifest:
     def from_json(cls, text: str, source: str) -> DeltaManifest:
         try:
             stored = json.loads(text)
-            if stored.get("format") != FORMAT:
+            if stored.get("format") not in READABLE_FORMATS:
                 raise BitFitError(f"{source} is a delta of format {stored.get('format')!r}; this version of "
-                                  f"bitfit_edu reads {FORMAT!r}: update the package")
+                                  f"bitfit_edu reads {', '.join(READABLE_FORMATS)}: update the package")
             reference = stored.pop("reference", None)
             return cls(**{**stored, "label_names": tuple(stored["label_names"]),
                           "reference": Reference(**reference) if reference else None})
@@ -107,6 +116,19 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def content_digest(manifest: DeltaManifest, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a delta's manifest (every field but this digest) and of its tensors (``tensors_digest``)."""
+    unsigned = replace(manifest, content_sha256=None).to_json()
+    return hashlib.sha256(f"{unsigned}\n{tensors_digest(tensors)}".encode()).hexdigest()
+
+
+def _signed(manifest: DeltaManifest, tensors: dict[str, torch.Tensor]) -> DeltaManifest:
+    """``manifest`` for ``tensors`` in the current format: their shapes listed, and the digest of both."""
+    manifest = replace(manifest, tensors={name: list(t.shape) for name, t in tensors.items()}, tensors_sha256=None,
+                       format=FORMAT, content_sha256=None)
+    return replace(manifest, content_sha256=content_digest(manifest, tensors))
+
+
 def delta_tensors(model: nn.Module, census: Iterable[BiasTerm] | None = None) -> dict[str, torch.Tensor]:
     """What a task trained into ``model`` (``methods.prepare`` marks it): its bias terms and its head.
     Only a bias-only method (BitFit and its subsets, or Frozen: the head alone) has a delta."""
@@ -124,8 +146,10 @@ def save_delta(model: nn.Module, path: str | Path, manifest: DeltaManifest,
                census: Iterable[BiasTerm] | None = None) -> Path:
     """Write the delta of ``model`` to ``path`` (``.safetensors``); ``manifest.tensors`` is filled in here."""
     tensors = delta_tensors(model, census)
-    manifest = replace(manifest, tensors={name: list(t.shape) for name, t in tensors.items()},
-                       tensors_sha256=tensors_digest(tensors))
+    if manifest.reference is None:
+        raise BitFitError("a delta is saved with reference logits (deltas.reference_for), by which whoever loads "
+                          "it checks that they get the same model back")
+    manifest = _signed(manifest, tensors)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata={MANIFEST_KEY: manifest.to_json()})
@@ -166,8 +190,11 @@ def _header(data: bytes) -> dict:
 
 
 def check_integrity(manifest: DeltaManifest, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """One clear error unless the tensors are those the manifest's digest names, and finite; a delta without
-    a digest must carry reference logits, by which it is checked when loaded."""
+    """One clear error unless the manifest and tensors are those the manifest's digest names, the tensors are
+    finite, and the delta carries reference logits, by which it is checked when loaded."""
+    if manifest.vouched and content_digest(manifest, tensors) != manifest.content_sha256:
+        raise BitFitError(f"{source} was changed after it was saved: its manifest or its tensors do not match the "
+                          "SHA-256 in its manifest. Do not use it; save the delta again from its run")
     if manifest.tensors_sha256 is not None and tensors_digest(tensors) != manifest.tensors_sha256:
         raise BitFitError(f"{source} was changed after it was saved: its tensors do not match the SHA-256 in its "
                           "manifest. Do not use it; save the delta again from its run")
@@ -176,16 +203,14 @@ def check_integrity(manifest: DeltaManifest, tensors: dict[str, torch.Tensor], s
                          if not bool(torch.isfinite(tensor).all()))
         raise BitFitError(f"{source}: {name} holds {bad} non-finite value(s) (NaN or infinity): the run diverged "
                           "or the file is damaged. Save the delta again from a run that finished")
-    if manifest.tensors_sha256 is None and manifest.reference is None:
-        raise BitFitError(f"{source} carries neither a digest nor reference logits, so it cannot be checked: save "
-                          "the delta again from its run")
+    if manifest.reference is None:
+        raise BitFitError(f"{source} carries no reference logits, so no one can check that it gives the model it "
+                          "was saved from: save the delta again from its run")
 
 
 def check_reference(model: nn.Module, manifest: DeltaManifest, source: str) -> None:
     """One clear error unless ``model`` (the backbone with the delta in place) gives the manifest's reference
     logits to ``REFERENCE_TOLERANCE``."""
-    if manifest.reference is None:
-        return
     gap = reference_gap(model, manifest.reference)
     if not gap <= REFERENCE_TOLERANCE:
         raise BitFitError(f"{source}: the backbone with this delta gives logits {gap:.3g} away from those the "
@@ -259,10 +284,7 @@ def derived_delta(model: nn.Module, path: str | Path, out: str | Path, seed: int
     ``scale`` times its own standard deviation, with reference logits recomputed on ``model`` (the backbone
     the delta belongs to, with a head of its size) and a fresh digest. For scale tests of serving: a derived
     delta is a plausible task, not a trained one."""
-    manifest, tensors = read_delta(path)
-    if manifest.reference is None:
-        raise BitFitError(f"{path} carries no reference inputs, so a delta derived from it could not be checked: "
-                          "derive from a delta saved with reference logits")
+    manifest, tensors = read_delta(path)  # it carries reference inputs: every readable delta does
     generator = torch.Generator().manual_seed(seed)
     derived = {name: tensor + scale * tensor.std().nan_to_num() * torch.randn(tensor.shape, generator=generator)
                for name, tensor in tensors.items()}
@@ -271,7 +293,7 @@ def derived_delta(model: nn.Module, path: str | Path, out: str | Path, seed: int
     for name, tensor in derived.items():
         parameters[name].copy_(tensor)
     batch = {k: torch.tensor(v) for k, v in manifest.reference.inputs.items()}
-    manifest = replace(manifest, reference=reference_for(model, batch), tensors_sha256=tensors_digest(derived))
+    manifest = _signed(replace(manifest, reference=reference_for(model, batch)), derived)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(derived, out, metadata={MANIFEST_KEY: manifest.to_json()})

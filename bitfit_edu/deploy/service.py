@@ -18,8 +18,10 @@ file's name without ``.safetensors``. Endpoints:
 - ``GET /healthz``.
 
 Bad input gets a 4xx with one message and never touches other requests: an unknown task (404), a pair for a
-single-sentence task or the reverse, an empty text (422), a body that is not UTF-8 JSON (400), a body over
-``max_body_bytes`` (413). Text over ``max_length`` tokens is truncated and the response says so. On SIGTERM,
+single-sentence task or the reverse, a text that is empty or holds only spaces and invisible characters, or
+that is not valid Unicode (422), a body that is not UTF-8 JSON, nests too deeply or holds a number too long to
+read (400), a body over ``max_body_bytes`` (413). ``max_length`` is at most the model's positions (a larger
+one is lowered, with a printed line); text over it is truncated and the response says so. On SIGTERM,
 uvicorn stops accepting connections and the requests in flight are answered before the process exits.
 """
 
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
+import unicodedata
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -40,9 +44,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from transformers import DataCollatorWithPadding
 
+from ..core.counting import load_config
 from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
+from .deltas import read_delta
 from .serving import (
     DEFAULT_MEMORY_RELEASE,
     MultiTask,
@@ -53,6 +59,20 @@ from .serving import (
     task_names,
     trims_after,
 )
+
+
+def visible(text: str) -> bool:
+    """Whether ``text`` holds a character to read: not only spaces, control, format (zero-width) or unassigned
+    characters."""
+    return any(not character.isspace() and unicodedata.category(character)[0] != "C" for character in text)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class RequestError(Exception):
@@ -110,8 +130,12 @@ class MicroBatcher:
             pair = len(spec.text_fields) == 2
             wanted = "a pair: give 'text' and 'text_pair'" if pair else "one text: drop 'text_pair'"
             raise RequestError(422, f"task {task!r} ({spec.folder}) reads {wanted}")
-        if not all(isinstance(t, str) and t.strip() for t in texts):
-            raise RequestError(422, "'text' (and 'text_pair') must be non-empty strings")
+        if not all(isinstance(t, str) and (t.isascii() or _encodes(t)) for t in texts):
+            raise RequestError(422, "'text' (and 'text_pair') must be strings of valid Unicode (a lone surrogate "
+                                    "such as \\ud800 is not)")
+        if not all(visible(t) for t in texts):
+            raise RequestError(422, "'text' (and 'text_pair') must be strings with something to read, not only "
+                                    "spaces, control or invisible characters")
         row = self.tokenizer(*texts)
         if len(row["input_ids"]) <= self.settings.max_length:
             return dict(row), False
@@ -219,6 +243,10 @@ async def _json_body(request: Request, limit: int) -> dict:
         raise RequestError(400, "the body is not UTF-8: send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as error:
         raise RequestError(400, f"the body is not JSON ({error.msg}): send {{\"task\": ..., \"text\": ...}}") from None
+    except RecursionError:
+        raise RequestError(400, "the body nests too deeply: send {\"task\": ..., \"text\": ...}") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python reads
+        raise RequestError(400, f"the body cannot be read ({error})"[:300]) from None
     if not isinstance(found, dict):
         raise RequestError(400, "the body must be a JSON object: {\"task\": ..., \"text\": ...}")
     return found
@@ -230,6 +258,11 @@ def create_app(settings: Settings) -> FastAPI:
     if not paths:
         raise BitFitError(f"no delta files (*.safetensors) in {settings.deltas}: save some with "
                           "'python -m bitfit_edu run ... --deltas DIR'")
+    positions = load_config(read_delta(paths[0])[0].model).max_position_embeddings
+    if settings.max_length > positions:  # a longer row would fail its whole batch
+        print(f"serve: --max-length {settings.max_length} is more than the model's {positions} positions; texts are "
+              f"truncated at {positions} tokens", file=sys.stderr)
+        settings = replace(settings, max_length=positions)
     state: dict[str, MicroBatcher] = {}
 
     @asynccontextmanager

@@ -211,17 +211,15 @@ class MultiTask:
     @torch.no_grad()
     def _check_references(self, names: list[str], rows_per_batch: int = 64) -> None:
         """Each task's reference inputs, answered in mixed batches, must give its reference logits: every
-        reference row of a delta without a digest, the shortest row of one whose digest has vouched for its
-        tensors (that row still checks the backbone and the file's own consistency, at a fraction of the cost).
+        reference row of a first-format delta, the shortest row of one whose digest has vouched for its manifest
+        and tensors (that row still checks the backbone and the file's own consistency, at a fraction of the cost).
         Rows are batched by length, so that little of each batch is padding."""
         rows = []
         for name in names:
             manifest = self.tasks[name].manifest
-            if manifest.reference is None:
-                continue
             pairs = sorted(zip(_reference_rows(manifest.reference.inputs), manifest.reference.logits, strict=True),
                            key=lambda pair: len(pair[0]["input_ids"]))
-            rows += [(name, inputs, logits) for inputs, logits in pairs[:1 if manifest.tensors_sha256 else None]]
+            rows += [(name, inputs, logits) for inputs, logits in pairs[:1 if manifest.vouched else None]]
         rows.sort(key=lambda row: len(row[1]["input_ids"]))
         for start in range(0, len(rows), rows_per_batch):
             chunk = rows[start:start + rows_per_batch]

@@ -94,10 +94,10 @@ def best_rates(records: list[RunRecord]) -> dict[str, float]:
     return {method: float(runs.loc[runs["best"].idxmax(), "learning_rate"]) for method, runs in frame.groupby("method")}
 
 
-def results_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every (task, method, learning rate) of a results folder: best and last dev score (x100) as mean
-    and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""
-    grouped = frame.groupby(["task", "method", "learning_rate"])
+def results_summary(frame: pd.DataFrame, by: tuple[str, ...] = ("task", "method", "learning_rate")) -> pd.DataFrame:
+    """Every group (``by``: task, method, learning rate) of a results folder: best and last dev score (x100)
+    as mean and standard deviation over seeds, the mean best epoch, and mean training seconds per run."""
+    grouped = frame.groupby(list(by))
     summary = grouped.agg(best=("best", "mean"), best_std=("best", "std"), last=("last", "mean"),
                           best_epoch=("best_epoch", "mean"), seeds=("seed", "count"),
                           train_seconds=("train_seconds", "mean"))

@@ -9,6 +9,7 @@ of this project, or a record of a different configuration stops the grid with a 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -148,6 +149,33 @@ class ResultStore:
     def records(self) -> list[RunRecord]:
         """Every finished record under the root (a corrupt or foreign file raises)."""
         return [self.read(path) for path in sorted(self.root.rglob("*.json"))]
+
+    def checked_records(self) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
+        """Every run under the root, once, and each file left out with why: a file that is not a readable
+        record, one whose name is not its configuration's run id (copied, renamed or edited by hand), a second
+        copy of a run, and a run whose scores are not scores (NaN, or outside -1..1)."""
+        records, left_out, seen = [], [], set()
+        for path in sorted(self.root.rglob("*.json")):
+            try:
+                record = self.read(path)
+            except BitFitError as error:
+                left_out.append((path, str(error)))
+                continue
+            except Exception as error:  # a malformed record of any other kind: that file, not the report
+                left_out.append((path, f"not a readable run record ({type(error).__name__}: {error})"[:300]))
+                continue
+            scores = [record.best.score, record.last.score, *(e.dev.score for e in record.epochs)]
+            if path.stem != record.config.run_id or record.run_id != record.config.run_id:
+                left_out.append((path, "its name is not its configuration's run id (copied, renamed or edited "
+                                       f"by hand; its configuration's is {record.config.run_id})"))
+            elif record.config.run_id in seen:
+                left_out.append((path, "a second copy of a run already counted"))
+            elif not all(isinstance(s, int | float) and math.isfinite(s) and -1 <= s <= 1 for s in scores):
+                left_out.append((path, "a score that is not a score (NaN, or outside -1..1)"))
+            else:
+                seen.add(record.config.run_id)
+                records.append(record)
+        return records, left_out
 
 
 def _process_alive(lock: Path) -> bool:

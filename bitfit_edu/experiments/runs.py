@@ -156,6 +156,12 @@ class RunConfig:
         return method_label(self.method, self.groups, self.layers)
 
     @property
+    def setting(self) -> str:
+        """A short digest of the whole config but its seed: runs of one setting are seeds of one experiment."""
+        unseeded = {key: value for key, value in self.as_dict().items() if key != "seed"}
+        return hashlib.sha1(json.dumps(unseeded, sort_keys=True).encode()).hexdigest()[:6]
+
+    @property
     def run_id(self) -> str:
         """A readable, unique file name stem: task, method, learning rate, seed, hash of the whole config."""
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
