@@ -102,6 +102,9 @@ def cmd_run(args) -> None:
                           "(deltas are for bitfit, its variants, and frozen)")
     store = ResultStore.in_folder(args.results, profile.name)
     report = run_grid([config], store, glue_dir=args.glue_dir, deltas=args.deltas)
+    if report.held:
+        raise BitFitError(f"another process is training this run now ({store.path(config).with_suffix('.lock')}): "
+                          "wait for it to finish, then run the same command again to read its record")
     record = store.finished(config)
     state = "trained" if report.trained else "already finished"
     print(f"{state}: {store.path(config)}")
@@ -141,6 +144,10 @@ def cmd_grid(args) -> None:
         return
     report = run_grid(then_the_others(configs, mine), store, glue_dir=args.glue_dir, deltas=args.deltas)
     print(f"trained {len(report.trained)} runs")
+    if report.held:
+        print(f"{len(report.held)} runs left to the other process that is training them now: "
+              + ", ".join(store.path(config).name for config in report.held[:5])
+              + (" ..." if len(report.held) > 5 else "") + "; run the grid again once it has finished")
 
 
 def cmd_measure(args) -> None:
@@ -254,6 +261,13 @@ def cmd_demo(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    for text in args.text:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, which Python keeps as lone surrogates
+            shown = text.encode("utf-8", "surrogateescape")[:40]
+            raise BitFitError(f"a text on the command line is not UTF-8 ({shown!r}): give texts in UTF-8, or put "
+                              "them in a --tsv file") from None
     texts = list(args.text)
     if args.tsv:
         texts += _tsv_texts(args.tsv)
@@ -414,7 +428,8 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--max-wait-ms", type=float, default=5.0,
                               help="how long a batch's first request waits for others, counted from its arrival, "
                                    "when the last batch had more than one row (default 5 ms)")
-    serve_parser.add_argument("--max-length", type=int, default=128, help="tokens per text; longer is truncated")
+    serve_parser.add_argument("--max-length", type=int, help="tokens per text, at most the model's positions; longer "
+                              "is truncated (default: 128, or the model's positions if fewer)")
     serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
     serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default=DEFAULT_MEMORY_RELEASE,
                               help="how a batch's freed activations go back to the system: " + "; ".join(

@@ -129,6 +129,21 @@ def test_run_saves_a_delta_and_predict_answers_with_it(shared_glue_dir, tmp_path
     tsv.write_text("A cat sat.\tA cat was sitting.\nIt rained.\tThe sun shone.\n")
     assert main(["predict", "--delta", str(delta), "--tsv", str(tsv)]) == 0
     assert capsys.readouterr().out.count("mrpc") == 2
+    undecodable = b"caf\xe9 ||| a caf\xe9".decode("utf-8", "surrogateescape")  # Latin-1 bytes, as argv keeps them
+    assert main(["predict", "--delta", str(delta), undecodable]) == 2
+    assert "a text on the command line is not UTF-8 (b'caf\\xe9" in capsys.readouterr().err
+
+
+def test_a_second_run_of_a_run_in_training_says_so(tmp_path, capsys, monkeypatch):
+    """Another live process holds the run's claim: one line that says so, not a false 'already finished'."""
+    import contextlib
+
+    from bitfit_edu.experiments.results import ResultStore
+
+    monkeypatch.setattr(ResultStore, "claim", lambda store, config: contextlib.nullcontext(False))
+    argv = ["run", "--profile", "smoke", "--task", "rte", "--method", "bitfit", "--results", str(tmp_path)]
+    assert main(argv) == 2
+    assert "another process is training this run now" in capsys.readouterr().err
 
 
 def test_full_fine_tuning_has_no_delta_to_save(tmp_path, capsys):
@@ -195,3 +210,13 @@ def test_report_counts_each_run_once_never_mixes_settings_and_says_what_it_left_
         runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
                                    setting=[r.config.setting for r in records]), by=REPORT_GROUPS)["seeds"].items()}
     assert seeds == {("bf16", 2), ("fp32", 3)}
+
+
+def test_serve_refuses_a_bad_port_and_a_bad_delta_before_it_says_serving(tmp_path, capsys):
+    (tmp_path / "bad.safetensors").write_text("not a delta")
+    with pytest.raises(SystemExit):
+        main(["serve", "--deltas", str(tmp_path), "--port", "70000"])
+    assert "70000 is not a port" in capsys.readouterr().err
+    assert main(["serve", "--deltas", str(tmp_path), "--port", "0"]) == 2
+    found = capsys.readouterr()
+    assert "serving" not in found.out and "corrupt delta file" in found.err

@@ -2,6 +2,7 @@
 bad delta refused with one clear error and the backbone left untouched."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -125,6 +126,7 @@ def test_missing_and_extra_tensors_are_named(trained, tmp_path, tiny_model_dir):
     (lambda p: p.write_text("hello"), "corrupt delta file"),
     (lambda p: save_file({"x": torch.zeros(1)}, p), "not a bitfit_edu delta"),
     (lambda p: p.unlink(), "no delta file at"),
+    (lambda p: os.truncate(p, 2**31), "2,048 MiB, and a delta of biases and a head is a few MiB"),  # sparse: never read
 ])
 def test_a_corrupt_or_foreign_file_is_one_clear_error(trained, tmp_path, tiny_model_dir, damage, message):
     copy = tmp_path / "copy.safetensors"

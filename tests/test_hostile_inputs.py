@@ -102,7 +102,8 @@ def test_a_claimed_run_is_left_to_its_worker_and_a_stale_claim_is_taken_over(tmp
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getpid()))  # a live process holds it
     train = dict(run_fn=lambda c, **_: trained.append(c) or fake_record(c), progress=False)
-    assert run_grid([config()], store, **train).trained == [] and not trained
+    held = run_grid([config()], store, **train)
+    assert held.trained == [] and len(held.held) == 1 and not trained
     lock.write_text("999999999")  # no such process: the claim is stale
     assert len(run_grid([config()], store, **train).trained) == 1 and not lock.exists()
 

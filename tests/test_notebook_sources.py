@@ -5,16 +5,25 @@ from pathlib import Path
 import jupytext
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+FOLDER = Path(__file__).parents[1] / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
+TAGS_THAT_MATTER = ("answer", "parameters", "slides", "verdicts")  # what the student edition, papermill, the slides
+# and the site read from a cell's tags
 
 
-def cells(notebook) -> list[tuple[str, str]]:
-    """What a reader edits: each cell's type and source (outputs, ids and execution counts left out)."""
-    return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+def cells(notebook) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What a reader edits: each cell's type, source and the tags that decide what happens to it (outputs, ids
+    and execution counts left out)."""
+    return [(cell.cell_type, cell.source.strip(),
+             tuple(tag for tag in cell.metadata.get("tags", []) if tag in TAGS_THAT_MATTER)) for cell in notebook.cells]
 
 
-def test_every_notebook_is_here():
+def test_every_notebook_is_here_and_paired():
     assert len(NOTEBOOKS) >= 8
+    sources = {path.stem for path in FOLDER.glob("*.md")}
+    executed = {path.stem for path in NOTEBOOKS}
+    assert not sources - executed, f"text sources without a notebook: {sorted(sources - executed)}"
+    assert not executed - sources, f"notebooks without a text source: {sorted(executed - sources)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

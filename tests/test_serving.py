@@ -222,3 +222,15 @@ def test_the_service_trims_after_each_batch_every_16th_or_never(memory_release, 
     from bitfit_edu.deploy.serving import trims_after
 
     assert [batches for batches in range(1, 201) if trims_after(batches, memory_release)] == trimmed_after
+
+
+def test_predict_answers_a_long_list_in_bounded_batches(deltas, tiny_model_dir, monkeypatch):
+    from bitfit_edu.deploy import serving
+
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, {"rte": paths["rte"]})
+    sizes, logits = [], server.logits
+    monkeypatch.setattr(server, "logits", lambda batch: sizes.append(len(batch["input_ids"])) or logits(batch))
+    monkeypatch.setattr(serving, "PREDICT_BATCH", 3)
+    answers = serving.predict(server, [f"sentence {k} ||| another {k}" for k in range(8)])
+    assert sizes == [3, 3, 2] and len(answers) == 8

@@ -40,6 +40,7 @@ FORMAT = "bitfit_edu.delta/2"  # the manifest is covered by the digest
 READABLE_FORMATS = ("bitfit_edu.delta/1", FORMAT)
 DELTA_METHODS = ("bitfit", "frozen")  # the methods whose runs change only biases and the head
 MANIFEST_KEY = "bitfit_edu.delta"
+LARGEST_DELTA = 64 * 2**20  # bytes; BERT-large's biases and a head take about 1 MiB
 REFERENCE_TOLERANCE = 1e-4  # largest |logit difference| from the reference logits a loaded delta may give
 
 
@@ -163,6 +164,10 @@ def read_delta(path: str | Path) -> tuple[DeltaManifest, dict[str, torch.Tensor]
     if not path.is_file():
         raise BitFitError(f"no delta file at {path}: give the path of a .safetensors file saved by "
                           "'python -m bitfit_edu run ... --deltas DIR'")
+    size = path.stat().st_size
+    if size > LARGEST_DELTA:
+        raise BitFitError(f"{path} is {size / 2**20:,.0f} MiB, and a delta of biases and a head is a few MiB at "
+                          f"most (this package reads up to {LARGEST_DELTA // 2**20} MiB): it is not one")
     try:
         data = path.read_bytes()  # one read: a delta is small, and this is 4x faster than safe_open per tensor
         tensors = dict(sorted(load(data).items()))  # in name order, as safe_open lists them

@@ -14,14 +14,15 @@ file's name without ``.safetensors``. Endpoints:
 - ``POST /v1/predict`` with ``{"task": "sst2", "text": "..."}``, or ``"text_pair"`` as well for a pair task:
   the label and its probability (or a regression task's score) and the logits;
 - ``GET /v1/tasks``: the loaded tasks, their kind and labels;
-- ``POST /v1/tasks/scan``: add the deltas that appeared in the folder since, without a restart;
+- ``POST /v1/tasks/scan``: add the deltas that appeared in the folder since, without a restart, and name
+  each file refused, once (it is skipped until it changes);
 - ``GET /healthz``.
 
 Bad input gets a 4xx with one message and never touches other requests: an unknown task (404), a pair for a
 single-sentence task or the reverse, a text that is empty or holds only spaces and invisible characters, or
 that is not valid Unicode (422), a body that is not UTF-8 JSON, nests too deeply or holds a number too long to
-read (400), a body over ``max_body_bytes`` (413). ``max_length`` is at most the model's positions (a larger
-one is lowered, with a printed line); text over it is truncated and the response says so. On SIGTERM,
+read (400), a body over ``max_body_bytes`` (413). ``max_length`` is at most the model's positions (a larger one is
+refused at start, with every delta's checks); text over it is truncated and the response says so. On SIGTERM,
 uvicorn stops accepting connections and the requests in flight are answered before the process exits.
 """
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 import unicodedata
 from collections.abc import AsyncIterator
@@ -83,12 +83,15 @@ class RequestError(Exception):
         self.status = status
 
 
+DEFAULT_MAX_LENGTH = 128
+
+
 @dataclass
 class Settings:
     deltas: Path
     max_batch: int = 32
     max_wait_ms: float = 5.0
-    max_length: int = 128
+    max_length: int | None = None  # tokens per text; None: DEFAULT_MAX_LENGTH, or the model's positions if fewer
     max_body_bytes: int = 64 * 1024
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
@@ -121,6 +124,7 @@ class MicroBatcher:
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitfit-model")
         self.answered = 0
         self.lock = threading.Lock()  # adding deltas and answering batches never overlap
+        self.refused: dict[str, tuple[int, int] | None] = {}  # delta files a scan refused, as they were then
 
     def encode(self, task: str, text: str, text_pair: str | None) -> tuple[dict[str, list[int]], bool]:
         """One request's row, truncated to ``max_length`` tokens, after its texts are checked for its task."""
@@ -222,12 +226,35 @@ class MicroBatcher:
         best = int(probabilities.argmax())
         return {**found, "label": manifest.label_names[best], "probability": float(probabilities[best])}
 
-    def scan(self) -> list[str]:
-        """Add the deltas of the folder that are not loaded yet (checked as ``MultiTask.add_many`` checks)."""
+    def scan(self) -> tuple[list[str], dict[str, str]]:
+        """Add the folder's deltas that are not loaded yet, checked as ``MultiTask.add_many`` checks: the tasks
+        added, and each file refused with why. A refused file is named once, then skipped by later scans until
+        it changes, so one bad file never blocks the others."""
         with self.lock:
             known = {delta.source for delta in self.server.tasks.values()}
-            new = [p for p in sorted(self.settings.deltas.glob("*.safetensors")) if str(p) not in known]
-            return self.server.add_many(new, task_names(new, set(self.server.tasks))) if new else []
+            new = [p for p in sorted(self.settings.deltas.glob("*.safetensors"))
+                   if str(p) not in known and self.refused.get(str(p)) != _stamp(p)]
+            try:
+                return (self.server.add_many(new, task_names(new, set(self.server.tasks))) if new else []), {}
+            except BitFitError:
+                pass  # one of them is bad: add them one at a time, so that the others still come in
+            added, refused = [], {}
+            for path in new:
+                try:
+                    added += self.server.add_many([path], task_names([path], set(self.server.tasks)))
+                except BitFitError as error:
+                    self.refused[str(path)] = _stamp(path)
+                    refused[path.name] = str(error)
+            return added, refused
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's modification time and size: it changed when they did (None: it is gone)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
 
 
 async def _json_body(request: Request, limit: int) -> dict:
@@ -259,17 +286,20 @@ def create_app(settings: Settings) -> FastAPI:
         raise BitFitError(f"no delta files (*.safetensors) in {settings.deltas}: save some with "
                           "'python -m bitfit_edu run ... --deltas DIR'")
     positions = load_config(read_delta(paths[0])[0].model).max_position_embeddings
-    if settings.max_length > positions:  # a longer row would fail its whole batch
-        print(f"serve: --max-length {settings.max_length} is more than the model's {positions} positions; texts are "
-              f"truncated at {positions} tokens", file=sys.stderr)
-        settings = replace(settings, max_length=positions)
+    if settings.max_length is None:
+        settings = replace(settings, max_length=min(DEFAULT_MAX_LENGTH, positions))
+    elif settings.max_length > positions:  # a longer row would fail its whole batch
+        raise BitFitError(f"--max-length {settings.max_length} is more than the model's {positions} positions: "
+                          f"give at most {positions}")
     state: dict[str, MicroBatcher] = {}
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    server = serve(paths, task_names(paths))  # every delta checked before the service starts: one error, not a
+    # traceback after "serving"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        server = serve(paths, task_names(paths))
         state["batcher"] = app.state.batcher = batcher = MicroBatcher(server, settings)
         worker = asyncio.create_task(batcher.run())
         yield
@@ -308,8 +338,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/tasks/scan")
     async def scan() -> dict:
         batcher = state["batcher"]
-        added = await asyncio.get_running_loop().run_in_executor(batcher.model_thread, batcher.scan)
-        return {"added": added, "tasks": len(batcher.server.tasks)}
+        added, refused = await asyncio.get_running_loop().run_in_executor(batcher.model_thread, batcher.scan)
+        return {"added": added, "refused": refused, "tasks": len(batcher.server.tasks)}
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -440,20 +440,31 @@ def predict(server: MultiTask, texts: list[str], tasks: list[str] | None = None)
     for task in tasks or list(server.tasks):
         delta = server.delta(task)
         spec = get_task(delta.manifest.task)
-        pairs = [_split_pair(text, spec) for text in texts]
-        columns = [list(column) for column in zip(*pairs, strict=True)]
-        batch = tokenizer(*columns, padding=True, truncation=True, return_tensors="pt")
         server.switch(task)
-        logits = server.logits(dict(batch))
-        for text, row in zip(texts, logits, strict=True):
-            if spec.is_regression:
-                rows.append({"text": text, "task": task, "answer": "score", "value": float(row[0])})
-            else:
-                probability = row.softmax(-1)
-                best = int(probability.argmax())
-                rows.append({"text": text, "task": task, "answer": delta.manifest.label_names[best],
-                             "value": float(probability[best])})
+        for start in range(0, len(texts), PREDICT_BATCH):
+            rows += _answers(server, tokenizer, delta, spec, task, texts[start:start + PREDICT_BATCH])
     return pd.DataFrame(rows)
+
+
+PREDICT_BATCH = 64  # texts per forward pass: a long file is answered in bounded batches
+
+
+def _answers(server: MultiTask, tokenizer, delta: TaskDelta, spec, task: str, texts: list[str]) -> list[dict]:
+    """The switched-in ``task``'s answer to each of ``texts``, in one forward pass."""
+    pairs = [_split_pair(text, spec) for text in texts]
+    columns = [list(column) for column in zip(*pairs, strict=True)]
+    batch = tokenizer(*columns, padding=True, truncation=True, return_tensors="pt")
+    logits = server.logits(dict(batch))
+    rows = []
+    for text, row in zip(texts, logits, strict=True):
+        if spec.is_regression:
+            rows.append({"text": text, "task": task, "answer": "score", "value": float(row[0])})
+        else:
+            probability = row.softmax(-1)
+            best = int(probability.argmax())
+            rows.append({"text": text, "task": task, "answer": delta.manifest.label_names[best],
+                         "value": float(probability[best])})
+    return rows
 
 
 def encode_rows(tokenizer: PreTrainedTokenizerBase, rows: list[tuple[str, ...]]) -> dict[str, torch.Tensor]:

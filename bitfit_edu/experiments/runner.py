@@ -22,9 +22,11 @@ from .runs import RunConfig, RunRecord
 
 @dataclass
 class GridReport:
-    """What a grid call trained: the files of its new records."""
+    """What a grid call trained (the files of its new records), and the runs it left to another live process
+    that holds their claim."""
 
     trained: list[Path] = field(default_factory=list)
+    held: list[RunConfig] = field(default_factory=list)
 
 
 def load_grid(configs: list[RunConfig], store: ResultStore,
@@ -74,7 +76,10 @@ def run_grid(configs: list[RunConfig], store: ResultStore, glue_dir=None, progre
     for config in todo:
         raise_if_terminated()  # SIGTERM came, but its exception was lost where it landed
         with store.claim(config) if alone else contextlib.nullcontext(True) as claimed:
-            if not claimed or (store.finished(config) and not _delta_missing(config, deltas)):
+            if not claimed:
+                report.held.append(config)
+                continue
+            if store.finished(config) and not _delta_missing(config, deltas):
                 continue
             delta = {"delta": delta_path(config, deltas)} if delta_path(config, deltas) else {}
             record = run_fn(config, glue_dir=glue_dir, progress=progress, **delta)
