@@ -298,9 +298,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "(*.safetensors), e.g. results/deployment/classroom/deltas")
     if args.threads is not None and args.threads < 1:
         raise BitFitError(f"--threads {args.threads}: give at least 1")
+    if args.max_queue < 1:
+        raise BitFitError(f"--max-queue {args.max_queue}: give at least 1")
     settings = Settings(folder.resolve(), max_batch=1 if args.switching else args.max_batch,
                         max_wait_ms=args.max_wait_ms, max_length=args.max_length, switching=args.switching,
-                        threads=args.threads, memory_release=args.memory_release)
+                        threads=args.threads, memory_release=args.memory_release, max_queue=args.max_queue)
     return run_service(settings, args.host, args.port)
 
 
@@ -430,6 +432,8 @@ def parser() -> argparse.ArgumentParser:
                                    "when the last batch had more than one row (default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, help="tokens per text, at most the model's positions; longer "
                               "is truncated (default: 128, or the model's positions if fewer)")
+    serve_parser.add_argument("--max-queue", type=int, default=1024,
+                              help="requests that may wait for a batch; past it a request gets 503 (default 1024)")
     serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
     serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default=DEFAULT_MEMORY_RELEASE,
                               help="how a batch's freed activations go back to the system: " + "; ".join(

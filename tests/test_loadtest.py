@@ -45,6 +45,49 @@ def test_a_small_load_loses_nothing_and_answers_each_request_for_its_own_task(si
     assert {read_delta(p)[0].task for p in paths} == {"sst2"}
 
 
+def test_a_flood_past_the_queue_gets_503s_and_every_answer_given_is_right(sixteen_tasks, tiny_model_dir):
+    server = MultiTask(load_classifier(tiny_model_dir, 2, "mean"))
+    paths = sorted(sixteen_tasks.glob("*.safetensors"))
+    names = server.add_many(paths, [p.stem for p in paths])
+    requests = loadtest.requests_for(names, TEXTS, 400, seed=1)
+    expected = loadtest.expected_logits(server, set(requests))
+    process, url = loadtest.start_service(sixteen_tasks, "--max-wait-ms", "20", "--max-queue", "4")
+    try:
+        before = loadtest.resident_mb(process.pid)
+        sent, _ = loadtest.load(url, requests, concurrency=64)
+        after = loadtest.resident_mb(process.pid)
+    finally:
+        loadtest.stop_service(process)
+    statuses = {s.status for s in sent}
+    refused = [s for s in sent if s.status == 503]
+    assert statuses <= {200, 503} and refused, statuses
+    assert all("the service is full" in s.answer["error"] for s in refused)
+    answered = [s for s in sent if s.status == 200]
+    assert loadtest.check(answered, expected) == {"requests": len(answered), "lost": 0, "wrong_task": 0,
+                                                  "wrong_logits": 0}
+    assert after < 1.5 * before, (before, after)
+
+
+def test_clients_that_go_away_mid_body_leave_no_traceback(sixteen_tasks):
+    import socket
+    import time
+
+    import httpx
+
+    process, url = loadtest.start_service(sixteen_tasks)
+    try:
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as half:
+                half.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: here\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 1000\r\n\r\n{\"task\": ")
+        time.sleep(1)
+        assert httpx.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
+    finally:
+        process.terminate()
+        _, log = process.communicate(timeout=60)
+    assert "Traceback" not in log, log[-1500:]
+
+
 def one_run(setting: str, mixed: float, alone: float, growth: float, lost: int = 0) -> dict:
     """A load test's run as ``benchmarks/load_test.py`` records it, at concurrency 32 only."""
     errors = {"lost": lost, "wrong_task": 0, "wrong_logits": 0}

@@ -233,3 +233,10 @@ def test_a_max_length_beyond_the_models_positions_is_refused_before_serving(delt
     with TestClient(create_app(Settings(deltas, max_body_bytes=20_000))) as default:  # 128, lowered to 64
         answer = default.post("/v1/predict", json={"task": "sst2", "text": "good " * 500})
         assert answer.status_code == 200 and answer.json()["truncated"] is True
+
+
+def test_a_body_past_the_limit_is_refused_while_it_streams(client):
+    """No content-length to refuse it by: it is read chunk by chunk and refused once past the limit."""
+    chunks = (b"x" * 1024 for _ in range(10_000))  # 10 MB, never buffered whole
+    answer = client.post("/v1/predict", content=chunks, headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "over 2,048 bytes" in answer.json()["error"]

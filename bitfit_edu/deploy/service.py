@@ -21,9 +21,11 @@ file's name without ``.safetensors``. Endpoints:
 Bad input gets a 4xx with one message and never touches other requests: an unknown task (404), a pair for a
 single-sentence task or the reverse, a text that is empty or holds only spaces and invisible characters, or
 that is not valid Unicode (422), a body that is not UTF-8 JSON, nests too deeply or holds a number too long to
-read (400), a body over ``max_body_bytes`` (413). ``max_length`` is at most the model's positions (a larger one is
-refused at start, with every delta's checks); text over it is truncated and the response says so. On SIGTERM,
-uvicorn stops accepting connections and the requests in flight are answered before the process exits.
+read (400), a body over ``max_body_bytes`` (413, as soon as it passes the limit). A request that finds
+``max_queue`` requests waiting gets 503 with Retry-After. ``max_length`` is at most the model's positions (a
+larger one is refused at start, with every delta's checks); text over it is truncated and the response says
+so. On SIGTERM, uvicorn stops accepting connections and the requests in flight are answered before the
+process exits.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Literal
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from transformers import DataCollatorWithPadding
 
 from ..core.counting import load_config
@@ -78,9 +81,9 @@ def _encodes(text: str) -> bool:
 class RequestError(Exception):
     """Bad input to the service: its HTTP status and one message that says what to do."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
 
 
 DEFAULT_MAX_LENGTH = 128
@@ -93,6 +96,7 @@ class Settings:
     max_wait_ms: float = 5.0
     max_length: int | None = None  # tokens per text; None: DEFAULT_MAX_LENGTH, or the model's positions if fewer
     max_body_bytes: int = 64 * 1024
+    max_queue: int = 1024  # requests waiting for a batch; past it a request gets 503 and Retry-After
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
     threads: int | None = None  # torch's threads for the model; None: as torch has them
@@ -261,9 +265,14 @@ async def _json_body(request: Request, limit: int) -> dict:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"the body is over {limit:,} bytes: send one request per text")
-    body = await request.body()
-    if len(body) > limit:
-        raise RequestError(413, f"the body is over {limit:,} bytes: send one request per text")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():  # refused as soon as it passes the limit, never buffered whole
+            body += chunk
+            if len(body) > limit:
+                raise RequestError(413, f"the body is over {limit:,} bytes: send one request per text")
+    except ClientDisconnect:  # the client went away mid-body: nothing to answer, and nothing to log
+        raise RequestError(400, "the client went away before its body arrived") from None
     try:
         found = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -311,7 +320,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status)
+        return JSONResponse({"error": str(error)}, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(BitFitError)
     async def bitfit_error(request: Request, error: BitFitError) -> JSONResponse:
@@ -325,6 +334,9 @@ def create_app(settings: Settings) -> FastAPI:
         if not isinstance(task, str) or task not in batcher.server.tasks:
             raise RequestError(404, f"no task {task!r}; loaded: {', '.join(batcher.server.tasks)} (GET /v1/tasks)")
         row, truncated = batcher.encode(task, body.get("text"), body.get("text_pair"))
+        if batcher.queue.qsize() >= settings.max_queue:
+            raise RequestError(503, f"the service is full ({settings.max_queue:,} requests waiting): try again in a "
+                                    "moment", headers={"Retry-After": "1"})
         return await batcher.submit(task, row, truncated)
 
     @app.get("/v1/tasks")
