@@ -194,9 +194,11 @@ def findings() -> list[Finding]:
     found = [python_version(), package_versions(), torch_works()]
     if not found[-1].ok:
         return found + [Finding("the rest", False, "not checked without torch", "fix the torch line above first")]
+    from ..console import quiet_outputs
     from ..data.glue import get_task
     from ..experiments.profiles import get_profile
 
+    quiet_outputs()  # one line per item: no loading bars
     profile = get_profile("classroom")
     try:
         located = data_and_model(profile.model, get_task(profile.demo_task).folder)
