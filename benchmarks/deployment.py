@@ -39,7 +39,8 @@ from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import course_root, results_folder
 from bitfit_edu.deploy.costs import step_seconds, token_batch
-from bitfit_edu.deploy.serving import MultiTask, examples_per_second, switch_milliseconds
+from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.deploy.throughput import examples_per_second, switch_milliseconds
 from bitfit_edu.experiments.profiles import get_profile
 
 DELTAS = results_folder("deployment", "classroom", "deltas")

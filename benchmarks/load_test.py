@@ -37,7 +37,8 @@ from bitfit_edu.data import glue
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.deltas import derived_delta
-from bitfit_edu.deploy.serving import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE, MultiTask
+from bitfit_edu.deploy.memory import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE
+from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.experiments.profiles import get_profile
 
 DELTAS = results_folder("deployment", "classroom", "deltas")

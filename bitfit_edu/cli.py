@@ -24,7 +24,8 @@ from .core.starts import STARTS
 from .data import locations
 from .data.glue import get_task
 from .deploy.deltas import DELTA_METHODS
-from .deploy.serving import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE, PAIR_SEPARATOR, predict, serve
+from .deploy.memory import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE
+from .deploy.serving import PAIR_SEPARATOR, predict, serve
 from .errors import BitFitError, Terminated, stop_on_sigterm
 from .evidence.tables import results_summary, runs_frame
 from .experiments.grids import EXPERIMENTS, MAIN, experiment_configs, grid_progress

@@ -17,7 +17,7 @@ from bitfit_edu.classroom import course, exercises, offline, plans, readability,
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
-from bitfit_edu.deploy.serving import DEFAULT_MEMORY_RELEASE
+from bitfit_edu.deploy.memory import DEFAULT_MEMORY_RELEASE
 from bitfit_edu.evidence import plots
 
 SITE = Path(__file__).resolve().parent

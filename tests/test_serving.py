@@ -12,16 +12,8 @@ from conftest import write_synthetic_glue
 
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.deploy.deltas import read_delta, reference_gap
-from bitfit_edu.deploy.serving import (
-    MultiTask,
-    delta_table,
-    encode_rows,
-    examples_per_second,
-    length_groups,
-    mixed_batch_gap,
-    predict,
-    switch_milliseconds,
-)
+from bitfit_edu.deploy.serving import MultiTask, encode_rows, length_groups, predict
+from bitfit_edu.deploy.throughput import delta_table, examples_per_second, mixed_batch_gap, switch_milliseconds
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments.runs import RunConfig
 from bitfit_edu.experiments.training import run
@@ -182,7 +174,7 @@ def test_rows_are_grouped_by_length_when_padding_costs_more_than_a_pass():
 
 FREED_BLOCK = """
 import ctypes, sys
-from bitfit_edu.deploy.serving import give_large_blocks_own_pages, return_freed_memory
+from bitfit_edu.deploy.memory import give_large_blocks_own_pages, return_freed_memory
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
@@ -219,7 +211,7 @@ def test_a_freed_batch_sized_block_goes_back_to_the_system_when_trimmed_or_given
 def test_the_service_trims_after_each_batch_every_16th_or_never(memory_release, trimmed_after):
     """``serve --memory-release``: "trim" hands freed memory back after every batch, "periodic" after every
     16th, "glibc" and "mmap" never (they leave it to glibc or to the pages of their own)."""
-    from bitfit_edu.deploy.serving import trims_after
+    from bitfit_edu.deploy.memory import trims_after
 
     assert [batches for batches in range(1, 201) if trims_after(batches, memory_release)] == trimmed_after
 

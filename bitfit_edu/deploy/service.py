@@ -52,16 +52,8 @@ from ..core.readout import load_tokenizer
 from ..data.glue import get_task
 from ..errors import BitFitError
 from .deltas import read_delta
-from .serving import (
-    DEFAULT_MEMORY_RELEASE,
-    MultiTask,
-    give_large_blocks_own_pages,
-    length_groups,
-    return_freed_memory,
-    serve,
-    task_names,
-    trims_after,
-)
+from .memory import DEFAULT_MEMORY_RELEASE, give_large_blocks_own_pages, return_freed_memory, trims_after
+from .serving import MultiTask, length_groups, serve, task_names
 
 
 def visible(text: str) -> bool:

@@ -17,9 +17,7 @@ module named ``classifier`` reading one vector per sentence: mean pooling, or BE
 
 from __future__ import annotations
 
-import ctypes
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +28,11 @@ from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from ..core.biases import bias_census, encoder_of, head_parameters
-from ..core.methods import display_name
 from ..core.readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
 from ..data.glue import GlueTask, get_task
 from ..errors import BitFitError
-from .deltas import REFERENCE_TOLERANCE, DeltaManifest, backbone_digest, check_fits, read_delta, reference_gap
+from .deltas import REFERENCE_TOLERANCE, DeltaManifest, backbone_digest, check_fits, read_delta
+from .memory import return_freed_memory
 
 
 @dataclass
@@ -289,54 +287,6 @@ class MultiTask:
         return self.tasks[task]
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-LARGE_BLOCK_BYTES = 1 << 20
-TRIM_PERIOD_BATCHES = 16  # "periodic": batches between two trims
-MEMORY_RELEASE = {
-    "glibc": "leave glibc's allocator as it is: it keeps freed activations for the next batches, and the process "
-             "grows slowly as batches of ever new shapes fragment its heap",
-    "trim": "after each batch, hand the memory its activations freed back to the system (malloc_trim): the "
-            "process stays flat, but each batch page-faults its activations anew",
-    "mmap": "give every block of 1 MB or more pages of its own, returned when freed (each batch page-faults anew)",
-    "periodic": f"as glibc, but after every {TRIM_PERIOD_BATCHES}th batch hand what the activations freed back to "
-                "the system (malloc_trim): the growth is bounded, and one batch in "
-                f"{TRIM_PERIOD_BATCHES} page-faults anew",
-}
-# Repeated load tests (benchmarks/load_test.py, two quiet machines, 6 runs each): "mmap" kept the growth under 5% in
-# every run, "glibc" in 2 of 6; their speed ratios differed by less than they move from run to run
-DEFAULT_MEMORY_RELEASE = "mmap"
-
-
-def give_large_blocks_own_pages(threshold_bytes: int = LARGE_BLOCK_BYTES) -> None:
-    """Have glibc allocate each block of ``threshold_bytes`` or more in pages of its own (mmap), handed back to
-    the system when it is freed, from now on. Left alone, glibc raises this threshold each time such a block
-    is freed, up to 32 MB, and a service that answers batches of ever new shapes then keeps freed activations in
-    its heap, so the process grows although it holds no more. Nothing elsewhere than glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold_bytes)
-    except (OSError, AttributeError):
-        pass
-
-
-def return_freed_memory() -> None:
-    """Hand the free pages of every glibc arena back to the system (``malloc_trim``), so that the process's size
-    shows what it holds: after a batch, what its activations freed; after loading deltas, the files' tensors
-    freed in many small pieces. A fraction of a millisecond; nothing elsewhere than glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def trims_after(batches: int, memory_release: str) -> bool:
-    """Whether a service under ``memory_release`` hands freed memory back (``return_freed_memory``) once it has
-    answered ``batches`` batches: after each one under "trim", once every ``TRIM_PERIOD_BATCHES`` batches under
-    "periodic", never under "glibc" or "mmap"."""
-    if memory_release == "periodic":
-        return batches % TRIM_PERIOD_BATCHES == 0
-    return memory_release == "trim"
-
-
 def _reference_rows(inputs: dict[str, list[list[int]]]) -> list[dict[str, list[int]]]:
     """A delta's padded reference inputs, one dict per row, with the padding taken off."""
     masks = inputs["attention_mask"]
@@ -361,47 +311,6 @@ def sentence_vectors(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.
         raise BitFitError(f"{type(model).__name__} has no pooled sentence vector: mixed-task batches need the "
                           "mean readout or BERT's [CLS] + pooler")
     return output.pooler_output
-
-
-def delta_table(server: MultiTask) -> pd.DataFrame:
-    """Per loaded task: its method, how many tensors and numbers its delta holds, their share of the
-    backbone's parameters, and the largest |logit difference| between backbone + delta and the fine-tuned
-    model on the reference inputs its delta carries (the task is switched in to measure it)."""
-    backbone = sum(p.numel() for n, p in server.model.named_parameters() if not n.startswith("classifier."))
-    rows = []
-    for task, delta in server.tasks.items():
-        numbers = sum(math.prod(shape) for shape in delta.manifest.tensors.values())
-        server.switch(task)
-        rows.append({"task": task, "method": display_name(delta.manifest.label),
-                     "tensors": len(delta.manifest.tensors), "numbers": numbers,
-                     "% of backbone": 100 * numbers / backbone,
-                     "max |Δ logit| vs fine-tuned": reference_gap(server.model, delta.manifest.reference)})
-    return pd.DataFrame(rows).set_index("task")
-
-
-def switch_milliseconds(server: MultiTask, repeats: int = 1000) -> float:
-    """Mean time of one task switch, cycling through the loaded tasks."""
-    tasks = list(server.tasks)
-    started = time.perf_counter()
-    for index in range(repeats):
-        server.switch(tasks[index % len(tasks)])
-    return 1000 * (time.perf_counter() - started) / repeats
-
-
-def examples_per_second(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str] | None = None,
-                        repeats: int = 10) -> float:
-    """Rows answered per second, after one call of warm-up: the current task's forward of ``batch``, or with
-    ``tasks`` (one per row) the mixed-task forward."""
-    def answer() -> None:
-        if tasks:
-            server.mixed_logits(batch, tasks)
-        else:
-            server.logits(batch)
-    answer()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        answer()
-    return len(batch["input_ids"]) * repeats / (time.perf_counter() - started)
 
 
 PAIR_SEPARATOR = " ||| "  # how a sentence pair is written on the command line: 'first ||| second'
@@ -490,18 +399,6 @@ def length_groups(lengths: list[int], call_cost_tokens: int) -> list[list[int]]:
         groups.append(order[cut[end]:end])
         end = cut[end]
     return groups[::-1]
-
-
-def mixed_batch_gap(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str]) -> float:
-    """Largest |logit difference| between a mixed batch answered in one pass and each row answered by its
-    own task switched in (the whole batch forwarded once per task)."""
-    mixed = server.mixed_logits(batch, tasks)
-    gap = 0.0
-    for task in dict.fromkeys(tasks):
-        server.switch(task)
-        alone = server.logits(batch)
-        gap = max(gap, *(float((mixed[row] - alone[row]).abs().max()) for row, t in enumerate(tasks) if t == task))
-    return gap
 
 
 def _split_pair(text: str, spec: GlueTask) -> tuple[str, ...]:
