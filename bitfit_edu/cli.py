@@ -23,7 +23,7 @@ from .core.methods import display_name, parse_label
 from .core.starts import STARTS
 from .data import locations
 from .data.glue import get_task
-from .deploy.deltas import DELTA_METHODS
+from .deploy.deltas import DELTA_METHODS, TRUST_UNSIGNED
 from .deploy.memory import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE
 from .deploy.serving import PAIR_SEPARATOR, predict, serve
 from .errors import BitFitError, Terminated, stop_on_sigterm
@@ -261,7 +261,18 @@ def cmd_demo(args) -> None:
           "the average over the 8 GLUE tasks, not this task alone.")
 
 
+TRUST_HELP = ("load deltas of the first format, whose manifest (labels, task) no digest covers, checked by their "
+              "reference logits alone")
+
+
+def _trust_unsigned(args) -> None:
+    """``--trust-unsigned``: load first-format deltas, checked by their reference logits alone."""
+    if args.trust_unsigned:
+        os.environ[TRUST_UNSIGNED] = "1"
+
+
 def cmd_predict(args) -> None:
+    _trust_unsigned(args)
     for text in args.text:
         try:
             text.encode("utf-8")
@@ -292,6 +303,8 @@ def _tsv_texts(path: str) -> list[str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .deploy.service import Settings, run_service
+
+    _trust_unsigned(args)
 
     folder = Path(args.deltas)
     if not folder.is_dir():
@@ -420,6 +433,7 @@ def parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--tsv", help="a file of sentences, one per line, or pairs in two tab-separated "
                                               "columns")
     predict_parser.add_argument("text", nargs="*", help="sentences; a pair written 'first ||| second'")
+    predict_parser.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
     predict_parser.set_defaults(func=cmd_predict)
 
     serve_parser = sub.add_parser("serve", help="answer requests for every delta of a folder as a web service "
@@ -433,6 +447,7 @@ def parser() -> argparse.ArgumentParser:
                                    "when the last batch had more than one row (default 5 ms)")
     serve_parser.add_argument("--max-length", type=int, help="tokens per text, at most the model's positions; longer "
                               "is truncated (default: 128, or the model's positions if fewer)")
+    serve_parser.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
     serve_parser.add_argument("--max-queue", type=int, default=1024,
                               help="requests that may wait for a batch; past it a request gets 503 (default 1024)")
     serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")

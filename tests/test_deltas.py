@@ -14,6 +14,7 @@ from bitfit_edu.core.methods import prepare
 from bitfit_edu.core.readout import load_classifier
 from bitfit_edu.deploy.deltas import (
     MANIFEST_KEY,
+    TRUST_UNSIGNED,
     backbone_digest,
     load_delta,
     read_delta,
@@ -105,7 +106,8 @@ def edited(path, tmp_path, drop=None, add=None, manifest_edit=None, tensor_edit=
     return copy
 
 
-def test_missing_and_extra_tensors_are_named(trained, tmp_path, tiny_model_dir):
+def test_missing_and_extra_tensors_are_named(trained, tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv(TRUST_UNSIGNED, "1")  # one edit below makes a first-format delta
     model = backbone(tiny_model_dir, 2)
     before = state(model)
     with pytest.raises(BitFitError, match=r"lists \['classifier.bias'\] tensors it lacks"):
@@ -158,8 +160,9 @@ def test_a_delta_altered_after_saving_is_refused_by_its_digest(trained, tmp_path
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
-def test_a_nan_is_refused_even_when_the_digest_matches(trained, tmp_path, tiny_model_dir):
+def test_a_nan_is_refused_even_when_the_digest_matches(trained, tmp_path, tiny_model_dir, monkeypatch):
     """A run that diverged and saved anyway: the digest was taken over the NaN."""
+    monkeypatch.setenv(TRUST_UNSIGNED, "1")
     def poison(tensors):
         tensors[query_bias(tensors)][0] = float("nan")
         poison.digest = tensors_digest(tensors)
@@ -171,9 +174,14 @@ def test_a_nan_is_refused_even_when_the_digest_matches(trained, tmp_path, tiny_m
         load_delta(backbone(tiny_model_dir, 2), copy)
 
 
-def test_an_old_delta_without_a_digest_is_checked_by_its_reference_logits(trained, tmp_path, tiny_model_dir):
+def test_a_first_format_delta_is_refused_unless_trusted_then_checked_by_its_reference_logits(
+        trained, tmp_path, tiny_model_dir, monkeypatch):
     def old(manifest):
         first_format(manifest)
+
+    with pytest.raises(BitFitError, match="first format: no digest covers its manifest.*--trust-unsigned"):
+        read_delta(edited(trained["rte"], tmp_path, manifest_edit=old))
+    monkeypatch.setenv(TRUST_UNSIGNED, "1")
 
     def nudge(tensors):
         tensors["classifier.bias"] += 0.5

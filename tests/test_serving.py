@@ -116,7 +116,7 @@ def test_the_deployment_helpers_report_each_task_and_a_mixed_batch(deltas, tiny_
     assert examples_per_second(server, batch, ["sst2", "rte", "stsb", "sst2"], repeats=2) > 0
 
 
-def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_model_dir, tmp_path):
+def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_model_dir, tmp_path, monkeypatch):
     import json
 
     from safetensors import safe_open
@@ -132,7 +132,8 @@ def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_mode
         manifest = json.loads(file.metadata()[MANIFEST_KEY])
         tensors = {n: file.get_tensor(n) for n in file.keys()}
     tensors["classifier.bias"] += 0.5
-    manifest.update(format="bitfit_edu.delta/1", content_sha256=None)  # first format: the logits must tell
+    manifest.update(format="bitfit_edu.delta/1", content_sha256=None)  # first format, trusted: the logits must tell
+    monkeypatch.setenv("BITFIT_EDU_TRUST_UNSIGNED_DELTAS", "1")
     tampered = tmp_path / "tampered.safetensors"
     save_file(tensors, tampered, metadata={MANIFEST_KEY: json.dumps(manifest)})
     with pytest.raises(BitFitError, match="gives logits .* away from those the fine-tuned model gave"):

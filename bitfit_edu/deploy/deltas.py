@@ -14,8 +14,8 @@ was. A delta cannot be silently corrupted either: its manifest carries a SHA-256
 of its tensors (``content_sha256``), checked on reading, so an edited label, task, backbone or tensor is
 refused; a tensor with a NaN or an infinity is refused; and every delta must carry reference logits, which
 the backbone with the delta must give to ``REFERENCE_TOLERANCE``. Deltas of the first format, whose digest
-covered the tensors alone (``tensors_sha256``) or that had none, are still read, and every one of their
-reference rows is checked.
+covered the tensors alone (``tensors_sha256``) or that had none, are refused unless the user trusts them
+(``--trust-unsigned``); then every one of their reference rows is checked.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ FORMAT = "bitfit_edu.delta/2"  # the manifest is covered by the digest
 READABLE_FORMATS = ("bitfit_edu.delta/1", FORMAT)
 DELTA_METHODS = ("bitfit", "frozen")  # the methods whose runs change only biases and the head
 MANIFEST_KEY = "bitfit_edu.delta"
+TRUST_UNSIGNED = "BITFIT_EDU_TRUST_UNSIGNED_DELTAS"  # "1" (or serve/predict --trust-unsigned): load first-format
+# deltas, whose manifest no digest covers, checked by their reference logits alone
 LARGEST_DELTA = 64 * 2**20  # bytes; BERT-large's biases and a head take about 1 MiB
 REFERENCE_TOLERANCE = 1e-4  # largest |logit difference| from the reference logits a loaded delta may give
 
@@ -194,9 +196,19 @@ def _header(data: bytes) -> dict:
     return json.loads(data[8:8 + length])
 
 
+def trusts_unsigned() -> bool:
+    """Whether the user asked to load first-format deltas (``TRUST_UNSIGNED``)."""
+    return os.environ.get(TRUST_UNSIGNED, "").lower() in ("1", "true", "yes")
+
+
 def check_integrity(manifest: DeltaManifest, tensors: dict[str, torch.Tensor], source: str) -> None:
     """One clear error unless the manifest and tensors are those the manifest's digest names, the tensors are
-    finite, and the delta carries reference logits, by which it is checked when loaded."""
+    finite, and the delta carries reference logits, by which it is checked when loaded. A first-format delta,
+    whose manifest no digest covers, is refused unless the user trusts it (``trusts_unsigned``)."""
+    if not manifest.vouched and not trusts_unsigned():
+        raise BitFitError(f"{source} is a delta of the first format: no digest covers its manifest (its labels, its "
+                          "task), so an edit there would go unnoticed. Save it again from its run, or pass "
+                          f"--trust-unsigned ({TRUST_UNSIGNED}=1) to load it checked by its reference logits alone")
     if manifest.vouched and content_digest(manifest, tensors) != manifest.content_sha256:
         raise BitFitError(f"{source} was changed after it was saved: its manifest or its tensors do not match the "
                           "SHA-256 in its manifest. Do not use it; save the delta again from its run")
