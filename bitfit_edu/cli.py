@@ -27,7 +27,7 @@ from .deploy.deltas import DELTA_METHODS, TRUST_UNSIGNED
 from .deploy.memory import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE
 from .deploy.serving import PAIR_SEPARATOR, predict, serve
 from .errors import BitFitError, Terminated, stop_on_sigterm
-from .evidence.tables import results_summary, runs_frame
+from .evidence.tables import SETTING_GROUPS, runs_frame, settings_summary
 from .experiments.grids import EXPERIMENTS, MAIN, experiment_configs, grid_progress
 from .experiments.profiles import PROFILES, get_profile
 from .experiments.results import ResultStore
@@ -182,9 +182,6 @@ def only_methods(configs: list[RunConfig], labels: list[str]) -> list[RunConfig]
     return [config for config in configs if config.label in labels]
 
 
-REPORT_GROUPS = ("task", "method", "learning_rate", "epochs", "format", "setting")
-
-
 def cmd_report(args) -> None:
     profile = get_profile(args.profile)
     store = ResultStore.in_folder(args.results, profile.name)
@@ -195,13 +192,11 @@ def cmd_report(args) -> None:
         raise BitFitError(f"no finished runs in {store.root}: run 'grid' or 'run' first")
     print(f"{len(records)} finished runs in {store.root}; dev scores x100 (mean of a task's metrics), over the "
           "seeds of each setting (runs whose configurations differ only in their seed):")
-    frame = runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
-                                       setting=[r.config.setting for r in records])
-    summary = results_summary(frame, by=REPORT_GROUPS).reset_index()
+    summary = settings_summary(records).reset_index()
     summary["learning_rate"] = summary["learning_rate"].map("{:g}".format)
     summary["best_std"] = summary["best_std"].map(lambda std: "n/a (1 seed)" if pd.isna(std) else f"{std:.1f}")
     with pd.option_context("display.width", 220, "display.max_rows", 500):
-        print(summary.set_index(list(REPORT_GROUPS)).to_string())
+        print(summary.set_index(list(SETTING_GROUPS)).to_string())
 
 
 def demo_table(records: list[RunRecord], committed: list[RunRecord] = ()) -> pd.DataFrame:

@@ -180,8 +180,7 @@ def test_report_counts_each_run_once_never_mixes_settings_and_says_what_it_left_
 
     from synthetic_records import stored_record
 
-    from bitfit_edu.cli import REPORT_GROUPS
-    from bitfit_edu.evidence.tables import results_summary, runs_frame
+    from bitfit_edu.evidence.tables import settings_summary
     from bitfit_edu.experiments.results import ResultStore
     from bitfit_edu.experiments.runs import RunConfig, RunRecord
 
@@ -206,9 +205,7 @@ def test_report_counts_each_run_once_never_mixes_settings_and_says_what_it_left_
     out = capsys.readouterr().out
     assert out.count("left out") == 6 and "5 finished runs" in out and "a second copy" in out
     assert "NaN, or outside -1..1" in out and "its name is not its configuration's run id" in out
-    seeds = {(key[4], value) for key, value in results_summary(
-        runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
-                                   setting=[r.config.setting for r in records]), by=REPORT_GROUPS)["seeds"].items()}
+    seeds = {(key[4], value) for key, value in settings_summary(records)["seeds"].items()}
     assert seeds == {("bf16", 2), ("fp32", 3)}
 
 

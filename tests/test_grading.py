@@ -73,8 +73,10 @@ def test_a_student_build_has_no_answer_key_and_works_from_any_folder(tmp_path):
                            env={**os.environ, "PYTHONPATH": str(out)})
     assert "Your answer, b, is ready to hand in" in found.stdout and exercises.WITHHELD in found.stdout
     assert found.stdout.strip().endswith(f"0 {out / 'results'}"), found.stderr[-500:]
-    with pytest.raises(BitFitError, match="is not empty"):
+    with pytest.raises(BitFitError, match="is not an empty folder"):
         grading.student_build(out)
+    with pytest.raises(BitFitError, match="is not an empty folder"):
+        grading.student_build(out / "pyproject.toml")  # a file, not a folder
 
 
 ATTENTION_HEAD = """import math, torch

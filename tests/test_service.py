@@ -228,7 +228,7 @@ def test_hostile_bodies_get_one_4xx_never_a_500(deltas, body, status, said):
 
 
 def test_a_max_length_beyond_the_models_positions_is_refused_before_serving(deltas):
-    with pytest.raises(BitFitError, match="more than the model's 64 positions: give at most 64"):
+    with pytest.raises(BitFitError, match="--max-length 100000: give a number of tokens from 1 to the model's 64"):
         create_app(Settings(deltas, max_length=100_000))
     with TestClient(create_app(Settings(deltas, max_body_bytes=20_000))) as default:  # 128, lowered to 64
         answer = default.post("/v1/predict", json={"task": "sst2", "text": "good " * 500})

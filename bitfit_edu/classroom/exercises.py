@@ -19,6 +19,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ..errors import BitFitError, unknown_choice
 from .coding import CODING, CodingExercise
@@ -27,10 +28,16 @@ KEY_MODULE = f"{__package__}.key"
 WITHHELD = "In this edition of the course your teacher keeps the answers and grades them."
 
 
+def key_file() -> Path | None:
+    """The answer key's source file; None where it is left out (a graded class's student build)."""
+    spec = importlib.util.find_spec(KEY_MODULE)
+    return Path(spec.origin) if spec is not None else None
+
+
 def answer_key() -> dict:
     """The answer key (``key.ANSWERS``); empty where it is left out (a graded class's student build, the
     grader's sandbox). A key that is present but fails to import is an error, never a silent empty key."""
-    if importlib.util.find_spec(KEY_MODULE) is None:
+    if key_file() is None:
         return {}
     return getattr(importlib.import_module(KEY_MODULE), "ANSWERS", {})
 
@@ -88,9 +95,6 @@ class Exercise:
             raise BitFitError(f"this exercise wants a number (8448, 8,448 or 8448.0), not {given!r}") from None
         except OverflowError:  # an integer too large for a float: a number, and not this one
             return math.inf
-
-    def is_right(self, given: str | float | Callable | list) -> bool:
-        return self.failure(given) is None
 
     def failure(self, given: str | float | Callable | list) -> str | None:
         """What is wrong with an answer, or None when it is right: for a coding exercise, which input the

@@ -9,7 +9,7 @@ instead: the package without its answer key, the committed results and the stude
 ``grade`` executes each submitted notebook in a fresh kernel (nbclient, the smoke profile, a time limit
 per notebook, in a process of its own, so that a loop that never ends or a kernel that dies stops only
 that notebook) and writes one row per student and exercise: right, wrong or not attempted, and why. The
-answers are judged here, by ``Exercise.is_right``, never from what the notebook printed: before running,
+answers are judged here, by ``Exercise.failure``, never from what the notebook printed: before running,
 each ``exercises.check(key, answer)`` call is rewritten to hand its answer to a recorder whose printed
 lines carry a random token the notebook cannot know. A coding exercise's answer is a function: the recorder
 writes down what it returns on the exercise's inputs (``coding``), and those outputs are judged here.
@@ -32,7 +32,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -53,7 +52,7 @@ import nbformat
 from ..data import locations
 from ..data.locations import CHECKOUT, course_root
 from ..errors import BitFitError
-from .exercises import EXERCISES, KEY_MODULE, answer_key
+from .exercises import EXERCISES, answer_key, key_file
 
 ANSWER_TAG = "answer"
 CHECK_CALL = re.compile(r"\bexercises\.check\(")
@@ -98,12 +97,12 @@ LEFT_OUT_OF_RESULTS = ("*.lock", ".*.tmp", "smoke")
 def student_build(out: Path) -> list[Path]:
     """A course folder for a graded class, for students to install (``pip install -e``) in place of the
     teacher's: the package without its answer key, the committed results, and the student notebooks."""
-    if out.exists() and any(out.iterdir()):
-        raise BitFitError(f"{out} is not empty: give a new folder for the student build")
-    root, key_file = course_root(), Path(importlib.util.find_spec(KEY_MODULE).origin)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BitFitError(f"{out} is not an empty folder: give a new folder for the student build")
+    root, key = course_root(), key_file()
     package = Path(__file__).resolve().parents[1]
     shutil.copytree(package, out / package.name, ignore=lambda folder, names: [
-        name for name in names if name == "__pycache__" or Path(folder, name) == key_file])
+        name for name in names if name == "__pycache__" or Path(folder, name) == key])
     shutil.copytree(root / "results", out / "results", ignore=shutil.ignore_patterns(*LEFT_OUT_OF_RESULTS))
     for name in COURSE_FILES:
         if (root / name).is_file():
@@ -204,9 +203,9 @@ class Sandbox:
 def withheld() -> list[Path]:
     """Where the teacher's course holds the answers, for the sandbox to hide: the key module and its compiled
     copies, the checkout's git history, and a site built from the full notebooks."""
-    key_file = Path(importlib.util.find_spec(KEY_MODULE).origin)
-    root = course_root()
-    return [key_file, key_file.parent / "__pycache__", root / ".git", root / "build", root / "site" / "_generated"]
+    key, root = key_file(), course_root()
+    keys = [key, key.parent / "__pycache__"] if key is not None else []
+    return [*keys, root / ".git", root / "build", root / "site" / "_generated"]
 
 
 def sandbox_command(command: list[str], scratch: Path, sandbox: Sandbox, needed: list[Path]) -> list[str]:

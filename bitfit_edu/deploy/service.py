@@ -289,9 +289,9 @@ def create_app(settings: Settings) -> FastAPI:
     positions = load_config(read_delta(paths[0])[0].model).max_position_embeddings
     if settings.max_length is None:
         settings = replace(settings, max_length=min(DEFAULT_MAX_LENGTH, positions))
-    elif settings.max_length > positions:  # a longer row would fail its whole batch
-        raise BitFitError(f"--max-length {settings.max_length} is more than the model's {positions} positions: "
-                          f"give at most {positions}")
+    elif not 1 <= settings.max_length <= positions:  # a longer row would fail its whole batch
+        raise BitFitError(f"--max-length {settings.max_length}: give a number of tokens from 1 to the model's "
+                          f"{positions} positions")
     state: dict[str, MicroBatcher] = {}
 
     if settings.threads:

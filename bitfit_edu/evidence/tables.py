@@ -104,6 +104,17 @@ def results_summary(frame: pd.DataFrame, by: tuple[str, ...] = ("task", "method"
     return summary.round({"best": 1, "best_std": 1, "last": 1, "best_epoch": 1, "train_seconds": 0})
 
 
+SETTING_GROUPS = ("task", "method", "learning_rate", "epochs", "format", "setting")
+
+
+def settings_summary(records: list[RunRecord]) -> pd.DataFrame:
+    """``results_summary`` with one row per setting: runs whose configurations differ only in their seed
+    (``RunConfig.setting``), with their epochs and number format shown, so that no row mixes two settings."""
+    frame = runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
+                                       setting=[r.config.setting for r in records])
+    return results_summary(frame, by=SETTING_GROUPS)
+
+
 def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Measured core-minutes per run (wall minutes x CPU threads, mean over seeds) by method (rows) and
     task (columns), with the total core-hours of the runs behind it in a 'total h' column. A 2-core
