@@ -11,6 +11,12 @@ requests at concurrency 32 check that the server's resident memory grows by at m
 requests (a leak climbs all along; an allocator or a cache that fills levels off). It writes
 ``results/benchmarks/load_test.json``, with each target met or missed.
 
+With ``--precisions fp32,bf16,int8`` the mixed service runs on each backbone format in turn
+(``serve --precision``); each format's answers are checked against the fp32 answers at its tolerance
+(``backbone_precision.REFERENCE_TOLERANCES``), and its throughput at concurrency 32 is set against fp32's::
+
+    python benchmarks/load_test.py --precisions fp32,bf16,int8 --output results/benchmarks/load_test_precision.json
+
 How the service hands freed activations back to the system (``serve --memory-release``) trades memory against
 speed, and a 2-core machine's figures move from run to run. To compare the choices on one quiet machine, each
 run three times, interleaved, with each target's median and range (``results/benchmarks/load_test_repeats.json``)::
@@ -36,6 +42,7 @@ from bitfit_edu.core.readout import load_classifier
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
+from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES
 from bitfit_edu.deploy.deltas import derived_delta
 from bitfit_edu.deploy.memory import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE
 from bitfit_edu.deploy.serving import MultiTask
@@ -56,40 +63,46 @@ def http_stack() -> str:
 
 
 def measure(deltas: Path, memory_release: str, threads: int | None, requests: list, soak: list,
-            expected: dict) -> dict:
-    """One run: both services at each concurrency, then the mixed service's memory over the soak."""
-    rows = []
-    for mode, options in (("mixed batches", ()), ("one at a time, task switch", ("--switching",))):
+            expected: dict, precisions: list[str]) -> dict:
+    """One run: the mixed service on each backbone format and the switching one (fp32) at each concurrency, each
+    mixed service's memory over the soak. Answers are checked against fp32 at each format's tolerance."""
+    rows, soaks = [], {}
+    services = [(loadtest.mixed_service(precision), precision, ()) for precision in precisions]
+    services.append(("one at a time, task switch", "fp32", ("--switching",)))
+    for mode, precision, options in services:
         threads_option = ("--threads", str(threads)) if threads else ()
+        tolerance = REFERENCE_TOLERANCES[precision]
         process, url = loadtest.start_service(deltas, "--max-wait-ms", "5", "--memory-release", memory_release,
-                                              *threads_option, *options)
+                                              "--precision", precision, *threads_option, *options)
         try:
             for concurrency in CONCURRENCY:
                 loadtest.load(url, requests[:50], concurrency)  # warm-up
                 sent, seconds = loadtest.load(url, requests, concurrency)
-                row = {"service": mode, "concurrency": concurrency, **loadtest.summary(sent, seconds),
-                       **loadtest.check(sent, expected)}
+                row = {"service": mode, "precision": precision, "concurrency": concurrency,
+                       **loadtest.summary(sent, seconds), **loadtest.check(sent, expected, tolerance)}
                 rows.append(row)
                 print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s, p50 "
                       f"{row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; lost "
-                      f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']}", flush=True)
-            if mode == "mixed batches":
+                      f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']} "
+                      f"(tolerance {tolerance:g})", flush=True)
+            if "--switching" not in options:
                 sent, curve = [], [loadtest.resident_mb(process.pid)]
                 for start in range(0, len(soak), SOAK_STEP):  # RSS after each step: a leak climbs, a cache levels
                     sent += loadtest.load(url, soak[start:start + SOAK_STEP], 32)[0]
                     curve.append(loadtest.resident_mb(process.pid))
                 before, after = curve[0], curve[-1]
-                soak_row = {"requests": len(soak), "rss_before_mb": before, "rss_after_mb": after,
-                            "growth": after / before - 1, "rss_every_mb": curve, "rss_step": SOAK_STEP,
-                            **loadtest.check(sent, expected)}
-                print(f"  soak: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB (every {SOAK_STEP:,}: "
-                      f"{', '.join(f'{mb:.0f}' for mb in curve)})", flush=True)
+                soaks[precision] = {"requests": len(soak), "rss_before_mb": before, "rss_after_mb": after,
+                                    "growth": after / before - 1, "rss_every_mb": curve, "rss_step": SOAK_STEP,
+                                    **loadtest.check(sent, expected, tolerance)}
+                print(f"  soak, {precision}: {len(soak):,} requests, RSS {before:.0f} -> {after:.0f} MB (every "
+                      f"{SOAK_STEP:,}: {', '.join(f'{mb:.0f}' for mb in curve)})", flush=True)
         finally:
             loadtest.stop_service(process)
-    targets = loadtest.targets(rows, soak_row)
+    targets = {**loadtest.targets(rows, soaks["fp32"]), **loadtest.precision_targets(rows, soaks)}
     for name, found in targets.items():
         print(f"  {name}: {found['measured']:.4g} (target {found['target']}): {'met' if found['met'] else 'MISSED'}")
-    return {"loads": rows, "soak": soak_row, "targets": targets, "memory_release": memory_release,
+    return {"loads": rows, "soak": soaks["fp32"], "soaks": soaks, "targets": targets,
+            "memory_release": memory_release, "tolerances": {p: REFERENCE_TOLERANCES[p] for p in precisions},
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -105,9 +118,13 @@ def main() -> None:
                         help="the services' --memory-release, both modes (default: serve's); "
                              "several are measured in turn")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each --memory-release, interleaved")
+    parser.add_argument("--precisions", default="fp32",
+                        help="backbone formats of the mixed service, comma separated (default fp32; the switching "
+                             "baseline is fp32), e.g. fp32,bf16,int8")
     parser.add_argument("--output", type=Path, help=f"where the JSON goes (default {OUTPUT.name}, or "
                                                     f"{REPEATS.name} for more than one run)")
     args = parser.parse_args()
+    precisions = ["fp32", *(p for p in args.precisions.split(",") if p != "fp32")]
     quiet_outputs()
     profile = get_profile("classroom")
     source = sorted(DELTAS.glob("sst2_*.safetensors"))[0]
@@ -126,7 +143,7 @@ def main() -> None:
         settings = args.memory_release * args.repeats  # interleaved: glibc, mmap, glibc, mmap, ...
         for memory_release in settings:
             print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}", flush=True)
-            runs.append(measure(Path(folder), memory_release, args.threads, requests, soak, expected))
+            runs.append(measure(Path(folder), memory_release, args.threads, requests, soak, expected, precisions))
     machine = {"tasks": args.tasks, "derived_from": source.name, "http": http_stack(), "device": hardware_name(),
                "torch_threads": args.threads or torch.get_num_threads(),  # the service's
                "cpu_cores": os.cpu_count()}

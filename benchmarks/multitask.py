@@ -12,7 +12,14 @@ are plausible tasks, not trained ones. For each number of tasks N (at N >= rows,
 - **LoRA mixed**: peft LoRA r=8 on W_q and W_v with N adapters, called with ``adapter_names`` (one per row),
   heads left out (they cost the same for both methods and little).
 
-Throughput is rows per second, the median of interleaved rounds (the three paths take turns), and each
+With ``--precisions`` (default fp32, bf16, int8) the same servers are built with their backbone's matrix
+products in each format (``deploy.backbone_precision``: biases and heads fp32), and at ``--precision-task-counts``
+(default 1, 64, 1,024) their one-task and mixed batches take their turns in the same rounds. For each it states
+the FLOP rate reached (the backbone's multiply-adds per row, counted from its shapes, times rows per second)
+against the core's peak in that format, which it measures: the best rate of a large matrix product
+(4,096 x 1,024 by 1,024 x 1,024) with the same kernels and threads.
+
+Throughput is rows per second, the median of interleaved rounds (the paths take turns), and each
 ratio is the median of the ratios within a round. It also measures the 1,024-task server: the time to add
 1,024 deltas at once (``MultiTask.add_many``, as ``serve`` adds a folder: each delta read and checked, their
 reference rows answered together in mixed batches), the memory they add against their bytes, and the largest
@@ -40,15 +47,20 @@ from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier, load_tokenizer, mean_pool
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import course_root, results_folder
+from bitfit_edu.deploy.backbone_precision import PRECISIONS, Int8Products
 from bitfit_edu.deploy.deltas import derived_delta, read_delta
-from bitfit_edu.deploy.serving import MultiTask
+from bitfit_edu.deploy.serving import MultiTask, RowLinear
 from bitfit_edu.evidence import plots
 from bitfit_edu.experiments.profiles import get_profile
 
 DELTAS = results_folder("deployment", "classroom", "deltas")
 OUTPUT = results_folder("benchmarks", "multitask.json")
 TASK_COUNTS = (1, 4, 16, 64, 256, 1024)
+PRECISION_TASK_COUNTS = (1, 64, 1024)
 TARGETS = {"BitFit mixed / one-task batch, worst task count": (">=", 0.95),
+           "mixed / one-task batch, worst precision and task count": (">=", 0.95),
+           "bf16 / fp32 rows/s, one-task batch, worst task count": (">=", 1.7),
+           "bf16 / fp32 rows/s, mixed batch, worst task count": (">=", 1.7),
            "BitFit mixed / LoRA mixed at 64 tasks": (">=", 1.25),
            "seconds to add the deltas (1,024)": ("<=", 10.0),
            "memory added by the deltas / their bytes": ("<=", 1.2),
@@ -93,9 +105,18 @@ def seconds_of(answer) -> float:
     return time.perf_counter() - started
 
 
-def answers(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str], lora) -> dict:
-    """The three ways to answer ``batch`` (LoRA's only when peft could hold the adapters)."""
-    paths = {"one-task batch": lambda: server.logits(batch), "BitFit mixed": lambda: server.mixed_logits(batch, tasks)}
+def path_name(precision: str, path: str) -> str:
+    """'one-task batch' on the fp32 backbone (the names of the committed results), 'bf16 one-task batch' on another."""
+    return path if precision == "fp32" else f"{precision} {path}"
+
+
+def answers(servers: dict[str, MultiTask], batch: dict[str, torch.Tensor], tasks: list[str], lora) -> dict:
+    """The ways to answer ``batch``: a one-task and a mixed batch on each server (a backbone format), and LoRA's
+    when peft could hold the adapters."""
+    paths = {}
+    for precision, server in servers.items():
+        paths[path_name(precision, "one-task batch")] = lambda server=server: server.logits(batch)
+        paths[path_name(precision, "BitFit mixed")] = lambda server=server: server.mixed_logits(batch, tasks)
     if lora is not None:
         adapter_names = [f"task{int(name.removeprefix('task'))}" for name in tasks]
         inputs = {k: v for k, v in batch.items() if k != "token_type_ids"}
@@ -104,18 +125,47 @@ def answers(server: MultiTask, batch: dict[str, torch.Tensor], tasks: list[str],
     return paths
 
 
+def median_ratio(seconds: dict[str, list[float]], faster: str, slower: str) -> float:
+    """How many times faster path ``faster`` ran than ``slower``: the median over rounds of the ratio within one."""
+    return statistics.median(slow / fast for fast, slow in zip(seconds[faster], seconds[slower], strict=True))
+
+
+def backbone_flop_per_row(model: torch.nn.Module, length: int) -> float:
+    """Multiply-adds x 2 of one padded row through the backbone: every Linear of the encoder (its shapes) and
+    attention's two products per layer (scores and weighted values); the head's are negligible and left out."""
+    linear = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, RowLinear))
+    config = model.config
+    attention = config.num_hidden_layers * 2 * length * config.hidden_size
+    return 2.0 * length * (linear + attention)
+
+
+def peak_gflops(precision: str, repeats: int = 5) -> float:
+    """The core's peak in ``precision``, measured: the best rate of a large product, (4,096 x 1,024) by
+    (1,024 x 1,024), with the kernels the backbone uses there and torch's threads."""
+    x, weight = torch.randn(4096, 1024), torch.randn(1024, 1024)
+    product = {"fp32": lambda: x @ weight.t(),
+               "bf16": (lambda xb, wb: lambda: xb @ wb.t())(x.bfloat16(), weight.bfloat16()),
+               "int8": (lambda int8: lambda: int8(x))(Int8Products(weight))}[precision]
+    product()
+    best = min(seconds_of(product) for _ in range(repeats))
+    return 2 * 4096 * 1024 * 1024 / best / 1e9
+
+
 @torch.no_grad()
-def measure(server: MultiTask, names: list[str], tokenizer, model_name: str, count: int, rows: int, repeats: int,
-            lora_budget: float) -> dict:
+def measure(servers: dict[str, MultiTask], names: list[str], tokenizer, model_name: str, count: int, rows: int,
+            repeats: int, lora_budget: float, peaks: dict[str, float]) -> tuple[dict, list[dict]]:
     """Rows per second of each path with ``count`` distinct tasks (the median of interleaved rounds), and each
     path's speed against the one-task batch: the median over rounds of the ratio within a round, so that a
-    slow moment of the machine slows both sides of a ratio alike."""
+    slow moment of the machine slows both sides of a ratio alike. Returns the fp32 row (with LoRA) and a row per
+    backbone format of ``servers``."""
     size = max(rows, count)
     batch = rows_batch(tokenizer, size)
     tasks = [names[i % count] for i in range(size)]
-    server.switch(tasks[0])
+    for server in servers.values():
+        server.switch(tasks[0])
     lora, built = lora_encoder(model_name, count, lora_budget)
-    paths = answers(server, batch, tasks, lora)
+    server = servers["fp32"]
+    paths = answers(servers, batch, tasks, lora)
     for answer in paths.values():
         answer()  # warm-up
     seconds = {name: [] for name in paths}
@@ -124,8 +174,22 @@ def measure(server: MultiTask, names: list[str], tokenizer, model_name: str, cou
             seconds[name].append(seconds_of(answer))
     row = {"tasks": count, "rows": size, "rounds": repeats, "lora_adapters_built_seconds": built,
            "lora": "measured" if lora is not None else f"stopped: {count} adapters took over {lora_budget:.0f} s"}
-    for name, spent in seconds.items():
-        row[f"{name} rows/s"] = size / statistics.median(spent)
+    for name in ("one-task batch", "BitFit mixed", "LoRA mixed"):
+        if name in seconds:
+            row[f"{name} rows/s"] = size / statistics.median(seconds[name])
+    flop = backbone_flop_per_row(server.model, batch["input_ids"].shape[1]) * size
+    formats = []
+    for precision in servers:
+        one, mixed = path_name(precision, "one-task batch"), path_name(precision, "BitFit mixed")
+        formats.append({
+            "tasks": count, "precision": precision, "rows": size, "tokens per row": batch["input_ids"].shape[1],
+            "one-task rows/s": size / statistics.median(seconds[one]),
+            "mixed rows/s": size / statistics.median(seconds[mixed]),
+            "mixed / one-task": median_ratio(seconds, mixed, one),
+            "one-task / fp32": median_ratio(seconds, one, "one-task batch"),
+            "mixed / fp32": median_ratio(seconds, mixed, "BitFit mixed"),
+            "mixed GFLOP/s": flop / statistics.median(seconds[mixed]) / 1e9,
+            "mixed % of peak": 100 * flop / statistics.median(seconds[mixed]) / 1e9 / peaks[precision]})
     for name in ("BitFit mixed", "LoRA mixed"):
         if name in seconds:
             ratios = [one / other for one, other in zip(seconds["one-task batch"], seconds[name], strict=True)]
@@ -136,9 +200,12 @@ def measure(server: MultiTask, names: list[str], tokenizer, model_name: str, cou
             [lora_seconds / bitfit for lora_seconds, bitfit in zip(seconds["LoRA mixed"], seconds["BitFit mixed"],
                                                                    strict=True)])
     print(f"  {count:>5} tasks, {size} rows, {repeats} rounds: "
-          + ", ".join(f"{name} {row[f'{name} rows/s']:.0f} rows/s" for name in seconds)
+          + ", ".join(f"{name} {size / statistics.median(spent):.0f} rows/s" for name, spent in seconds.items())
           + f"; BitFit mixed / one-task {row['BitFit mixed / one-task batch']:.3f} ({row['lora']})", flush=True)
-    return row
+    for found in formats[1:]:
+        print(f"        {found['precision']}: one-task {found['one-task / fp32']:.2f}x fp32, mixed "
+              f"{found['mixed / fp32']:.2f}x fp32, mixed / one-task {found['mixed / one-task']:.3f}", flush=True)
+    return row, formats
 
 
 def main() -> None:
@@ -151,46 +218,73 @@ def main() -> None:
                         help="comma separated (default: %(default)s); the largest is the server's size")
     parser.add_argument("--lora-budget", type=float, default=120.0,
                         help="seconds peft may take to build the adapters of one task count before it is skipped")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help="backbone formats measured side by side (default: %(default)s)")
+    parser.add_argument("--precision-task-counts", default=",".join(map(str, PRECISION_TASK_COUNTS)),
+                        help="task counts where every format is measured (default: %(default)s)")
     args = parser.parse_args()
     counts = [int(count) for count in args.task_counts.split(",")]
+    precisions = ["fp32", *(p for p in args.precisions.split(",") if p != "fp32")]
+    precision_counts = {int(count) for count in args.precision_task_counts.split(",")}
     quiet_outputs()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # peft 0.21
     profile = get_profile("classroom")
     source = DELTAS / next(p.name for p in sorted(DELTAS.glob("sst2_*.safetensors")))
     manifest, _ = read_delta(source)
-    print(f"classroom model, fp32, {torch.get_num_threads()} threads, {hardware_name()}")
+    print(f"classroom model, backbone in {', '.join(precisions)}, {torch.get_num_threads()} threads, "
+          f"{hardware_name()}")
+    servers, adding = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         model = load_classifier(profile.model, manifest.num_labels, profile.readout)
         started = time.perf_counter()
         derived = [derived_delta(model, source, Path(folder) / f"task{k}.safetensors", seed=k)
                    for k in range(max(counts))]
         print(f"derived {len(derived)} deltas from {source.name} in {time.perf_counter() - started:.0f} s")
-        server = MultiTask(load_classifier(profile.model, manifest.num_labels, profile.readout))
-        before = memory_mb()
-        started = time.perf_counter()
-        names = server.add_many(derived, [f"task{k}" for k in range(len(derived))])  # as `serve` adds a folder
-        add_seconds = time.perf_counter() - started
-        added_mb = memory_mb() - before
-        table_mb = (server.bias_rows.numel() * 4
-                    + server.head_weights.numel() * 4 + server.head_biases.numel() * 4) / 2**20
         delta_mb = sum(t.numel() * t.element_size() for path in derived for t in read_delta(path)[1].values()) / 2**20
-    print(f"added {len(names)} deltas in {add_seconds:.1f} s; memory +{added_mb:.0f} MB (tables {table_mb:.0f} MB) "
-          f"for {delta_mb:.0f} MB of deltas")
+        for precision in precisions:
+            server = MultiTask(load_classifier(profile.model, manifest.num_labels, profile.readout),
+                               precision=precision)
+            before = memory_mb()
+            started = time.perf_counter()
+            names = server.add_many(derived, [f"task{k}" for k in range(len(derived))])  # as `serve` adds a folder
+            adding[precision] = {"seconds": time.perf_counter() - started, "added_mb": memory_mb() - before}
+            servers[precision] = server
+            print(f"{precision}: added {len(names)} deltas in {adding[precision]['seconds']:.1f} s; memory "
+                  f"+{adding[precision]['added_mb']:.0f} MB for {delta_mb:.0f} MB of deltas", flush=True)
+    server = servers["fp32"]
+    add_seconds, added_mb = adding["fp32"]["seconds"], adding["fp32"]["added_mb"]
+    table_mb = (server.bias_rows.numel() * 4 + server.head_weights.numel() * 4 + server.head_biases.numel() * 4) / 2**20
     tokenizer = load_tokenizer(profile.model)
     batch = rows_batch(tokenizer, len(names))
-    mixed = server.mixed_logits(batch, names)
-    gap = 0.0
-    for row in range(0, len(names), 97):
-        server.switch(names[row])
-        alone = server.logits({k: v[row:row + 1] for k, v in batch.items()})
-        gap = max(gap, float((mixed[row] - alone[0]).abs().max()))
+    gaps = {}
+    for precision, each in servers.items():  # a mixed batch against each sampled row's task switched in alone
+        mixed = each.mixed_logits(batch, names)
+        gaps[precision] = 0.0
+        for row in range(0, len(names), 97):
+            each.switch(names[row])
+            alone = each.logits({k: v[row:row + 1] for k, v in batch.items()})
+            gaps[precision] = max(gaps[precision], float((mixed[row] - alone[0]).abs().max()))
+    gap = gaps["fp32"]
+    peaks = {precision: peak_gflops(precision) for precision in precisions}
+    print("peak of a large product (GFLOP/s): " + ", ".join(f"{p} {g:.0f}" for p, g in peaks.items()))
     print("throughput (rows per second, median of interleaved repeats):")
-    results = [measure(server, names, tokenizer, profile.model, count, args.rows,
-                       args.repeats if max(count, args.rows) <= 64 else args.large_repeats, args.lora_budget)
-               for count in counts]
+    results, by_precision = [], []
+    for count in counts:
+        measured_here = {p: servers[p] for p in precisions if p == "fp32" or count in precision_counts}
+        row, formats = measure(measured_here, names, tokenizer, profile.model, count, args.rows,
+                               args.repeats if max(count, args.rows) <= 64 else args.large_repeats, args.lora_budget,
+                               peaks)
+        results.append(row)
+        by_precision += [found for found in formats if count in precision_counts]
     at = {row["tasks"]: row for row in results}
+    bf16 = [found for found in by_precision if found["precision"] == "bf16"]
     measured = {
         "BitFit mixed / one-task batch, worst task count": min(row["BitFit mixed / one-task batch"] for row in results),
+        "mixed / one-task batch, worst precision and task count": min(f["mixed / one-task"] for f in by_precision),
+        "bf16 / fp32 rows/s, one-task batch, worst task count": min((f["one-task / fp32"] for f in bf16),
+                                                                     default=float("nan")),
+        "bf16 / fp32 rows/s, mixed batch, worst task count": min((f["mixed / fp32"] for f in bf16),
+                                                                  default=float("nan")),
         "BitFit mixed / LoRA mixed at 64 tasks": at.get(64, {}).get("BitFit mixed / LoRA mixed", float("nan")),
         "seconds to add the deltas (1,024)": add_seconds,
         "memory added by the deltas / their bytes": added_mb / delta_mb,
@@ -209,6 +303,9 @@ def main() -> None:
     OUTPUT.write_text(json.dumps({
         "throughput": results, "targets": targets, "deltas": len(names), "derived_from": source.name,
         "delta_mb": delta_mb, "added_mb": added_mb, "table_mb": table_mb, "add_seconds": add_seconds,
+        "precisions": by_precision, "peak_gflops": peaks, "adding_by_precision": adding,
+        "max |logit difference| mixed vs alone, by precision": gaps,
+        "peak_measured_as": "best rate of a (4096 x 1024) by (1024 x 1024) product, same kernels and threads",
         "device": hardware_name(),
         "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

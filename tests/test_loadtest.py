@@ -104,6 +104,19 @@ def test_targets_say_met_or_missed_for_each_measure():
     assert found[loadtest.ERRORS] == {"measured": 2, "target": "0", "met": False}
 
 
+def test_a_low_precision_service_is_judged_against_the_fp32_mixed_service():
+    loads = [{"service": loadtest.mixed_service(p), "concurrency": 32, "requests_per_second": rate}
+             for p, rate in (("fp32", 100), ("bf16", 170), ("int8", 150))]
+    soaks = {p: {"growth": growth, "lost": 0, "wrong_task": 0, "wrong_logits": wrong}
+             for p, growth, wrong in (("fp32", 0.01, 0), ("bf16", 0.02, 0), ("int8", 0.08, 3))}
+    found = loadtest.precision_targets(loads, soaks)
+    assert found["bf16 / fp32 throughput at concurrency 32"] == {"measured": 1.7, "target": ">= 1.6", "met": True}
+    assert found["int8 / fp32 throughput at concurrency 32"]["met"] is False
+    assert found[f"{loadtest.GROWTH}, int8"]["met"] is False
+    assert found[f"{loadtest.ERRORS} over the soak, int8"] == {"measured": 3, "target": "0", "met": False}
+    assert not any(name.startswith("fp32") for name in found)
+
+
 def test_repeated_runs_give_each_setting_its_median_range_and_runs_met():
     runs = [one_run("glibc", 120, 40, 0.02), one_run("mmap", 80, 40, 0.03), one_run("glibc", 70, 40, 0.07),
             one_run("mmap", 84, 40, 0.01), one_run("glibc", 100, 40, 0.03)]

@@ -165,6 +165,33 @@ def targets(loads: list[dict], soak: dict) -> dict[str, dict]:
             ERRORS: {"measured": errors, "target": "0", "met": errors == 0}}
 
 
+def mixed_service(precision: str) -> str:
+    """The name of the mixed-batch service on a backbone format in a load test's rows."""
+    return "mixed batches" if precision == "fp32" else f"mixed batches, {precision} backbone"
+
+
+PRECISION_SPEEDUP = 1.6  # the least throughput at concurrency 32 a bf16 or int8 backbone must reach, times fp32's
+
+
+def precision_targets(loads: list[dict], soaks: dict[str, dict]) -> dict[str, dict]:
+    """Each bf16 or int8 service's targets: at concurrency 32 at least ``PRECISION_SPEEDUP`` times the fp32 mixed
+    service's throughput, its resident memory grown by at most 5% over its soak, and no lost or wrong answer
+    there (its loads' answers count in ``targets``)."""
+    at = {(row["service"], row["concurrency"]): row["requests_per_second"] for row in loads}
+    found = {}
+    for precision, soak in soaks.items():
+        if precision == "fp32":
+            continue
+        speedup = at[(mixed_service(precision), 32)] / at[(mixed_service("fp32"), 32)]
+        found[f"{precision} / fp32 throughput at concurrency 32"] = {
+            "measured": speedup, "target": f">= {PRECISION_SPEEDUP:g}", "met": speedup >= PRECISION_SPEEDUP}
+        found[f"{GROWTH}, {precision}"] = {"measured": soak["growth"], "target": "<= 0.05",
+                                           "met": soak["growth"] <= 0.05}
+        errors = soak["lost"] + soak["wrong_task"] + soak["wrong_logits"]
+        found[f"{ERRORS} over the soak, {precision}"] = {"measured": errors, "target": "0", "met": errors == 0}
+    return found
+
+
 def repeated(runs: list[dict]) -> dict[str, dict[str, dict]]:
     """Each ``--memory-release`` setting's targets over its repeated runs: the median, the smallest and the
     largest measured, and in how many runs the target was met."""

@@ -93,6 +93,7 @@ class Settings:
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
     threads: int | None = None  # torch's threads for the model; None: as torch has them
     memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
+    precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (backbone_precision)
 
 
 @dataclass
@@ -296,8 +297,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    server = serve(paths, task_names(paths))  # every delta checked before the service starts: one error, not a
-    # traceback after "serving"
+    # every delta checked before the service starts: one error, not a traceback after "serving"
+    server = serve(paths, task_names(paths), settings.precision)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -366,8 +367,8 @@ def run_service(settings: Settings, host: str, port: int) -> int:
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threads = f", {settings.threads} model thread{'s' * (settings.threads > 1)}" if settings.threads else ""
-    print(f"serving the deltas of {settings.deltas} on http://{host}:{port}{threads} (POST /v1/predict, "
-          "GET /v1/tasks); SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
+    print(f"serving the deltas of {settings.deltas} on http://{host}:{port}, {settings.precision} backbone{threads} "
+          "(POST /v1/predict, GET /v1/tasks); SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
     status = 0
     try:
         server.run()  # uvicorn re-raises the signal that stopped it once it has shut down

@@ -18,6 +18,7 @@ module named ``classifier`` reading one vector per sentence: mean pooling, or BE
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from ..core.biases import bias_census, encoder_of, head_parameters
 from ..core.readout import MeanPoolingClassifier, load_classifier, load_tokenizer, mean_pool
 from ..data.glue import GlueTask, get_task
 from ..errors import BitFitError
-from .deltas import REFERENCE_TOLERANCE, DeltaManifest, backbone_digest, check_fits, read_delta
+from .backbone_precision import REFERENCE_TOLERANCES, put_in_precision, resolve
+from .deltas import DeltaManifest, backbone_digest, check_fits, read_delta
 from .memory import return_freed_memory
 
 
@@ -61,13 +63,19 @@ def _row_biases(table: torch.Tensor, index: torch.Tensor, dims: int) -> torch.Te
 class RowLinear(nn.Linear):
     """A Linear that, while ``rows.index`` is set, adds each row's own task's bias: y_i = W x_i + B[t_i].
 
-    It costs what ``nn.Linear`` costs: as there, the output starts as the biases and one matrix product is
-    accumulated into it (``addmm_``); only the biases now differ from row to row."""
+    In fp32 it costs what ``nn.Linear`` costs: as there, the output starts as the biases and one matrix product
+    is accumulated into it (``addmm_``); only the biases now differ from row to row. On a bf16 or int8 backbone
+    (``backbone_precision.put_in_precision``) ``products`` computes ``W x`` in that format and adds the fp32 biases
+    in fp32."""
 
     rows: RowTasks
     row_table: torch.Tensor
+    products: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # x, b -> W x + b, bf16 or int8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.products is not None:
+            bias = self.bias if self.rows.index is None else _row_biases(self.row_table, self.rows.index, x.dim())
+            return self.products(x, bias)
         if self.rows.index is None:
             return super().forward(x)
         y = _row_biases(self.row_table, self.rows.index, x.dim()).expand(*x.shape[:-1], self.out_features)
@@ -103,9 +111,13 @@ class MultiTask:
     tables, weights (tasks x labels x width) and biases (tasks x labels), padded to the most labels. Each
     biased Linear and LayerNorm of the backbone becomes a row-bias module once (its class swapped, its
     parameters and their names unchanged): answering for one task it is the module it was, and in a mixed
-    batch it adds each row's bias from its table in one gathered add."""
+    batch it adds each row's bias from its table in one gathered add.
 
-    def __init__(self, model: nn.Module, capacity: int = 8):
+    ``precision``: the format of the backbone's matrix products, 'fp32', 'bf16', 'int8' or 'auto'
+    (``backbone_precision``); the tables, the heads and every bias addition stay fp32."""
+
+    def __init__(self, model: nn.Module, capacity: int = 8, precision: str = "fp32"):
+        self.precision = resolve(precision)
         if not all(name.startswith("classifier.") for name in head_parameters(model)) or \
                 not isinstance(getattr(model, "classifier", None), nn.Linear):
             raise BitFitError("serving several tasks needs a head named 'classifier' that reads one vector per "
@@ -113,11 +125,15 @@ class MultiTask:
         self.model = model.eval()
         self.digest = backbone_digest(model)
         parameters = dict(model.named_parameters())
-        self.bias_names = [term.name for term in bias_census(model)]
+        census = bias_census(model)
+        self.bias_names = [term.name for term in census]
         self.shapes = {name: tuple(parameter.shape) for name, parameter in parameters.items()}
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
         self.rows = RowTasks()
         self.sites = {name: self._row_module(name) for name in self.bias_names}
+        put_in_precision(model, [(term.group, self.sites[term.name]) for term in census
+                                 if isinstance(self.sites[term.name], RowLinear)], self.precision)
+        self.tolerance = REFERENCE_TOLERANCES[self.precision]
         self.widths = [self.pretrained[name].numel() for name in self.bias_names]
         self.bias_rows = torch.empty(capacity, sum(self.widths))
         width = model.classifier.in_features
@@ -166,8 +182,8 @@ class MultiTask:
     def add_many(self, paths: list[str | Path], names: list[str] | None = None) -> list[str]:
         """Load the deltas at ``paths`` as tasks ``names`` (default: each its task), each checked: its digest,
         finite values, its fit to this backbone, and the reference logits the backbone with it must give
-        (``REFERENCE_TOLERANCE``), all deltas' references answered together in mixed batches. On any error
-        none of them is added, and the server and its model are left as they were."""
+        (``REFERENCE_TOLERANCES``, per backbone format), all deltas' references answered together in mixed
+        batches. On any error none of them is added, and the server and its model are left as they were."""
         names = list(names) if names is not None else [None] * len(paths)
         # one copy, not one per growth; many deltas at once (a folder) get exactly their rows, one gets slack
         self._make_room(len(self.tasks) + len(paths), self.head_biases.shape[1], GROWTH if len(paths) == 1 else 1.0)
@@ -225,11 +241,11 @@ class MultiTask:
             answered = self.mixed_logits(batch, [name for name, _, _ in chunk])
             for (name, _, expected), found in zip(chunk, answered, strict=True):
                 gap = float((found - torch.tensor(expected)).abs().max())
-                if not gap <= REFERENCE_TOLERANCE:
+                if not gap <= self.tolerance:
                     raise BitFitError(f"{self.tasks[name].source}: the backbone with this delta gives logits "
                                       f"{gap:.3g} away from those the fine-tuned model gave (at most "
-                                      f"{REFERENCE_TOLERANCE:g} allowed): the delta was altered or does not belong "
-                                      "to this backbone. Save it again from its run")
+                                      f"{self.tolerance:g} allowed in {self.precision}): the delta was altered or "
+                                      "does not belong to this backbone. Save it again from its run")
 
     def head(self, task: str) -> nn.Linear:
         """``task``'s head as a Linear whose parameters are views of the head tables (nothing copied)."""
@@ -324,9 +340,9 @@ def task_names(paths: list[str | Path], taken: set[str] = frozenset()) -> list[s
             for task, path in zip(tasks, paths, strict=True)]
 
 
-def serve(paths: list[str | Path], names: list[str] | None = None) -> MultiTask:
-    """A backbone loaded once, with every delta in ``paths`` added (as ``names``, default: each its task);
-    they must share its backbone."""
+def serve(paths: list[str | Path], names: list[str] | None = None, precision: str = "fp32") -> MultiTask:
+    """A backbone loaded once, its products in ``precision`` (``MultiTask``), with every delta in ``paths`` added
+    (as ``names``, default: each its task); they must share its backbone."""
     manifests = [read_delta(path)[0] for path in paths]
     backbones = {(m.model, m.readout) for m in manifests}
     if len(backbones) > 1:
@@ -334,7 +350,7 @@ def serve(paths: list[str | Path], names: list[str] | None = None) -> MultiTask:
                           f"({'; '.join(f'{model}, {readout}' for model, readout in sorted(backbones))}): "
                           "give deltas of one backbone")
     first = manifests[0]
-    server = MultiTask(load_classifier(first.model, first.num_labels, first.readout))
+    server = MultiTask(load_classifier(first.model, first.num_labels, first.readout), precision=precision)
     server.add_many(paths, names)
     return server
 

@@ -1,0 +1,140 @@
+"""The shared backbone's number format: its matrix products in fp32, bf16 or int8, every bias and head in fp32.
+
+A BitFit task is bias vectors and a head. A server keeps one backbone for all its tasks, so the backbone is
+where speed and memory can be won: its weight matrices do nearly all of the work (``W x`` costs about
+2 x 384 x 384 multiply-adds per token for each 384-wide projection; adding ``b`` costs 384). We change how
+``W x`` is computed and leave ``+ b`` alone:
+
+- **fp32**: ``nn.Linear``'s own kernel, the product and the bias in fp32.
+- **bf16**: W is stored in bfloat16 (half the bytes) and x is rounded to bfloat16. The CPU's bf16 kernels
+  (oneDNN on AVX-512 BF16 or AMX) multiply exactly and sum in fp32; the product is rounded to bf16.
+- **int8**: W is stored in int8 with one scale per output row; x is quantized with one scale per call (the
+  dynamic quantization of PyTorch and ONNX Runtime); fbgemm sums in int32 and hands back fp32. Because x's
+  scale is the batch's, a row's answer can move a little with the rows it is batched with.
+
+Either way the bias is then added in fp32: ``y = (W x)_low + b``. So a delta means the same on every backbone
+format, in one-task and mixed batches alike, and nothing of a task is ever rounded. LayerNorm, attention's
+softmax and the heads stay in fp32. The reference logits a delta carries were computed in fp32, so the check
+that a loaded delta reproduces them allows, per format, the gap that format itself makes
+(``REFERENCE_TOLERANCES``, set from ``benchmarks/multitask.py``'s measurements on the five committed deltas).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..core.biases import encoder_of
+from ..core.precision import native_bf16
+from ..errors import BitFitError, unknown_choice
+from .deltas import REFERENCE_TOLERANCE
+
+PRECISIONS = ("fp32", "bf16", "int8")
+CHOICES = (*PRECISIONS, "auto")
+# Largest |logit difference| a loaded delta may show on its reference inputs, per backbone format. fp32: the
+# reference rows are recomputed exactly but for the order of sums (deltas.REFERENCE_TOLERANCE). bf16 and int8:
+# a few times the largest change either format made to any logit of the five committed tasks' full dev sets
+# (results/benchmarks/precision.json): loose enough for rounding, far below what an altered delta gives.
+REFERENCE_TOLERANCES = {"fp32": REFERENCE_TOLERANCE, "bf16": 0.1, "int8": 0.5}
+
+def resolve(precision: str) -> str:
+    """The format ``precision`` names; 'auto' is bf16 where the machine has bf16 kernels, else fp32."""
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    if precision not in PRECISIONS:
+        raise unknown_choice("precision", precision, CHOICES)
+    if precision == "int8" and "x86" not in torch.backends.quantized.supported_engines:
+        raise BitFitError("int8 products need PyTorch's x86 (fbgemm) kernels, which this build lacks: "
+                          "use --precision fp32 or bf16")
+    return precision
+
+
+def vnni() -> bool:
+    """Whether the CPU has VNNI (int8 dot products into int32), so that int8 needs no reduced range."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
+
+
+class SharedBf16Input:
+    """The last input of a bf16 product, rounded to bf16 once for every product that reads it (W_q, W_k and W_v
+    read the same hidden states: one rounding, not three)."""
+
+    def __init__(self):
+        self.source: torch.Tensor | None = None
+        self.version, self.rounded = -1, None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x is not self.source or x._version != self.version:  # another tensor, or this one changed in place
+            self.source, self.version, self.rounded = x, x._version, x.to(torch.bfloat16)
+        return self.rounded
+
+
+class Bf16Products:
+    """``x, b -> W x + b`` with W and x in bfloat16 (exact products summed in fp32, rounded to bf16) and b added
+    in fp32. With ``round_sum`` the sum is rounded to bf16, for a next operation that would round it anyway."""
+
+    def __init__(self, weight: torch.Tensor, rounding: SharedBf16Input, round_sum: bool):
+        self.weight = weight.detach().to(torch.bfloat16)
+        self.rounding, self.round_sum = rounding, round_sum
+        self.nbytes = self.weight.numel() * self.weight.element_size()
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        product = nn.functional.linear(self.rounding(x), self.weight)
+        # in place, the sum is computed in fp32 (the wider of the two) and stored in bf16; else it stays fp32
+        return product.add_(bias) if self.round_sum else torch.add(product, bias)
+
+
+class Int8Products:
+    """``x, b -> W x + b`` with W in int8 (a scale per output row), x quantized per call, the products summed in
+    int32 and scaled back to fp32, and b added in fp32."""
+
+    def __init__(self, weight: torch.Tensor):
+        weight = weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
+        with warnings.catch_warnings():  # PyTorch has deprecated quantized tensors; fbgemm's kernels still take them
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+            quantized = torch.quantize_per_channel(weight, scales, torch.zeros(len(scales), dtype=torch.long), 0,
+                                                   torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self.reduce_range = not vnni()  # without VNNI, fbgemm's 16-bit sums would saturate on 8-bit activations
+        self.nbytes = weight.numel() + 8 * len(scales)
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x.float().contiguous(), self.packed, self.reduce_range).add_(bias)
+
+
+# Sums that go straight into a bf16 product (attention's, for b_q, b_k, b_v; W_m3's after GELU, for b_m2) are
+# rounded to bf16 after the fp32 addition: the next product would round them anyway. The sums that join the
+# residual stream (b_m1, b_m3) and the pooler's stay fp32, as LayerNorm reads them.
+ROUNDED_SUMS = ("b_q", "b_k", "b_v", "b_m2")
+
+
+def put_in_precision(model: nn.Module, linears: list[tuple[str, nn.Linear]], precision: str) -> None:
+    """From now on compute ``W x + b`` of each of ``linears`` (with its bias's paper group) in ``precision``, as
+    ``linear.products``; the fp32 weight is given up, its memory freed. In bf16 attention's two products run in
+    bf16 as well (the encoder runs under bf16 autocast, which leaves additions, LayerNorm and the head in fp32)."""
+    if precision == "fp32":
+        return
+    rounding = SharedBf16Input()
+    for group, linear in linears:
+        linear.products = (Bf16Products(linear.weight, rounding, group in ROUNDED_SUMS) if precision == "bf16"
+                           else Int8Products(linear.weight))
+        linear.weight = nn.Parameter(torch.empty_like(linear.weight, device="meta"), requires_grad=False)
+    if precision == "bf16":
+        encoder = encoder_of(model)
+        device = next(encoder.parameters()).device.type
+        encoder.forward = torch.autocast(device, dtype=torch.bfloat16)(encoder.forward)
+
+
+def backbone_bytes(model: nn.Module) -> int:
+    """Bytes the model's weights hold in their serving format: parameters, and the low-precision copies of the
+    Linears' matrices (their fp32 originals, on the meta device, hold none)."""
+    held = sum(p.numel() * p.element_size() for p in model.parameters() if p.device.type != "meta")
+    return held + sum(module.products.nbytes for module in model.modules()
+                      if getattr(module, "products", None) is not None)
