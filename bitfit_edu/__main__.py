@@ -1,10 +1,5 @@
 import sys
 
-if sys.argv[1:2] == ["doctor"]:  # before anything imports torch, so that doctor can report a missing or broken one
-    from .classroom.doctor import run
-
-    sys.exit(run())
-
-from .cli import main  # noqa: E402
+from .cli import main  # reads the arguments without torch: doctor can report a missing or broken one
 
 sys.exit(main())

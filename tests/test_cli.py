@@ -161,7 +161,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
 def test_demo_table_sets_the_committed_grid_beside_the_demo():
     from synthetic_records import record
 
-    from bitfit_edu.cli import demo_table
+    from bitfit_edu.commands import demo_table
 
     demo = [record(m, 0, 1e-3, [0.7, s], task="sst2") for m, s in (("full", 0.82), ("bitfit", 0.79), ("frozen", 0.7))]
     grid = [record(m, seed, 1e-3, [0.7, s + seed / 100], task="sst2") for m, s in (("full", 0.82), ("bitfit", 0.81))
@@ -217,3 +217,37 @@ def test_serve_refuses_a_bad_port_and_a_bad_delta_before_it_says_serving(tmp_pat
     assert main(["serve", "--deltas", str(tmp_path), "--port", "0"]) == 2
     found = capsys.readouterr()
     assert "serving" not in found.out and "corrupt delta file" in found.err
+
+
+def test_reading_the_command_line_loads_neither_torch_nor_transformers():
+    code = ("import sys; from bitfit_edu import cli; cli.parser().parse_args(['serve', '--deltas', 'x']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'datasets') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
+def test_the_parser_names_every_start_and_experiment():
+    from bitfit_edu import cli
+    from bitfit_edu.core.starts import STARTS
+    from bitfit_edu.experiments.grids import EXPERIMENTS
+
+    assert cli.START_NAMES == tuple(STARTS)
+    assert cli.EXPERIMENT_HELP == ", ".join(EXPERIMENTS)
+
+
+def test_sigterm_while_the_command_loads_torch_ends_with_its_message():
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "bitfit_edu", "census", "--model", "bert-base-cased"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the arguments are read (a quarter of a second); torch and transformers take seconds more
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, (out, err)
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+
+
+def test_help_of_doctor_is_help():
+    found = subprocess.run([sys.executable, "-m", "bitfit_edu", "doctor", "--help"], capture_output=True, text=True)
+    assert found.returncode == 0 and found.stdout.startswith("usage: python -m bitfit_edu doctor")

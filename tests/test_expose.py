@@ -14,6 +14,7 @@ from synthetic_records import stored_record
 from bitfit_edu.core.biases import bias_census, classify_bias
 from bitfit_edu.core.methods import prepare
 from bitfit_edu.core.readout import load_classifier
+from bitfit_edu.core.representations import fit_probe, linear_cka
 from bitfit_edu.core.starts import shuffle_weight_matrices
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.evidence.claims import FAILS, HOLDS, NOT_RUN, UNRESOLVED
@@ -26,7 +27,6 @@ from bitfit_edu.evidence.expose import (
     start_means,
     welch_combination,
 )
-from bitfit_edu.evidence.representations import fit_probe, linear_cka
 from bitfit_edu.evidence.tables import runs_frame
 from bitfit_edu.experiments import vision
 from bitfit_edu.experiments.grids import EXPOSE_STARTS, EXPOSE_TASKS, experiment_configs, expose_configs

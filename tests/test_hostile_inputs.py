@@ -45,7 +45,7 @@ from pathlib import Path
 import pytest
 from synthetic_records import fake_record, stored_record
 
-from bitfit_edu import cli, errors
+from bitfit_edu import commands, errors
 from bitfit_edu.cli import main
 from bitfit_edu.data.glue import load_split
 from bitfit_edu.errors import BitFitError
@@ -227,7 +227,7 @@ def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_report", interrupted)
+    monkeypatch.setattr(commands, "cmd_report", interrupted)
     assert main(["report"]) == 130
     assert capsys.readouterr().err.strip() == ("interrupted: every run that finished is kept; run the same command "
                                                "again to resume (finished runs are skipped)")

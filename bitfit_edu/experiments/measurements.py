@@ -1,5 +1,5 @@
 """The measurements of notebook 09 that are not runs: linear probes on frozen features, and how much a
-fine-tuning run changed each layer (linear CKA, ``evidence.representations``).
+fine-tuning run changed each layer (linear CKA, ``core.representations``).
 
 Each measurement is one small JSON file under ``results/expose/`` (``probes/``, ``cka/``), written when it
 finishes, so that the command can be stopped and resumed, and two 1-thread workers can share the list.
@@ -25,10 +25,10 @@ import numpy as np
 from transformers import DataCollatorWithPadding, TrainerCallback
 
 from ..core.readout import load_classifier, load_tokenizer
+from ..core.representations import fit_probe, layer_features, linear_cka
 from ..core.starts import PRETRAINED, STARTS
 from ..data import glue
 from ..data.locations import results_folder
-from ..evidence.representations import fit_probe, layer_features, linear_cka
 from .grids import EXPOSE_TASKS
 from .profiles import Profile
 from .results import ResultStore
