@@ -16,7 +16,7 @@ from transformers import AutoModel
 from . import paper
 from .core import precision
 from .core.biases import census_table
-from .core.counting import accounting_table, load_config
+from .core.counting import accounting_table, load_config, share_of_model
 from .core.methods import display_name, parse_label
 from .data import locations
 from .data.glue import get_task
@@ -193,10 +193,9 @@ def demo_table(records: list[RunRecord], committed: list[RunRecord] = ()) -> pd.
     seeds, labelled), and the paper's BERT-base GLUE dev averages."""
     frame = runs_frame(records).set_index("method")
     paper_average = [paper.BERT_BASE_DEV_AVERAGE[m] for m in frame.index]
-    encoder = frame["total"] - (frame["trainable"] - frame["trainable_without_head"])  # the head always trains
     table = pd.DataFrame({
         "trains (excl. head)": frame["trainable_without_head"].map("{:,}".format),
-        "% of encoder": (100 * frame["trainable_without_head"] / encoder).map("{:.3f}%".format),
+        "% of encoder": share_of_model(frame["trainable_without_head"], frame["encoder"]).map("{:.3f}%".format),
         "dev, best epoch": frame["best"].map("{:.1f}".format),
         "dev, last epoch": frame["last"].map("{:.1f}".format),
         "train s": frame["train_seconds"].map("{:.0f}".format),

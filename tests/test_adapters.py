@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import tiny_bert_config
-from synthetic_records import record
+from synthetic_records import record, stored_record
 from test_training import tiny_run
 from transformers import BertModel
 
@@ -18,6 +18,7 @@ from bitfit_edu.errors import BitFitError
 from bitfit_edu.evidence import claims, tables
 from bitfit_edu.experiments.grids import PEFT, PEFT_SEEDS, experiment_configs
 from bitfit_edu.experiments.profiles import get_profile
+from bitfit_edu.experiments.runs import RunRecord
 
 
 def tiny_classifier() -> MeanPoolingClassifier:
@@ -27,9 +28,31 @@ def tiny_classifier() -> MeanPoolingClassifier:
 
 @pytest.mark.parametrize("method", PEFT)
 def test_our_count_by_kind_equals_peft_count(method):
-    ours = counting.trainable_kinds(prepare(tiny_classifier(), method).model)
+    ours = counting.trainable_kinds(prepare(tiny_classifier(), method))
     assert sum(ours.values()) == counting.peft_count(tiny_classifier(), method)
     assert ours["head"] == 2 * 32 + 2 and ours["existing biases"] == ours["other pre-trained weights"] == 0
+
+
+def test_every_method_is_a_share_of_one_denominator():
+    bitfit, lora = prepare(tiny_classifier(), "bitfit"), prepare(tiny_classifier(), "lora_r8")
+    assert lora.total_count() > bitfit.total_count()  # LoRA's matrices are new parameters of the model
+    assert counting.pretrained_count(lora.model) == counting.pretrained_count(bitfit.model) \
+        == bitfit.total_count() - (2 * 32 + 2)  # what came with the checkpoint: the head left out
+    # a record made before runs recorded it: a LoRA run's total holds its adapters, so the denominator comes from a
+    # run that adds nothing to the model
+    old = [record("bitfit", task=task) for task in ("rte", "mrpc")]
+    old += [RunRecord.from_json({**stored, "params": {**stored["params"], "total": 5000, "trainable": 30,
+                                                      "trainable_without_head": 28}})
+            for stored in (stored_record(record("lora_r8", task=task).config) for task in ("rte", "mrpc"))]
+    frame = tables.runs_frame(old)
+    assert set(frame["encoder"]) == {998}
+    assert tables.efficiency_table(frame, ("lora_r8", "bitfit"))["% of the model"].tolist() == ["2.81%", "0.802%"]
+
+
+def test_random_baselines_count_the_entries_they_train():
+    prepared = prepare(tiny_classifier(), "rand_uniform")
+    kinds = counting.trainable_kinds(prepared)
+    assert sum(kinds.values()) == prepared.trainable_count() < sum(p.numel() for p in prepared.trainable().values())
 
 
 def test_each_method_trains_its_own_kind_on_the_real_model(classroom_model):
@@ -113,7 +136,7 @@ def test_efficiency_table_and_seed_spread():
     frame = tables.runs_frame(records)
     table = tables.efficiency_table(frame, ("lora_r8", "bitfit"))
     assert list(table.index) == ["LoRA r=8 (W_q, W_v)", "BitFit"]
-    assert table.loc["BitFit", "avg"] == "61.0 ± 1.0" and table.loc["BitFit", "% of the model"] == "0.8%"
+    assert table.loc["BitFit", "avg"] == "61.0 ± 1.0" and table.loc["BitFit", "% of the model"] == "0.802%"  # 8 of 998: the head left out
     spread = tables.seed_spread(frame, ("lora_r8", "bitfit"))
     assert list(spread["method"]) == ["lora_r8"] * 3 + ["bitfit"] * 3
     assert spread["average"].round(1).tolist() == [70.0, 71.0, 72.0, 60.0, 61.0, 62.0]

@@ -100,7 +100,7 @@ def test_display_names_are_what_a_reader_sees(label, name):
 
 
 def test_a_range_of_layers_trains_only_their_biases(tiny_model_dir):
-    from bitfit_edu.core.methods import label_layers, method_label, parse_label
+    from bitfit_edu.core.methods import method_label, parse_label
     from bitfit_edu.core.readout import load_classifier
     from bitfit_edu.experiments.runs import RunConfig
 
@@ -111,7 +111,6 @@ def test_a_range_of_layers_trains_only_their_biases(tiny_model_dir):
                        "bert.pooler.dense.bias"}  # the pooler sits outside the layers
     label = method_label("bitfit", ("b_q", "b_m2"), (0, 2))
     assert label == "bitfit:b_q+b_m2@0-2" and parse_label(label) == ("bitfit", ("b_q", "b_m2"))
-    assert label_layers(label) == (0, 2) and label_layers("bitfit") is None
     assert display_name(label) == "b_q + b_m2, layers 0-2" and display_name("bitfit@3-5") == "BitFit, layers 3-5"
     config = RunConfig(model="m", task="rte", method="bitfit", layers=(0, 2)).validated()
     assert "@" not in config.run_id and "layers0-2" in config.run_id

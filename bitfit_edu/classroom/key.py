@@ -91,10 +91,11 @@ def _bert_base_bias_percent() -> float:
 
 def _classroom_frame(experiment: str):
     profile = get_profile("classroom")
-    configs = grids.experiment_configs(profile, experiment)
-    if experiment == "ablation":
-        configs += grids.experiment_configs(profile, "main", tasks=profile.ablation_tasks)
-    if experiment != "main":  # as notebooks 4 and 5 read them: with the seeds that settle open claims
+    if experiment == "ablation":  # as notebook 4 reads it
+        configs = grids.ablation_comparison(profile)
+    else:
+        configs = grids.experiment_configs(profile, experiment)
+    if experiment not in ("main", "ablation"):  # as notebook 5 reads them: with the seeds that settle open claims
         configs = grids.with_settled(profile, configs)
     records, _ = ResultStore.committed(profile.name).load(configs)
     return tables.runs_frame(records)

@@ -29,7 +29,7 @@ from ..data import locations
 from ..errors import BitFitError
 from . import adapters
 from .biases import BIAS_GROUPS, BiasTerm, bias_census, head_parameters
-from .methods import parse_label, prepare, readable
+from .methods import PreparedModel, parse_label, prepare, readable
 from .readout import load_classifier
 
 # Architecture hyperparameters of the paper's checkpoints, as published in their config.json on the
@@ -193,14 +193,26 @@ def parameter_kind(name: str, head: set[str]) -> str:
     return "existing biases" if name.endswith(".bias") else "other pre-trained weights"
 
 
-def trainable_kinds(model: nn.Module) -> dict[str, int]:
-    """How many trainable entries of each kind (``KINDS``) a prepared model holds."""
-    head = set(head_parameters(model))
+def trainable_kinds(prepared: PreparedModel) -> dict[str, int]:
+    """How many trainable entries of each kind (``KINDS``) a prepared model holds (a masked tensor counts its
+    mask only: ``PreparedModel.trainable_entries``)."""
+    head = set(head_parameters(prepared.model))
     counts = dict.fromkeys(KINDS, 0)
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            counts[parameter_kind(name, head)] += p.numel()
+    for name, count in prepared.trainable_entries().items():
+        counts[parameter_kind(name, head)] += count
     return counts
+
+
+PRETRAINED_KINDS = ("existing biases", "other pre-trained weights")
+
+
+def pretrained_count(model: nn.Module) -> int:
+    """The one denominator of "% of the model" for a model as a run holds it: every parameter that came with the
+    checkpoint and that its readout reads (a mean readout has dropped the pooler), leaving out the new task head
+    and whatever a peft method added (LoRA matrices, IA3 scales, new biases). The same for every method of one
+    model and readout; each run records it (``Params.encoder``)."""
+    head = set(head_parameters(model))
+    return sum(p.numel() for name, p in model.named_parameters() if parameter_kind(name, head) in PRETRAINED_KINDS)
 
 
 def peft_count(model: nn.Module, method: str, head: str = "classifier") -> int:
@@ -222,12 +234,10 @@ def variant_parameters(model_name: str, readout: str, labels: Iterable[str],
     rows = []
     for label in labels:
         method, groups = parse_label(label)
-        model = load_classifier(model_name, num_labels, readout, seed=0)
-        prepared = prepare(model, method, groups or "all", seed=0)
-        head = sum(p.numel() for p in head_parameters(model).values())
+        prepared = prepare(load_classifier(model_name, num_labels, readout, seed=0), method, groups or "all", seed=0)
         trained = prepared.trainable_count(include_head=False)
         rows.append({"variant": label, "trained entries (excl. head)": trained,
-                     "% of encoder": share_of_model(trained, prepared.total_count() - head),
+                     "% of encoder": share_of_model(trained, pretrained_count(prepared.model)),
                      "paper: %param (BERT-base)": paper.BERT_BASE_PARAM_PERCENT[label]})
     return readable(pd.DataFrame(rows).set_index("variant"))
 
@@ -241,8 +251,8 @@ def method_parameters(model_name: str, readout: str, labels: Iterable[str], num_
     rows = []
     for label in labels:
         method, groups = parse_label(label)
-        model = load_classifier(model_name, num_labels, readout, seed=0)
-        kinds = trainable_kinds(prepare(model, method, groups or "all", seed=0).model)
+        kinds = trainable_kinds(prepare(load_classifier(model_name, num_labels, readout, seed=0), method,
+                                        groups or "all", seed=0))
         rows.append({"method": label, **kinds, "total": sum(kinds.values()),
                      "peft's count": peft_count(load_classifier(model_name, num_labels, readout), method)
                      if method in adapters.PEFT_METHODS else None})

@@ -59,11 +59,15 @@ class PreparedModel:
     def trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
+    def trainable_entries(self) -> dict[str, int]:
+        """What trains, tensor by tensor: the entries training can change (a masked tensor counts its mask only,
+        as the random baselines train a few entries of each matrix). Every count of what trains reads this."""
+        return {n: int(self.masks[n].sum()) if n in self.masks else p.numel() for n, p in self.trainable().items()}
+
     def trainable_count(self, include_head: bool = True) -> int:
-        """Entries that training can change (a masked tensor counts its mask only)."""
+        """Entries that training can change, with or without the task head's."""
         head = head_parameters(self.model)
-        return sum(int(self.masks[n].sum()) if n in self.masks else p.numel()
-                   for n, p in self.trainable().items() if include_head or n not in head)
+        return sum(count for n, count in self.trainable_entries().items() if include_head or n not in head)
 
     def total_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -71,7 +75,8 @@ class PreparedModel:
 
 def method_label(method: str, groups: Iterable[str] | None = None, layers: tuple[int, int] | None = None) -> str:
     """Short name of a method variant: 'bitfit', 'bitfit:b_q+b_m2', 'frozen'..., and with a range of
-    layers (first, last) 'bitfit:b_q+b_m2@0-2' (``parse_label`` and ``label_layers`` read it)."""
+    layers (first, last) 'bitfit:b_q+b_m2@0-2' (``parse_label`` reads the method and groups, ``display_name``
+    the layers)."""
     within = "" if layers is None else f"@{layers[0]}-{layers[1]}"
     if method != "bitfit" or groups is None or tuple(groups) in (BIAS_GROUPS, ("all",)):
         return method + within
@@ -80,18 +85,12 @@ def method_label(method: str, groups: Iterable[str] | None = None, layers: tuple
 
 def parse_label(label: str) -> tuple[str, tuple[str, ...] | None]:
     """The method and bias groups a label names: 'bitfit:b_q+b_m2' -> ('bitfit', ('b_q', 'b_m2')),
-    'full' -> ('full', None). With ``label_layers``, the inverse of ``method_label``."""
+    'full' -> ('full', None); a range of layers ('@0-2') is left to ``display_name``."""
     variant, _, _ = label.partition("@")
     method, _, groups = variant.partition(":")
     if method not in METHODS or (groups and method != "bitfit"):
         raise unknown_choice("method variant", label, (*METHODS, "bitfit:GROUP+GROUP"))
     return method, resolve_groups(groups.split("+")) if groups else None
-
-
-def label_layers(label: str) -> tuple[int, int] | None:
-    """The range of layers a label names: 'bitfit@0-2' -> (0, 2); None for every layer."""
-    _, _, layers = label.partition("@")
-    return tuple(int(k) for k in layers.split("-")) if layers else None
 
 
 def prepare(model: nn.Module, method: str, groups: str | Iterable[str] = "all", seed: int = 0,

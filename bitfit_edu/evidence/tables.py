@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
+from ..core.adapters import PEFT_METHODS
 from ..core.biases import LAYER_GROUPS
+from ..core.counting import share_of_model
 from ..core.methods import display_name, readable
 from ..data import glue
 from ..errors import BitFitError
@@ -17,12 +19,27 @@ from ..experiments.runs import RunRecord
 from .claims import PRIMARY_PROTOCOL
 
 
+def encoder_sizes(records: list[RunRecord]) -> dict[tuple[str, str], int]:
+    """The pre-trained encoder's parameters per (model, readout), the one denominator of "% of the model"
+    (``counting.pretrained_count``): as runs record it; for records made before, from a run of a method that
+    adds nothing to the model (its parameters less its head). A peft run's total holds its adapters too, so it
+    never gives the denominator."""
+    sizes = {}
+    for r in records:
+        key = (r.config.model, r.config.readout)
+        if r.params.encoder is not None:
+            sizes[key] = r.params.encoder
+        elif key not in sizes and r.config.method not in PEFT_METHODS:
+            sizes[key] = r.params.total - (r.params.trainable - r.params.trainable_without_head)
+    return sizes
+
+
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     """One row per run: task, method label, seed, best and last dev score (x100), the best of
     ``EQUAL_EVALUATIONS`` evenly spaced evaluations (x100, 'best_of_5'), the generalization gap at the best
     and at the last epoch (training-subsample minus dev score, x100: 'gap', 'last_gap'), epochs, the number of
     dev evaluations, sizes, parameters, time."""
-    rows = []
+    rows, encoders = [], encoder_sizes(records)
     for r in records:
         train_at_best, train_at_last = r.best_evaluation.train, r.epochs[-1].train
         rows.append({
@@ -35,7 +52,8 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "best_of_5": 100 * best_of_evaluations(r, EQUAL_EVALUATIONS),
             "best_epoch": r.best_epoch, "epochs": r.config.epochs, "train_size": r.train_size,
             "trainable": r.params.trainable, "trainable_without_head": r.params.trainable_without_head,
-            "total": r.params.total, "train_seconds": r.timing.train_seconds,
+            "total": r.params.total, "encoder": encoders.get((r.config.model, r.config.readout), np.nan),
+            "train_seconds": r.timing.train_seconds,
             "wall_seconds": r.timing.wall_seconds, "core_seconds": r.timing.core_seconds,
         })
     return pd.DataFrame(rows)
@@ -217,10 +235,10 @@ def efficiency_table(frame: pd.DataFrame, methods: Iterable[str], value: str = P
     and its dev score (x100; by default the declared protocol's, each run's last epoch) per task and
     averaged, as 'mean ± std' over seeds (``main_table``)."""
     means, stds = main_table(frame, value, methods)
-    trained = frame.groupby("method")[["trainable_without_head", "total"]].first().loc[means.index]
+    trained = frame.groupby("method")[["trainable_without_head", "encoder"]].first().loc[means.index]
+    share = share_of_model(trained["trainable_without_head"], trained["encoder"])  # one denominator for all methods
     counts = pd.DataFrame({"trained (excl. head)": trained["trainable_without_head"].map("{:,}".format),
-                           "% of the model": (100 * trained["trainable_without_head"] / trained["total"]).map(
-                               "{:.3g}%".format)}, index=means.index)
+                           "% of the model": share.map("{:.3g}%".format)}, index=means.index)
     return readable(counts).join(mean_std_strings(means, stds))
 
 

@@ -1,4 +1,5 @@
-"""The experiments: each a list of run configurations built from a profile (main grid, ablations,
+"""The experiments by name (``EXPERIMENT_BUILDERS``: a name -> the builder of its run configurations, from a
+profile): the main grid, ablations,
 learning-rate sweep, checks, training-size curve). ``grid`` trains them; ``ResultStore.load`` reads
 their finished records, without the training engine.
 """
@@ -6,7 +7,7 @@ their finished records, without the training engine.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import pandas as pd
@@ -20,8 +21,6 @@ from .runs import RunConfig, RunRecord
 
 MAIN = ("full", "bitfit", "frozen")
 ABLATION = ("bitfit:b_q+b_m2", "bitfit:b_m2", "bitfit:b_q", "rand_uniform", "rand_row_col")
-EXPERIMENTS = ("main", "ablation", "lr_sweep", "checks", "size_curve", "deployment", "peft_sweep", "peft", "figure_1",
-               "settle", "resampled", "expose")
 SIZE_CURVE = ("full", "bitfit")
 LR_SWEEP = {"full": (2e-5, 5e-5, 1e-4, 2e-4), "bitfit": (1e-4, 3e-4, 1e-3, 3e-3), "frozen": (1e-4, 1e-3, 1e-2)}
 # LoRA, IA3 and BEFT (adapters): four rates each around what their papers used (LoRA on RoBERTa-base 4e-4
@@ -53,82 +52,98 @@ RESAMPLED_SEEDS = tuple(range(10))
 
 def experiment_configs(profile: Profile, experiment: str, tasks: Iterable[str] | None = None,
                        seeds: Iterable[int] | None = None) -> list[RunConfig]:
-    """The runs of a named experiment, seed by seed (a grid stopped early holds whole seeds first).
-
-    'main': Full-FT, BitFit, Frozen on the profile's tasks. 'ablation': the bias subsets and random
-    baselines on the profile's ablation tasks. 'lr_sweep': every method family at several rates on the
-    profile's sweep task with its sweep settings, first seed only unless ``seeds`` says otherwise (the
-    paper, too, searched rates minimally). 'peft_sweep' and 'peft': the same for LoRA, IA3 and BEFT
-    (``adapters``), then each at its rate on the profile's tasks, first ``PEFT_SEEDS`` seeds, with the main
-    grid's sizes and bias-only epochs. 'resampled': Full-FT and BitFit of the main grid, each seed also drawing
-    the training subsample. 'checks', 'size_curve', 'deployment', 'figure_1' and 'settle': see
-    :func:`check_configs`, :func:`size_curve_configs`, :func:`deployment_configs`, :func:`figure_1_configs` and
-    :func:`settle_configs`.
-    """
-    if experiment == "deployment":
-        return deployment_configs(profile, tasks)
-    if experiment in ("checks", "size_curve", "figure_1") and tasks:
-        raise BitFitError(f"experiment {experiment!r} runs on the profile's own task: drop the task list")
-    if experiment == "figure_1":
-        return figure_1_configs(profile, seeds)
-    if experiment == "settle":
-        if tasks or seeds:
-            raise BitFitError("experiment 'settle' runs the tasks and seeds declared for it (grids.SETTLE_SEEDS): "
-                              "drop --tasks and --seeds")
-        return settle_configs(profile)
-    if experiment == "expose":
-        if tasks or seeds:
-            raise BitFitError("experiment 'expose' runs the tasks and seeds declared for it (grids.EXPOSE_TASKS): "
-                              "drop --tasks and --seeds")
-        return expose_configs(profile)
-    if experiment == "resampled":
-        return [replace(config, data_seed=config.seed)
-                for config in experiment_configs(profile, "main", tasks, seeds or RESAMPLED_SEEDS)
-                if config.method in ("full", "bitfit")]
-    if experiment == "checks":
-        return check_configs(profile)
-    if experiment == "size_curve":
-        return size_curve_configs(profile, seeds)
-    if experiment == "main":
-        runs = [(label, None) for label in MAIN]
-    elif experiment == "ablation":
-        runs = [(label, None) for label in ABLATION]
-    elif experiment == "peft":
-        runs = [(label, None) for label in PEFT]
-    elif experiment in ("lr_sweep", "peft_sweep"):
-        # rate by rate across the families, so that a sweep stopped early has covered each of them
-        rates_of = LR_SWEEP if experiment == "lr_sweep" else PEFT_SWEEP
-        runs = [(label, rates[i]) for i in range(max(map(len, rates_of.values())))
-                for label, rates in rates_of.items() if i < len(rates)]
-    else:
+    """The runs of a named experiment (``EXPERIMENT_BUILDERS``), seed by seed (a grid stopped early holds whole
+    seeds first), on ``tasks`` and ``seeds`` where given (default: the experiment's own)."""
+    if experiment not in EXPERIMENT_BUILDERS:
         raise unknown_choice("experiment", experiment, EXPERIMENTS)
-    sweep = experiment in ("lr_sweep", "peft_sweep")
-    default_tasks = {"lr_sweep": (profile.sweep_task,), "peft_sweep": (profile.sweep_task,),
-                     "ablation": profile.ablation_tasks or profile.tasks}
-    tasks = tuple(tasks or default_tasks.get(experiment, profile.tasks))
+    return EXPERIMENT_BUILDERS[experiment](profile, tuple(tasks) if tasks else None,
+                                           None if seeds is None else tuple(seeds))
 
-    def seeds_of(label: str) -> tuple[int, ...]:
-        if seeds is not None:
-            return tuple(seeds)
-        if sweep:
-            return profile.seeds[:1]
-        if experiment == "peft":
-            return profile.seeds[:PEFT_SEEDS]
-        return (profile.claim_seeds or profile.seeds) if label in CLAIM_VARIANTS else profile.seeds
 
-    overrides = profile.sweep_settings if sweep else {}
+Builder = Callable[..., list[RunConfig]]  # (profile, tasks or None, seeds or None) -> the experiment's runs
+
+
+def method_grid(profile: Profile, runs: list[tuple[str, float | None]], tasks: tuple[str, ...],
+                seeds_of: Callable[[str], tuple[int, ...]], overrides: dict | None = None) -> list[RunConfig]:
+    """Each (method label, learning rate or None: the profile's) of ``runs`` on each task, with the seeds
+    ``seeds_of(label)`` gives it, seed by seed, then task by task, in the order of ``runs``."""
     every_seed = sorted({seed for label, _ in runs for seed in seeds_of(label)})
     parsed = {label: parse_label(label) for label, _ in runs}
     return [RunConfig.from_profile(profile, task, parsed[label][0], groups=parsed[label][1], seed=seed,
-                                   learning_rate=lr, **overrides)
-            for seed in every_seed for task in tasks for label, lr in runs if seed in seeds_of(label)]
+                                   learning_rate=rate, **(overrides or {}))
+            for seed in every_seed for task in tasks for label, rate in runs if seed in seeds_of(label)]
+
+
+def claim_seeds(profile: Profile, seeds: tuple[int, ...] | None) -> Callable[[str], tuple[int, ...]]:
+    """``seeds`` where given; else the profile's claim seeds for the variants behind the "similar" claims
+    (``CLAIM_VARIANTS``) and its seeds for the others."""
+    def seeds_of(label: str) -> tuple[int, ...]:
+        if seeds is not None:
+            return seeds
+        return (profile.claim_seeds or profile.seeds) if label in CLAIM_VARIANTS else profile.seeds
+    return seeds_of
+
+
+def main_configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+    """Full-FT, BitFit and Frozen on the profile's tasks."""
+    return method_grid(profile, [(label, None) for label in MAIN], tasks or profile.tasks, claim_seeds(profile, seeds))
+
+
+def ablation_configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+    """The bias subsets and the random baselines on the profile's ablation tasks."""
+    return method_grid(profile, [(label, None) for label in ABLATION],
+                       tasks or profile.ablation_tasks or profile.tasks, claim_seeds(profile, seeds))
+
+
+def peft_configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+    """LoRA, IA3 and BEFT (``adapters``), each at its rate, on the profile's tasks, its first ``PEFT_SEEDS``
+    seeds, with the main grid's sizes and bias-only epochs."""
+    return method_grid(profile, [(label, None) for label in PEFT], tasks or profile.tasks,
+                       lambda label: seeds if seeds is not None else profile.seeds[:PEFT_SEEDS])
+
+
+def sweep(rates_of: dict[str, tuple[float, ...]]) -> Builder:
+    """A learning-rate sweep: every method family at its rates on the profile's sweep task with its sweep
+    settings, first seed only unless told otherwise (the paper, too, searched rates minimally), rate by rate
+    across the families, so that a sweep stopped early has covered each of them."""
+    def configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+        runs = [(label, rates[i]) for i in range(max(map(len, rates_of.values())))
+                for label, rates in rates_of.items() if i < len(rates)]
+        return method_grid(profile, runs, tasks or (profile.sweep_task,),
+                           lambda label: seeds if seeds is not None else profile.seeds[:1], profile.sweep_settings)
+    return configs
+
+
+def resampled_configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+    """Full-FT and BitFit of the main grid, each seed also drawing the training subsample."""
+    return [replace(config, data_seed=config.seed) for config in main_configs(profile, tasks, seeds or RESAMPLED_SEEDS)
+            if config.method in ("full", "bitfit")]
+
+
+def on_its_own_task(experiment: str, build: Callable[[Profile, tuple[int, ...] | None], list[RunConfig]]) -> Builder:
+    """An experiment that runs on the profile's own task: a task list is an error."""
+    def configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+        if tasks:
+            raise BitFitError(f"experiment {experiment!r} runs on the profile's own task: drop the task list")
+        return build(profile, seeds)
+    return configs
+
+
+def as_declared(experiment: str, build: Callable[[Profile], list[RunConfig]], where: str) -> Builder:
+    """An experiment whose tasks and seeds were declared before its runs: a task or seed list is an error."""
+    def configs(profile: Profile, tasks=None, seeds=None) -> list[RunConfig]:
+        if tasks or seeds:
+            raise BitFitError(f"experiment {experiment!r} runs the tasks and seeds declared for it ({where}): "
+                              "drop --tasks and --seeds")
+        return build(profile)
+    return configs
 
 
 def figure_1_configs(profile: Profile, seeds: Iterable[int] | None = None) -> list[RunConfig]:
     """The main grid's BitFit runs on RTE in fp32, the profile's seeds: the paper's Figure 1 in exact arithmetic,
     where b_k's gradient vanishes (under bf16 autocast rounding moves it; notebook 5)."""
     seeds = tuple(seeds if seeds is not None else profile.seeds)
-    return [replace(config, bf16=False) for config in experiment_configs(profile, "main", tasks=["rte"], seeds=seeds)
+    return [replace(config, bf16=False) for config in main_configs(profile, ("rte",), seeds)
             if config.method == "bitfit"]
 
 
@@ -142,9 +157,8 @@ def settle_configs(profile: Profile) -> list[RunConfig]:
     tasks = profile.ablation_tasks or profile.tasks
 
     def runs_of(label: str, seeds: tuple[int, ...]) -> list[RunConfig]:
-        experiment = "main" if label in MAIN else "ablation"
-        return [config for seed in seeds for config in experiment_configs(profile, experiment, tasks, [seed])
-                if config.label == label]
+        build = main_configs if label in MAIN else ablation_configs
+        return [config for seed in seeds for config in build(profile, tasks, (seed,)) if config.label == label]
 
     subsets = [config for seed in SETTLE_SEEDS["bias_subsets"]
                for label in ("bitfit", "bitfit:b_q+b_m2") for config in runs_of(label, (seed,))]
@@ -154,7 +168,7 @@ def settle_configs(profile: Profile) -> list[RunConfig]:
 def expose_configs(profile: Profile, starts: Iterable[str] = EXPOSE_STARTS) -> list[RunConfig]:
     """The main grid's runs of ``EXPOSE_TASKS`` (its claim seeds) from each of ``starts``, start by start and
     seed by seed; with 'pretrained' among ``starts``, the main grid's own runs (``core.starts``)."""
-    pretrained = experiment_configs(profile, "main", EXPOSE_TASKS)
+    pretrained = main_configs(profile, EXPOSE_TASKS)
     return [replace(config, start=start).validated() for start in starts for config in pretrained]
 
 
@@ -164,6 +178,12 @@ def with_settled(profile: Profile, configs: list[RunConfig]) -> list[RunConfig]:
     extended = {replace(config, seed=0) for config in configs}
     return configs + [config for config in settle_configs(profile)
                       if replace(config, seed=0) in extended and config not in configs]
+
+
+def ablation_comparison(profile: Profile) -> list[RunConfig]:
+    """What notebook 04 compares: the main grid's runs on the ablation tasks (all biases, Full-FT, Frozen)
+    beside the ablation grid, with the runs that settle its open claims (``with_settled``)."""
+    return with_settled(profile, main_configs(profile, profile.ablation_tasks or None) + ablation_configs(profile))
 
 
 def deployment_configs(profile: Profile, tasks: Iterable[str] | None = None) -> list[RunConfig]:
@@ -224,3 +244,21 @@ def grid_progress(configs: list[RunConfig], store: ResultStore) -> pd.DataFrame:
     cells = (counts["sum"].astype(str) + "/" + counts["size"].astype(str)).unstack()
     cells = cells.reindex(index=list(dict.fromkeys(rows["method"])), columns=list(dict.fromkeys(rows["task"])))
     return readable(cells)
+
+
+# The experiments, by name: each a builder (profile, tasks or None, seeds or None) -> its runs
+EXPERIMENT_BUILDERS: dict[str, Builder] = {
+    "main": main_configs,
+    "ablation": ablation_configs,
+    "lr_sweep": sweep(LR_SWEEP),
+    "checks": on_its_own_task("checks", lambda profile, seeds: check_configs(profile)),
+    "size_curve": on_its_own_task("size_curve", size_curve_configs),
+    "deployment": lambda profile, tasks=None, seeds=None: deployment_configs(profile, tasks),
+    "peft_sweep": sweep(PEFT_SWEEP),
+    "peft": peft_configs,
+    "figure_1": on_its_own_task("figure_1", figure_1_configs),
+    "settle": as_declared("settle", settle_configs, "grids.SETTLE_SEEDS"),
+    "resampled": resampled_configs,
+    "expose": as_declared("expose", expose_configs, "grids.EXPOSE_TASKS"),
+}
+EXPERIMENTS = tuple(EXPERIMENT_BUILDERS)

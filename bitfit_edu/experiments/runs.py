@@ -226,12 +226,15 @@ class BiasChange:
 
 @dataclass(frozen=True)
 class Params:
-    """Parameter counts: the model's, what trained (with and without the task head), and its biases."""
+    """Parameter counts: the model's, what trained (with and without the task head), its biases, and the
+    pre-trained encoder as the run read it (``counting.pretrained_count``: "% of the model"'s denominator;
+    None in records made before it was recorded)."""
 
     total: int
     trainable: int
     trainable_without_head: int
     biases: int
+    encoder: int | None = None
 
 
 @dataclass(frozen=True)

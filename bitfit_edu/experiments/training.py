@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from ..console import is_main_process, set_progress_bars
-from ..core import precision
+from ..core import counting, precision
 from ..core.biases import BiasTerm, snapshot_biases
 from ..core.methods import PreparedModel, display_name, optimizer_groups, prepare
 from ..core.readout import READOUTS, load_classifier, load_tokenizer
@@ -301,6 +301,7 @@ def run(config: RunConfig, glue_dir=None, progress: bool = True, delta: str | Pa
             "trainable": prepared.trainable_count(),
             "trainable_without_head": prepared.trainable_count(include_head=False),
             "biases": sum(t.numel for t in prepared.census),
+            "encoder": counting.pretrained_count(prepared.model),
         },
         "epochs": epochs,
         "best_epoch": best["epoch"],
