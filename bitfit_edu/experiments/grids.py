@@ -13,7 +13,7 @@ from dataclasses import replace
 import pandas as pd
 
 from ..core import adapters
-from ..core.methods import parse_label, readable
+from ..core.methods import display_name, parse_label, readable
 from ..errors import BitFitError, unknown_choice
 from .profiles import Profile
 from .results import ResultStore
@@ -262,3 +262,18 @@ EXPERIMENT_BUILDERS: dict[str, Builder] = {
     "expose": as_declared("expose", expose_configs, "grids.EXPOSE_TASKS"),
 }
 EXPERIMENTS = tuple(EXPERIMENT_BUILDERS)
+
+
+def completeness(configs: list[RunConfig], missing: list[RunConfig]) -> str:
+    """One sentence for a notebook: every declared run of a grid is in, or which are missing, so that what reads
+    them is interim (a verdict on fewer seeds than declared can still change)."""
+    if not missing:
+        return f"All {len(configs)} declared runs are in: what follows reads the whole grid."
+    parts = []
+    for label in dict.fromkeys(config.label for config in missing):
+        runs = [config for config in missing if config.label == label]
+        declared = sum(config.label == label for config in configs)
+        tasks = ", ".join(dict.fromkeys(config.task_spec.folder for config in runs))
+        parts.append(f"{display_name(label)}: {len(runs)} of its {declared} runs ({tasks})")
+    return (f"Interim: {len(missing)} of the {len(configs)} declared runs are not in yet ({'; '.join(parts)}). "
+            "Every result below that reads them can still change.")
