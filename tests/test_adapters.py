@@ -136,7 +136,8 @@ def test_efficiency_table_and_seed_spread():
     frame = tables.runs_frame(records)
     table = tables.efficiency_table(frame, ("lora_r8", "bitfit"))
     assert list(table.index) == ["LoRA r=8 (W_q, W_v)", "BitFit"]
-    assert table.loc["BitFit", "avg"] == "61.0 ± 1.0" and table.loc["BitFit", "% of the model"] == "0.802%"  # 8 of 998: the head left out
+    assert table.loc["BitFit", "avg"] == "61.0 ± 1.0"
+    assert table.loc["BitFit", "% of the model"] == "0.802%"  # 8 of 998: the head left out
     spread = tables.seed_spread(frame, ("lora_r8", "bitfit"))
     assert list(spread["method"]) == ["lora_r8"] * 3 + ["bitfit"] * 3
     assert spread["average"].round(1).tolist() == [70.0, 71.0, 72.0, 60.0, 61.0, 62.0]
