@@ -13,10 +13,12 @@ deadline: a run cut off leaves no record and trains again next time. Stages:
   chose (``tables.best_rates``), and then Full-FT and BitFit as in the main grid, seeds 0-2, into
   ``results/h200_check/<profile>``, beside the CPU records of the same configurations (notebook 8's
   hardware check);
-* ``grid``: any experiment (``--experiment``, optionally ``--seeds FIRST-LAST`` and ``--methods``), e.g. the
-  GPU runs planned in notebook 3: ``--experiment main --seeds 0-39 --methods full,bitfit``,
-  ``--experiment peft --seeds 0-9 --methods lora_r8,lora_r3`` and ``--experiment resampled``, each into a
-  results folder of its own so that no verdict mixes machines.
+* ``open``: the plan of notebook 3, "What a lent GPU would settle": for every claim of notebooks 3, 4 and 8
+  that no verdict has settled yet, both methods on each of its tasks with the seeds (from 0) that settle it
+  with probability 0.8 (``power.open_claims``, ``grids.comparison_configs``), the claims that need the fewest
+  runs first; into a results folder of its own (``--results``), so that no verdict mixes machines;
+* ``grid``: any experiment (``--experiment``, optionally ``--seeds FIRST-LAST`` and ``--methods``), e.g.
+  ``--experiment resampled`` (each seed also draws the training subsample).
 
 The classroom profile holds the chosen rates once they are committed; until then this script reads them
 from the sweep's records, so that one GPU session runs both stages.
@@ -32,7 +34,8 @@ import time
 from pathlib import Path
 
 from bitfit_edu.errors import BitFitError
-from bitfit_edu.evidence import tables
+from bitfit_edu.evidence import power, tables
+from bitfit_edu.experiments import grids
 from bitfit_edu.experiments.grids import PEFT_SEEDS, experiment_configs
 from bitfit_edu.experiments.profiles import get_profile
 from bitfit_edu.experiments.results import ResultStore
@@ -49,7 +52,7 @@ def seed_range(text: str) -> range:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("first", "second", "grid"))
+    parser.add_argument("stage", choices=("first", "second", "open", "grid"))
     parser.add_argument("--experiment", help="stage 'grid': the experiment to run")
     parser.add_argument("--seeds", help="stage 'grid': FIRST-LAST (default: the experiment's)")
     parser.add_argument("--methods", help="stage 'grid': comma-separated method labels (default: all)")
@@ -65,6 +68,9 @@ def main() -> None:
     worker, workers = map(int, args.worker.split("/"))
     profile = get_profile(args.profile)
     store = ResultStore.in_folder(args.results, profile.name)
+    if args.stage == "open":
+        run_grid(worker_runs(open_claims_runs(profile), worker, workers), store, progress=False)
+        return
     if args.stage == "grid":
         seeds = seed_range(args.seeds) if args.seeds else None
         configs = [c for c in experiment_configs(profile, args.experiment, seeds=seeds)
@@ -83,6 +89,16 @@ def main() -> None:
                  if c.method in ("full", "bitfit")]
     check = ResultStore.in_folder(Path(args.results) / "h200_check", profile.name)
     run_grid(worker_runs(baselines, worker, workers), check, progress=False)
+
+
+def open_claims_runs(profile) -> list:
+    """The runs that settle every open claim (``power.open_claims``), the cheapest claim first, each run once."""
+    plans = [item for item in power.open_claims(power.committed_judgements(profile)) if item["seeds"]]
+    runs = [grids.comparison_configs(profile, (item["claim"].method, item["claim"].baseline), item["tasks"],
+                                     range(item["seeds"])) for item in plans]
+    for item, claim_runs in zip(plans, runs, strict=True):
+        print(f"{item['claim'].statement}: {item['seeds']} seeds per method, {len(claim_runs)} runs", file=sys.stderr)
+    return list(dict.fromkeys(config for claim_runs in sorted(runs, key=len) for config in claim_runs))
 
 
 def share(args: argparse.Namespace) -> None:

@@ -8,6 +8,8 @@ from test_claims import grid
 from bitfit_edu.evidence import power
 from bitfit_edu.evidence.claims import ABLATION_CLAIMS, FAILS, HOLDS, MAIN_CLAIMS, UNRESOLVED, check_claims
 from bitfit_edu.evidence.tables import runs_frame
+from bitfit_edu.experiments import grids
+from bitfit_edu.experiments.profiles import get_profile
 
 MATCHES, WORSE = MAIN_CLAIMS[0], MAIN_CLAIMS[1]  # 'similar' (margin 1.0) and 'worse'
 
@@ -51,3 +53,17 @@ def test_spreads_follow_the_protocol():
                         for label in ("bitfit", "bitfit:b_q+b_m2") for seed in range(4)])
     last, best = (power.spreads(frame, ABLATION_CLAIMS[0], value)["sd_method"] for value in ("last", "best"))
     assert last != best
+
+
+def test_a_gpu_plan_holds_the_open_claims_only_and_their_runs():
+    frame = runs_frame(grid({"full": {"rte": [70.0, 70.5, 71.0, 70.2]}, "bitfit": {"rte": [70.3, 69.1, 71.8, 70.6]},
+                             "frozen": {"rte": [50.0, 51.0, 52.0, 50.5]}}))
+    verdicts = check_claims(frame, MAIN_CLAIMS)["verdict"]
+    assert verdicts[WORSE.statement] == HOLDS and verdicts[MATCHES.statement] == UNRESOLVED
+    plan = power.open_claims([(frame, MAIN_CLAIMS)])
+    assert [item["claim"] for item in plan] == [MATCHES]  # Frozen's claim is settled: no GPU time for it
+    seeds = plan[0]["seeds"]
+    assert seeds > 4 and plan[0]["tasks"] == ("rte",) and plan[0]["seeds now"] == (4, 4)
+    runs = grids.comparison_configs(get_profile("classroom"), ("bitfit", "full"), ("rte",), range(seeds))
+    assert len(runs) == 2 * seeds and {(c.label, c.task) for c in runs} == {("bitfit", "rte"), ("full", "rte")}
+    assert [c.seed for c in runs] == sorted(c.seed for c in runs)  # seed by seed: a session cut short keeps pairs

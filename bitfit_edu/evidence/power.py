@@ -18,7 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import claims
+from ..experiments import grids
+from ..experiments.profiles import Profile
+from ..experiments.results import ResultStore
+from . import claims, tables
 from .claims import CONFIDENCE, FAILS, HOLDS, PRIMARY_PROTOCOL, UNRESOLVED, Claim
 
 SIMULATIONS = 2000
@@ -83,10 +86,7 @@ def plan_table(frame: pd.DataFrame, claim_list: tuple[Claim, ...], value: str = 
     rows = []
     for claim in claim_list:
         found = spreads(frame, claim, value)
-        at_gap = seeds_needed(claim, found["gap"], found["sd_method"], found["sd_baseline"])
-        at_zero = seeds_needed(claim, 0.0, found["sd_method"], found["sd_baseline"]) if claim.kind == "similar" \
-            else None
-        planned = max((n for n in (at_gap, at_zero) if n is not None), default=None)
+        at_gap, at_zero, planned = _plans(claim, found)
         rows.append({
             "claim": claim.statement, "verdict now": verdicts.loc[claim.statement, "verdict"],
             "seeds now": "{} vs {}".format(*found["seeds"]), "gap": claims.signed(found["gap"]),
@@ -96,6 +96,42 @@ def plan_table(frame: pd.DataFrame, claim_list: tuple[Claim, ...], value: str = 
             "runs for that": "" if planned is None else 2 * planned * len(found["tasks"]),
         })
     return pd.DataFrame(rows).set_index("claim")
+
+
+def _plans(claim: Claim, found: dict) -> tuple[int | None, int | None, int | None]:
+    """The seeds per method that resolve ``claim`` with probability ``TARGET`` at the observed gap, at a gap of
+    zero (a 'similar' claim only), and the plan: the larger of the two that can be reached."""
+    at_gap = seeds_needed(claim, found["gap"], found["sd_method"], found["sd_baseline"])
+    at_zero = seeds_needed(claim, 0.0, found["sd_method"], found["sd_baseline"]) if claim.kind == "similar" else None
+    return at_gap, at_zero, max((n for n in (at_gap, at_zero) if n is not None), default=None)
+
+
+def open_claims(judged: Iterable[tuple[pd.DataFrame, tuple[Claim, ...]]],
+                value: str = PRIMARY_PROTOCOL) -> list[dict]:
+    """The claims no verdict has settled yet, each judged on its own frame, with the seeds per method (from 0)
+    that would settle it with probability ``TARGET`` (``plan_table``'s plan; None past ``MOST_SEEDS``) and
+    the tasks it is judged on: what a lent GPU should run, and nothing already settled."""
+    found = []
+    for frame, claim_list in judged:
+        verdicts = claims.check_claims(frame, claim_list, value)
+        for claim in claim_list:
+            if verdicts.loc[claim.statement, "verdict"] in (HOLDS, FAILS):
+                continue
+            observed = spreads(frame, claim, value)
+            found.append({"claim": claim, "seeds": _plans(claim, observed)[2], "tasks": tuple(observed["tasks"]),
+                          "seeds now": observed["seeds"]})
+    return found
+
+
+def committed_judgements(profile: Profile) -> list[tuple[pd.DataFrame, tuple[Claim, ...]]]:
+    """Each set of claims with the committed runs it is judged on, as notebooks 03 (main grid), 04 (ablation,
+    with the runs that settle it) and 08 (LoRA, IA3, BEFT beside the main grid's first seeds) read them."""
+    store = ResultStore.committed(profile.name)
+    peft = (grids.experiment_configs(profile, "main", seeds=profile.seeds[:grids.PEFT_SEEDS])
+            + grids.experiment_configs(profile, "peft"))
+    judged = ((grids.experiment_configs(profile, "main"), claims.MAIN_CLAIMS),
+              (grids.ablation_comparison(profile), claims.ABLATION_CLAIMS), (peft, claims.PEFT_CLAIMS))
+    return [(tables.runs_frame(store.load(configs)[0]), claim_list) for configs, claim_list in judged]
 
 
 def _seeds(n: int | None) -> str:

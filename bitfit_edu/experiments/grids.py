@@ -277,3 +277,13 @@ def completeness(configs: list[RunConfig], missing: list[RunConfig]) -> str:
         parts.append(f"{display_name(label)}: {len(runs)} of its {declared} runs ({tasks})")
     return (f"Interim: {len(missing)} of the {len(configs)} declared runs are not in yet ({'; '.join(parts)}). "
             "Every result below that reads them can still change.")
+
+
+def comparison_configs(profile: Profile, labels: Iterable[str], tasks: Iterable[str],
+                       seeds: Iterable[int]) -> list[RunConfig]:
+    """The runs of a comparison between method variants ``labels`` on ``tasks`` with ``seeds``, as the main,
+    ablation and peft grids configure them (a power plan's runs: ``power.open_claims``), seed by seed."""
+    labels, tasks, seeds = set(labels), tuple(tasks), tuple(seeds)
+    found = [config for build in (main_configs, ablation_configs, peft_configs)
+             for config in build(profile, tasks, seeds) if config.label in labels]
+    return sorted(dict.fromkeys(found), key=lambda config: config.seed)
