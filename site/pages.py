@@ -160,16 +160,16 @@ def verdicts() -> str:
 
 
 def figures() -> str:
-    """Every figure with alt text in ``results/figures/``, under its name in words and its own title
-    (``<name>.title.txt``)."""
+    """Every figure with alt text in ``results/figures/``, under its name in words (a short heading, so that the
+    page's table of contents stays short) with its own title beneath (``<name>.title.txt``)."""
     blocks = []
     for name, alt in plots.alt_texts().items():
         path = results_folder("figures") / f"{name}.png"
         titled = path.with_name(f"{name}{plots.TITLE_SUFFIX}")
-        own = titled.read_text().strip() if titled.is_file() else ""
-        title = name.replace("_", " ").capitalize() + (f": {own}" if own else "")
+        own = f"*{titled.read_text().strip()}*\n\n" if titled.is_file() else ""
         if path.is_file():
-            blocks.append(f"### {title}\n\n```{{image}} ../results/figures/{name}.png\n:alt: {alt}\n```\n")
+            blocks.append(f"### {name.replace('_', ' ').capitalize()}\n\n{own}```{{image}} ../results/figures/"
+                          f"{name}.png\n:alt: {alt}\n```\n")
     return "\n".join(blocks)
 
 

@@ -72,6 +72,15 @@ def test_every_committed_figure_has_alt_text():
     assert committed <= set(texts), committed - set(texts)
 
 
+def test_the_results_page_heads_each_figure_briefly_with_its_own_title_beneath():
+    page = pages.figures()
+    headings = [line[4:] for line in page.splitlines() if line.startswith("### ")]
+    assert headings and max(map(len, headings)) <= 40  # the page's table of contents stays one line an entry
+    for name in ("ablation_table", "main_table"):
+        title = (ROOT / "results" / "figures" / f"{name}{plots.TITLE_SUFFIX}").read_text().strip()
+        assert f"### {name.replace('_', ' ').capitalize()}\n\n*{title}*" in page
+
+
 def test_every_discussion_question_has_a_model_answer_in_the_instructor_guide():
     guide = pages.instructor_chapters()
     for chapter in course.CHAPTERS:
