@@ -14,8 +14,9 @@ Playwright over every page reachable from the home page:
   typeset). The same holds for the home page, notebooks 01 and 07 and a deck of slides opened from
   ``file://``.
 
-It saves screenshots of the home page, notebook 03 and the instructor guide to ``docs/site/`` with the
-check's JSON (``docs/site/site_check.json``), prints a table, and exits non-zero when a check fails.
+It saves screenshots of the home page, notebook 03, the instructor guide and notebook 01's first typeset
+equation (every page is loaded offline) to ``docs/site/`` with the check's JSON (``docs/site/site_check.json``),
+prints a table, and exits non-zero when a check fails.
 
 One-time setup::
 
@@ -46,7 +47,9 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = {"home": "index.html", "notebook_03": "notebooks/03_glue_runs.html",
-               "instructor_guide": "instructor.html"}
+               "instructor_guide": "instructor.html",
+               "notebook_01_equations_offline": "notebooks/01_transformer_equations.html"}
+SHOWN_FIRST = {"notebook_01_equations_offline": "mjx-container"}  # scrolled to before the screenshot
 SEVERE = {"serious", "critical"}
 
 
@@ -138,6 +141,8 @@ def crawl(base: str, shots: Path) -> list[dict]:
             pages.append(result)
             for name, path in SCREENSHOTS.items():
                 if url == urljoin(base, path):
+                    if name in SHOWN_FIRST:
+                        page.locator(SHOWN_FIRST[name]).first.scroll_into_view_if_needed()
                     page.screenshot(path=str(shots / f"{name}.png"), full_page=False)
             for link in result["links"]:
                 target, _ = urldefrag(link)
