@@ -207,6 +207,13 @@ def test_report_counts_each_run_once_never_mixes_settings_and_says_what_it_left_
     assert "NaN, or outside -1..1" in out and "its name is not its configuration's run id" in out
     seeds = {(key[4], value) for key, value in settings_summary(records)["seeds"].items()}
     assert seeds == {("bf16", 2), ("fp32", 3)}
+    shown = ResultStore.in_folder(tmp_path, "smoke")  # two settings that differ in more than the columns show
+    for seed in range(2):
+        for size in (100, 500):
+            shown.write(RunRecord.from_json(stored_record(replace(base, task="mrpc", seed=seed, train_size=size))))
+    table = settings_summary([r for r in shown.checked_records()[0] if r.task == "mrpc"])
+    assert [key[5] for key in table.index] == ["train_size 100", "train_size 500"]  # named, not a digest
+    assert set(table["seeds"]) == {2}
 
 
 def test_serve_refuses_a_bad_port_and_a_bad_delta_before_it_says_serving(tmp_path, capsys):

@@ -375,6 +375,33 @@ def multitask_throughput_figure(results: list[dict], title: str) -> Chart:
                       f"batch of the same rows, against the number of distinct tasks. " + "; ".join(lines) + ".")
 
 
+def precision_throughput_figure(rows: list[dict], title: str) -> Chart:
+    """Rows per second of mixed-task batches at each number of tasks, one bar per backbone format (fp32, bf16,
+    int8), with the one-task batch of the same rows marked on each bar (``benchmarks/multitask.py``)."""
+    frame = pd.DataFrame(rows)
+    counts, precisions = sorted(frame["tasks"].unique()), list(dict.fromkeys(frame["precision"]))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / len(precisions)
+    lines = []
+    for index, precision in enumerate(precisions):
+        found = frame[frame["precision"] == precision].set_index("tasks").reindex(counts)
+        where = np.arange(len(counts)) + (index - (len(precisions) - 1) / 2) * width
+        ax.bar(where, found["mixed rows/s"], width * 0.9, color=f"C{index}", label=f"{precision} backbone, mixed")
+        ax.scatter(where, found["one-task rows/s"], marker="_", s=300, color="black", zorder=3,
+                   label="one-task batch of the same rows" if index == 0 else None)
+        lines.append(f"{precision}: " + ", ".join(f"{tasks:,} tasks {value:.0f} rows/s"
+                                                  for tasks, value in found["mixed rows/s"].items()))
+    ax.set_xticks(range(len(counts)), [f"{tasks:,}" for tasks in counts])
+    ax.set_xlabel("distinct tasks in the batch")
+    ax.set_ylabel("rows per second")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return Chart(fig, f"Bar chart: {title}. Rows per second of a mixed-task batch for each backbone format, "
+                      f"with a black mark at the one-task batch of the same rows: " + "; ".join(lines) + ".")
+
+
 def latency_figure(latencies_ms: list[float], title: str) -> Chart:
     """A histogram of request latencies (milliseconds) with the 50th, 95th and 99th percentiles marked."""
     values = np.asarray(latencies_ms)

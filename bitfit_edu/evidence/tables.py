@@ -127,10 +127,32 @@ SETTING_GROUPS = ("task", "method", "learning_rate", "epochs", "format", "settin
 
 def settings_summary(records: list[RunRecord]) -> pd.DataFrame:
     """``results_summary`` with one row per setting: runs whose configurations differ only in their seed
-    (``RunConfig.setting``), with their epochs and number format shown, so that no row mixes two settings."""
+    (``RunConfig.setting``), with their epochs and number format shown, so that no row mixes two settings.
+    Where rows share task, method, rate, epochs and format, the 'setting' column names the fields in which
+    their configurations differ ('start random', 'train_size 500'); elsewhere it is '-'."""
     frame = runs_frame(records).assign(format=["bf16" if r.config.bf16 else "fp32" for r in records],
-                                       setting=[r.config.setting for r in records])
+                                       setting=setting_names(records))
     return results_summary(frame, by=SETTING_GROUPS)
+
+
+def setting_names(records: list[RunRecord]) -> list[str]:
+    """Each record's setting in words: the configuration fields, seed aside, whose values differ between the
+    settings that share its task, method, learning rate, epochs and number format ('-' for the only one)."""
+    def shown(r: RunRecord) -> tuple:
+        return r.task, r.label, r.config.learning_rate, r.config.epochs, r.config.bf16
+
+    unseeded = {r.config.setting: {k: v for k, v in r.config.as_dict().items() if k != "seed"} for r in records}
+    groups: dict[tuple, set[str]] = {}
+    for r in records:
+        groups.setdefault(shown(r), set()).add(r.config.setting)
+    names = []
+    for r in records:
+        settings = [unseeded[setting] for setting in sorted(groups[shown(r)])]
+        differing = sorted({key for config in settings for key in config
+                            if any(other.get(key) != config.get(key) for other in settings)})
+        own = {**unseeded[r.config.setting], "start": r.config.encoder_start}  # no start: the pre-trained weights
+        names.append(", ".join(f"{key} {own.get(key, 'default')}" for key in differing) if len(settings) > 1 else "-")
+    return names
 
 
 def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
