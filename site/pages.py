@@ -175,7 +175,10 @@ def figures() -> str:
 
 BENCHMARKS = {"deployment.json": "training, padding and serving (`benchmarks/deployment.py`)",
               "multitask.json": "mixed batches up to 1,024 tasks, beside LoRA (`benchmarks/multitask.py`)",
-              "load_test.json": "the service under load (`benchmarks/load_test.py`)"}
+              "load_test.json": "the service under load (`benchmarks/load_test.py`)",
+              "precision.json": "a bf16 or int8 backbone: dev scores and memory (`benchmarks/precision.py`)",
+              "load_test_precision.json": "the service under load on each backbone format "
+                                          "(`benchmarks/load_test.py --precisions`)"}
 
 
 def deployment_targets() -> str:
