@@ -9,7 +9,8 @@ its task's whole dev set, in batches of 32 rows grouped by length. It reports ea
 mean of its GLUE metrics, in points) and the largest change any dev logit shows against fp32, and each
 delta's gap on its own reference rows (what ``REFERENCE_TOLERANCES`` must allow). Then, in a process of its
 own per format, the memory the backbone takes: resident memory added by loading the classifier and putting it
-in that format, and the bytes its weights hold. Speed is measured by ``benchmarks/multitask.py``.
+in that format (the freed fp32 weights handed back to the system first), and the bytes its weights hold.
+Speed is measured by ``benchmarks/multitask.py``.
 
 It writes ``results/benchmarks/precision.json`` with each target met or missed: every task's dev score within
 0.3 points of fp32, and every reference gap within its format's tolerance.
@@ -48,6 +49,7 @@ import gc, json, sys
 from pathlib import Path
 from bitfit_edu.core.readout import load_classifier
 from bitfit_edu.deploy.backbone_precision import backbone_bytes
+from bitfit_edu.deploy.memory import return_freed_memory
 from bitfit_edu.deploy.serving import MultiTask
 def rss():
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
@@ -56,6 +58,7 @@ model_name, readout, precision = sys.argv[1:]
 before = rss()
 server = MultiTask(load_classifier(model_name, 2, readout), precision=precision)
 gc.collect()
+return_freed_memory()  # the fp32 weights a conversion freed go back to the system, as serve's batches' do
 print(json.dumps({"rss_added_mb": rss() - before, "weight_mb": backbone_bytes(server.model) / 2**20}))
 """
 

@@ -133,6 +133,7 @@ class MultiTask:
         self.sites = {name: self._row_module(name) for name in self.bias_names}
         put_in_precision(model, [(term.group, self.sites[term.name]) for term in census
                                  if isinstance(self.sites[term.name], RowLinear)], self.precision)
+        return_freed_memory()  # a bf16 or int8 backbone's fp32 weights, given up, go back to the system
         self.tolerance = REFERENCE_TOLERANCES[self.precision]
         self.widths = [self.pretrained[name].numel() for name in self.bias_names]
         self.bias_rows = torch.empty(capacity, sum(self.widths))
