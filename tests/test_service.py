@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.deploy import loadtest
+from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES
 from bitfit_edu.deploy.deltas import read_delta
 from bitfit_edu.deploy.service import Settings, create_app
 from bitfit_edu.deploy.serving import MultiTask
@@ -74,6 +75,21 @@ def test_concurrent_requests_of_many_tasks_each_get_their_own_tasks_answer(clien
         assert torch.allclose(torch.tensor(found["logits"]), expected, atol=1e-4)
         assert ("score" in found) == (request["task"] == "stsb")
     assert client.get("/healthz").json()["answered"] >= len(requests)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_a_low_precision_service_answers_each_task_within_its_formats_tolerance(deltas, tiny_model_dir, precision):
+    requests = [{"task": "sst2", "text": "a good film"}, {"task": "rte", "text": "the cat sat", "text_pair": "a cat"},
+                {"task": "stsb", "text": "a man plays", "text_pair": "someone plays"}]
+    with TestClient(create_app(Settings(deltas, max_batch=8, max_wait_ms=20, max_length=16,
+                                        precision=precision))) as low:
+        for request in requests:
+            found = low.post("/v1/predict", json=request)
+            assert found.status_code == 200, found.text
+            texts = [request["text"]] + ([request["text_pair"]] if "text_pair" in request else [])
+            expected = own_model_logits(tiny_model_dir, deltas, request["task"], *texts)
+            gap = (torch.tensor(found.json()["logits"]) - expected).abs().max()
+            assert gap <= REFERENCE_TOLERANCES[precision]
 
 
 @pytest.mark.parametrize("body,status,message", [
