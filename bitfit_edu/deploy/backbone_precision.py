@@ -13,10 +13,12 @@ where speed and memory can be won: its weight matrices do nearly all of the work
   scale is the batch's, a row's answer can move a little with the rows it is batched with.
 
 Either way the bias is then added in fp32: ``y = (W x)_low + b``. So a delta means the same on every backbone
-format, in one-task and mixed batches alike, and nothing of a task is ever rounded. LayerNorm, attention's
-softmax and the heads stay in fp32. The reference logits a delta carries were computed in fp32, so the check
-that a loaded delta reproduces them allows, per format, the gap that format itself makes
-(``REFERENCE_TOLERANCES``, set from ``benchmarks/multitask.py``'s measurements on the five committed deltas).
+format, in one-task and mixed batches alike: its biases and head are never rounded. (A sum that goes straight
+into another bf16 product is rounded after the addition, as that product would round it anyway:
+``ROUNDED_SUMS``.) LayerNorm and the heads stay in fp32; in bf16, attention's two products run in bf16 as well.
+The reference logits a delta carries were computed in fp32, so the check that a loaded delta reproduces them
+allows, per format, the gap that format itself makes (``REFERENCE_TOLERANCES``, set from
+``benchmarks/precision.py``'s measurements on the five committed deltas).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ CHOICES = (*PRECISIONS, "auto")
 # (results/benchmarks/precision.json): loose enough for rounding, while a delta of another backbone misses by
 # whole units. An altered delta is the digest's to catch (deltas).
 REFERENCE_TOLERANCES = {"fp32": REFERENCE_TOLERANCE, "bf16": 0.1, "int8": 1.0}
+
 
 def resolve(precision: str) -> str:
     """The format ``precision`` names; 'auto' is bf16 where the machine has bf16 kernels, else fp32."""

@@ -12,7 +12,8 @@ memory and, per task, a few kilobytes. Two ways to answer requests for several t
   is copied. The heads are gathered the same way, one batched product for all rows.
 
 Both give the predictions of each separately fine-tuned model (``tests/test_serving.py``). Heads are a
-module named ``classifier`` reading one vector per sentence: mean pooling, or BERT's [CLS] + pooler.
+module named ``classifier`` reading one vector per sentence: mean pooling, or BERT's [CLS] + pooler. The
+backbone's products can run in bf16 or int8 while every bias and head stays fp32 (``backbone_precision``).
 """
 
 from __future__ import annotations
