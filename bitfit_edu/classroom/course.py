@@ -134,9 +134,11 @@ CHAPTERS: tuple[Chapter, ...] = (
                      "That the run stopped before it converged: more training might change its score, so a "
                      "comparison at that point may understate the method (notebook 03's 'still rising' view).")),
     Chapter("06_deployment", "One backbone, many tasks",
-            "a task as a delta file, task switching, a mixed-task batch in one forward pass, and their costs",
+            "a task as a delta file, task switching, a mixed-task batch in one forward pass, a bf16 or int8 "
+            "backbone under fp32 deltas, and their costs",
             ("save and load a task as a few bias vectors and a head, with a manifest",
              "answer a batch whose rows belong to different tasks in one forward pass",
+             "explain why a task's biases stay fp32 on a bf16 or int8 backbone, and what that format buys",
              "say what BitFit saves at training time and what it does not"),
             "notebook 02", "switching and a mixed batch on the five committed deltas",
             "the deltas (results/deployment) and the deployment benchmark",

@@ -235,6 +235,14 @@ _QUESTIONS: dict[str, Exercise] = {
         "In a mixed-task batch every row shares the weight matrices. Why can rows not share the head as well?",
         choices={"a": "the head is not pre-trained", "b": "each task's head is a different matrix, with as many "
                  "outputs as that task has labels, so each row needs its own task's head"}),
+    "06.bf16_bias": Exercise(
+        "Predict: a BitFit run moved one entry of b_q from 0.5 to 0.5012. If the server kept its biases in bf16 "
+        "(8 significant bits), what number would that entry hold?",
+        choices={"a": "0.5012, as fp32 holds it", "b": "0.5, as before fine-tuning", "c": "0.50390625",
+                 "d": "0.501"},
+        transfer=True,
+        hint="bf16 keeps 8 significant bits, so between 0.5 and 1 its numbers are 2^-8 = 0.0039 apart. Which of "
+             "them is nearest? torch.tensor(0.5012).bfloat16() shows it."),
     "07.b_m2_share": Exercise(
         "Tick b_m2 alone, in every layer, head off: what percentage of the classroom model trains?",
         tolerance=0.05),

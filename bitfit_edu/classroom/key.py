@@ -398,6 +398,11 @@ ANSWERS: dict[str, Answer] = {
                     "(labels x width), and the server applies all the rows' heads in one batched product "
                     "(torch.baddbmm). The backbone's weight matrices, the same for every task, are applied once "
                     "to the whole batch."),
+    "06.bf16_bias": Answer(
+        answer=lambda: {0.5: "b", 0.50390625: "c"}[torch.tensor(0.5012).bfloat16().item()],
+        why=lambda: f"{torch.tensor(0.5012).bfloat16().item():g}: bf16's numbers near 0.5 are 2^-8 = 0.0039 apart, so "
+                    "0.5012 rounds back to 0.5 and the run's change is lost. That is why the server keeps every bias "
+                    "in fp32 (24 bits, 6e-8 apart near 0.5) and adds it after the bf16 product."),
     "07.b_m2_share": Answer(
         answer=lambda: _classroom_share({"b_m2"}),
         why=lambda: f"{_classroom_share({'b_m2'}):.3f}%: b_m2 is 4H wide in each of the classroom model's layers, "
