@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import torch
 
+from ..core.counting import pretrained_count, share_of_model
 from ..core.methods import display_name
 from .deltas import reference_gap
 from .serving import MultiTask
@@ -20,14 +21,14 @@ def delta_table(server: MultiTask) -> pd.DataFrame:
     """Per loaded task: its method, how many tensors and numbers its delta holds, their share of the
     backbone's parameters, and the largest |logit difference| between backbone + delta and the fine-tuned
     model on the reference inputs its delta carries (the task is switched in to measure it)."""
-    backbone = sum(p.numel() for n, p in server.model.named_parameters() if not n.startswith("classifier."))
+    backbone = pretrained_count(server.model)
     rows = []
     for task, delta in server.tasks.items():
         numbers = sum(math.prod(shape) for shape in delta.manifest.tensors.values())
         server.switch(task)
         rows.append({"task": task, "method": display_name(delta.manifest.label),
                      "tensors": len(delta.manifest.tensors), "numbers": numbers,
-                     "% of backbone": 100 * numbers / backbone,
+                     "% of backbone": share_of_model(numbers, backbone),
                      "max |Δ logit| vs fine-tuned": reference_gap(server.model, delta.manifest.reference)})
     return pd.DataFrame(rows).set_index("task")
 
