@@ -33,7 +33,7 @@ def test_a_small_load_loses_nothing_and_answers_each_request_for_its_own_task(si
     requests = loadtest.requests_for(names, TEXTS, 120)
     expected = loadtest.expected_logits(server, set(requests))
     for options in ((), ("--switching",)):
-        process, url = loadtest.start_service(sixteen_tasks, "--max-wait-ms", "10", *options)
+        process, url = loadtest.start_service(sixteen_tasks, "--max-wait-ms", "10", "--precision", "fp32", *options)
         try:
             sent, seconds = loadtest.load(url, requests, concurrency=8)
         finally:
@@ -51,7 +51,8 @@ def test_a_flood_past_the_queue_gets_503s_and_every_answer_given_is_right(sixtee
     names = server.add_many(paths, [p.stem for p in paths])
     requests = loadtest.requests_for(names, TEXTS, 400, seed=1)
     expected = loadtest.expected_logits(server, set(requests))
-    process, url = loadtest.start_service(sixteen_tasks, "--max-wait-ms", "20", "--max-queue", "4")
+    process, url = loadtest.start_service(sixteen_tasks, "--max-wait-ms", "20", "--max-queue", "4", "--precision",
+                                          "fp32")
     try:
         before = loadtest.resident_mb(process.pid)
         sent, _ = loadtest.load(url, requests, concurrency=64)
