@@ -61,7 +61,7 @@ def test_a_mixed_batch_on_a_low_precision_backbone_gives_each_row_its_tasks_answ
 
 
 @pytest.mark.parametrize("precision", LOW)
-@pytest.mark.parametrize("group", ["b_q", "b_m1"])  # b_q's sum goes into a bf16 product; b_m1's into LayerNorm
+@pytest.mark.parametrize("group", ["b_m2", "b_m1"])  # b_m2's sum goes into a bf16 product; b_m1's into LayerNorm
 def test_the_biases_stay_fp32_and_are_added_in_fp32(deltas, tiny_model_dir, precision, group):
     server = server_of(tiny_model_dir, deltas, precision)
     server.switch("sst2")
@@ -71,7 +71,7 @@ def test_the_biases_stay_fp32_and_are_added_in_fp32(deltas, tiny_model_dir, prec
     assert linear.bias.dtype == server.bias_rows.dtype == server.head_weights.dtype == torch.float32
     x = torch.randn(2, 5, linear.in_features)
     product = linear.products(x, torch.zeros(linear.out_features))  # W x alone, in the backbone's format
-    rounded = precision == "bf16" and group == "b_q"
+    rounded = precision == "bf16" and group == "b_m2"
     assert linear(x).dtype == (torch.bfloat16 if rounded else torch.float32)
 
     def in_fp32(bias):  # the fp32 sum of the product and the bias, rounded where the next product rounds anyway

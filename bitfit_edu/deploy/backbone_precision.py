@@ -15,7 +15,7 @@ where speed and memory can be won: its weight matrices do nearly all of the work
 Either way the bias is then added in fp32: ``y = (W x)_low + b``. So a delta means the same on every backbone
 format, in one-task and mixed batches alike: its biases and head are never rounded. (A sum that goes straight
 into another bf16 product is rounded after the addition, as that product would round it anyway:
-``ROUNDED_SUMS``.) LayerNorm and the heads stay in fp32; in bf16, attention's two products run in bf16 as well.
+``ROUNDED_SUMS``.) Attention, LayerNorm and the heads stay in fp32.
 The reference logits a delta carries were computed in fp32, so the check that a loaded delta reproduces them
 allows, per format, the gap that format itself makes (``REFERENCE_TOLERANCES``, set from
 ``benchmarks/precision.py``'s measurements on the five committed deltas).
@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core.biases import encoder_of
 from ..core.precision import native_bf16
 from ..errors import BitFitError, unknown_choice
 from .deltas import REFERENCE_TOLERANCE
@@ -89,9 +88,9 @@ class Bf16Products:
         self.nbytes = self.weight.numel() * self.weight.element_size()
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        product = nn.functional.linear(self.rounding(x), self.weight)
-        # in place, the sum is computed in fp32 (the wider of the two) and stored in bf16; else it stays fp32
-        return product.add_(bias) if self.round_sum else torch.add(product, bias)
+        # widened first, then added: an add of a bf16 and an fp32 tensor would take PyTorch's slow mixed-type path
+        total = nn.functional.linear(self.rounding(x), self.weight).float().add_(bias)
+        return total.bfloat16() if self.round_sum else total
 
 
 class Int8Products:
@@ -113,16 +112,16 @@ class Int8Products:
         return torch.ops.quantized.linear_dynamic(x.float().contiguous(), self.packed, self.reduce_range).add_(bias)
 
 
-# Sums that go straight into a bf16 product (attention's, for b_q, b_k, b_v; W_m3's after GELU, for b_m2) are
-# rounded to bf16 after the fp32 addition: the next product would round them anyway. The sums that join the
-# residual stream (b_m1, b_m3) and the pooler's stay fp32, as LayerNorm reads them.
-ROUNDED_SUMS = ("b_q", "b_k", "b_v", "b_m2")
+# The sum that goes through GELU straight into W_m3's bf16 product (b_m2's) is rounded to bf16 after the fp32
+# addition: that product would round it anyway, and GELU is cheaper on half the bytes. Every other sum stays fp32:
+# attention reads Q, K and V in fp32 (its bf16 kernel was slower here), and the residual stream, LayerNorm and
+# the pooler read fp32.
+ROUNDED_SUMS = ("b_m2",)
 
 
-def put_in_precision(model: nn.Module, linears: list[tuple[str, nn.Linear]], precision: str) -> None:
+def put_in_precision(linears: list[tuple[str, nn.Linear]], precision: str) -> None:
     """From now on compute ``W x + b`` of each of ``linears`` (with its bias's paper group) in ``precision``, as
-    ``linear.products``; the fp32 weight is given up, its memory freed. In bf16 attention's two products run in
-    bf16 as well (the encoder runs under bf16 autocast, which leaves additions, LayerNorm and the head in fp32)."""
+    ``linear.products``; the fp32 weight is given up, its memory freed."""
     if precision == "fp32":
         return
     rounding = SharedBf16Input()
@@ -130,10 +129,6 @@ def put_in_precision(model: nn.Module, linears: list[tuple[str, nn.Linear]], pre
         linear.products = (Bf16Products(linear.weight, rounding, group in ROUNDED_SUMS) if precision == "bf16"
                            else Int8Products(linear.weight))
         linear.weight = nn.Parameter(torch.empty_like(linear.weight, device="meta"), requires_grad=False)
-    if precision == "bf16":
-        encoder = encoder_of(model)
-        device = next(encoder.parameters()).device.type
-        encoder.forward = torch.autocast(device, dtype=torch.bfloat16)(encoder.forward)
 
 
 def backbone_bytes(model: nn.Module) -> int:

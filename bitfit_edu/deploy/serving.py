@@ -132,8 +132,8 @@ class MultiTask:
         self.pretrained = {name: parameters[name].detach().clone() for name in self.bias_names}
         self.rows = RowTasks()
         self.sites = {name: self._row_module(name) for name in self.bias_names}
-        put_in_precision(model, [(term.group, self.sites[term.name]) for term in census
-                                 if isinstance(self.sites[term.name], RowLinear)], self.precision)
+        put_in_precision([(term.group, self.sites[term.name]) for term in census
+                          if isinstance(self.sites[term.name], RowLinear)], self.precision)
         return_freed_memory()  # a bf16 or int8 backbone's fp32 weights, given up, go back to the system
         self.tolerance = REFERENCE_TOLERANCES[self.precision]
         self.widths = [self.pretrained[name].numel() for name in self.bias_names]
