@@ -1,4 +1,5 @@
-"""Counting: how much of a model trains. Every count of the package is made here.
+"""Counting: how much of a model trains. The package's counts are made here, from the one reading of what
+trains (``methods.PreparedModel.trainable_entries``: a masked tensor counts its mask only), with one denominator.
 
 **The denominator.** "% of the model" is always a share of the *pre-trained encoder as the run reads it*:
 every parameter that came with the checkpoint and takes part in the forward pass, the new task head left
