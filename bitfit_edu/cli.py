@@ -31,8 +31,8 @@ START_NAMES = ("pretrained", "random", "shuffled")
 EXPERIMENT_HELP = ("main, ablation, lr_sweep, checks, size_curve, deployment, peft_sweep, peft, figure_1, settle, "
                    "resampled, expose")
 PRECISION_HELP = ("the backbone's matrix products in fp32, bf16 or int8 (every bias and head stays fp32); auto: "
-                  "bf16 where the CPU or GPU has bf16 kernels, else fp32 (default %(default)s: under a load test "
-                  "here bf16 and int8 did not yet beat it; see the deployment guide)")
+                  "bf16 where the CPU or GPU has bf16 kernels, else fp32 (default %(default)s: behind the service "
+                  "neither bf16 nor int8 has met its targets yet; see the deployment guide)")
 TRUST_HELP = ("load deltas of the first format, whose manifest (labels, task) no digest covers, checked by their "
               "reference logits alone")
 
