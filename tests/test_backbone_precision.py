@@ -119,3 +119,23 @@ def test_auto_is_bf16_exactly_where_the_machine_has_bf16_kernels(monkeypatch):
     assert resolve("auto") == "fp32"
     with pytest.raises(BitFitError, match="unknown precision .fp16.; choose one of: fp32, bf16, int8, auto"):
         resolve("fp16")
+
+
+def test_bf16_products_pad_to_few_shapes_and_cost_at_most_an_eighth_more_rows():
+    sizes = {backbone_precision.bucket(rows) for rows in range(1, 4097)}
+    assert len(sizes) == 8 + 8 * 6  # multiples of 8 up to 64 rows, then 8 sizes in each doubling to 4,096
+    for rows in range(1, 4097):
+        assert rows <= backbone_precision.bucket(rows) <= max(rows + 7, rows * 9 / 8)
+
+
+@pytest.mark.parametrize("round_sum", [False, True])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_bf16_products_taken_in_padded_chunks_equal_one_product(monkeypatch, round_sum, mixed):
+    monkeypatch.setattr(backbone_precision, "CHUNK_ROWS", 16)  # 3 sequences of 5 tokens a chunk, padded to 16 rows
+    weight, x = torch.randn(12, 7), torch.randn(10, 5, 7)
+    bias = torch.randn(10, 1, 12) if mixed else torch.randn(12)
+    products = backbone_precision.Bf16Products(weight, backbone_precision.SharedBf16Input(), round_sum)
+    whole = (x.bfloat16().reshape(-1, 7) @ weight.bfloat16().t()).view(10, 5, 12).float() + bias
+    found = products(x, bias)
+    assert found.shape == (10, 5, 12) and found.dtype == (torch.bfloat16 if round_sum else torch.float32)
+    torch.testing.assert_close(found.float(), whole.bfloat16().float() if round_sum else whole, rtol=1 / 64, atol=1e-5)

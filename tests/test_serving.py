@@ -11,6 +11,7 @@ import torch
 from conftest import write_synthetic_glue
 
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
+from bitfit_edu.deploy import serving
 from bitfit_edu.deploy.deltas import read_delta, reference_gap
 from bitfit_edu.deploy.serving import MultiTask, encode_rows, length_groups, predict
 from bitfit_edu.deploy.throughput import delta_table, examples_per_second, mixed_batch_gap, switch_milliseconds
@@ -71,6 +72,20 @@ def test_a_mixed_batch_matches_the_per_task_forwards(deltas, tiny_model_dir):
                 assert mixed[row].shape == alone[row].shape
                 assert (mixed[row] - alone[row]).abs().max() <= 1e-5
     assert [len(logits) for logits in mixed] == [2, 1, 2, 1, 2, 2]  # STS-B is a regression
+
+
+def test_a_large_batch_answered_in_parts_gives_what_one_pass_gives(deltas, tiny_model_dir, monkeypatch):
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, paths)
+    batch, tasks = mixed_batch(tiny_model_dir), ["rte", "stsb", "sst2", "stsb", "rte", "sst2"]
+    server.switch("sst2")
+    whole, mixed = server.logits(batch), server.mixed_logits(batch, tasks)
+    width = batch["input_ids"].shape[1]
+    monkeypatch.setattr(serving, "PART_TOKENS", 2 * width + 1)  # parts of 2 rows: 3 passes
+    assert [part.stop - part.start for part in serving.parts(batch)] == [2, 2, 2]
+    torch.testing.assert_close(server.logits(batch), whole, atol=1e-5, rtol=0)
+    for row, logits in enumerate(server.mixed_logits(batch, tasks)):
+        torch.testing.assert_close(logits, mixed[row], atol=1e-5, rtol=0)
 
 
 def test_a_mixed_batch_copies_no_weight_matrix_and_restores_the_backbone(deltas, tiny_model_dir):

@@ -78,19 +78,61 @@ class SharedBf16Input:
         return self.rounded
 
 
+CHUNK_ROWS = 1024  # token rows per bf16 product: its output is widened and added to while it is in the cache
+
+
+def bucket(rows: int) -> int:
+    """``rows`` rounded up to a multiple of 8 up to 64, then to one of eight sizes per doubling (an eighth more
+    rows at most).
+    oneDNN builds and keeps a kernel for each shape it sees, about a megabyte each: a server meets a new
+    shape with nearly every batch, so products are padded to these few."""
+    step = max(8, 1 << max(0, rows.bit_length() - 4))
+    return -(-rows // step) * step
+
+
 class Bf16Products:
     """``x, b -> W x + b`` with W and x in bfloat16 (exact products summed in fp32, rounded to bf16) and b added
-    in fp32. With ``round_sum`` the sum is rounded to bf16, for a next operation that would round it anyway."""
+    in fp32. With ``round_sum`` the sum is rounded to bf16, for a next operation that would round it anyway.
+
+    The product is taken a chunk of sequences at a time (about ``CHUNK_ROWS`` token rows, padded to a
+    ``bucket``), so that widening it and adding b happen while it is in the cache."""
 
     def __init__(self, weight: torch.Tensor, rounding: SharedBf16Input, round_sum: bool):
-        self.weight = weight.detach().to(torch.bfloat16)
+        self.weight_t = weight.detach().t().contiguous().to(torch.bfloat16)  # (in, out): oneDNN's fastest layout
         self.rounding, self.round_sum = rounding, round_sum
-        self.nbytes = self.weight.numel() * self.weight.element_size()
+        self.nbytes = self.weight_t.numel() * self.weight_t.element_size()
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        # widened first, then added: an add of a bf16 and an fp32 tensor would take PyTorch's slow mixed-type path
-        total = nn.functional.linear(self.rounding(x), self.weight).float().add_(bias)
-        return total.bfloat16() if self.round_sum else total
+        width = self.weight_t.shape[1]
+        rounded = self.rounding(x)
+        sequences = rounded.reshape(x.shape[0], -1, x.shape[-1])  # (sequences, tokens, in)
+        tokens = sequences.shape[1]
+        out = x.new_empty(*x.shape[:-1], width, dtype=torch.bfloat16 if self.round_sum else torch.float32)
+        sums = out.view(x.shape[0], tokens, width)
+        biases = bias.view(x.shape[0], 1, width) if bias.dim() > 1 else bias  # one per sequence, or shared
+        step = max(1, CHUNK_ROWS // tokens)
+        for start in range(0, x.shape[0], step):
+            rows = sequences[start:start + step].reshape(-1, x.shape[-1])
+            product = torch.mm(padded(rows), self.weight_t)[:len(rows)].view(-1, tokens, width)
+            chunk_bias = biases[start:start + step] if bias.dim() > 1 else biases
+            # widened, then added in place: PyTorch's adds that mix bf16 and fp32 (in the inputs or the output)
+            # take a slow path, up to 25 times slower here
+            target = sums[start:start + step]
+            if self.round_sum:
+                target.copy_(product.float().add_(chunk_bias))
+            else:
+                target.copy_(product).add_(chunk_bias)
+        return out
+
+
+def padded(rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` with zero rows below, to ``bucket(len(rows))`` rows."""
+    size = bucket(len(rows))
+    if size == len(rows):
+        return rows
+    filled = rows.new_zeros(size, rows.shape[1])
+    filled[:len(rows)] = rows
+    return filled
 
 
 class Int8Products:

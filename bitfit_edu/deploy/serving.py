@@ -273,7 +273,7 @@ class MultiTask:
         """The current task's logits for a tokenized batch."""
         if self.current is None:
             raise BitFitError("no task is switched in: call switch(task) first")
-        return self.model(**batch).logits
+        return torch.cat([self.model(**rows_of(batch, part)).logits for part in parts(batch)])
 
     def task_rows(self, tasks: list[str]) -> torch.Tensor:
         """The table row of each task name, as an index tensor."""
@@ -282,17 +282,21 @@ class MultiTask:
     @torch.no_grad()
     def mixed_logits(self, batch: dict[str, torch.Tensor], tasks: list[str]) -> list[torch.Tensor]:
         """Logits of each row for its own task (``tasks[i]`` for row i), in one forward pass of the
-        backbone: each bias site adds its rows' biases in one gathered add, and the heads are gathered too.
+        backbone (one per part of a large batch, ``parts``): each bias site adds its rows' biases in one
+        gathered add, and the heads are gathered too.
         Rows of tasks with different label counts get logits of different lengths."""
         if len(tasks) != len(batch["input_ids"]):
             raise BitFitError(f"{len(tasks)} task names for a batch of {len(batch['input_ids'])} rows: "
                               "give one per row")
         index = self.task_rows(tasks)
-        self.rows.index = index
+        found = []
         try:
-            features = sentence_vectors(self.model, batch)
+            for part in parts(batch):
+                self.rows.index = index[part]
+                found.append(sentence_vectors(self.model, rows_of(batch, part)))
         finally:
             self.rows.index = None
+        features = torch.cat(found)
         logits = torch.baddbmm(self.head_biases[index].unsqueeze(2), self.head_weights[index],
                                features.unsqueeze(2)).squeeze(2)
         labels = [self.tasks[task].manifest.num_labels for task in tasks]
@@ -316,6 +320,23 @@ def _padded(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
     """Rows of token lists as one batch, padded at the end (attention mask 0 there)."""
     longest = max(len(row["input_ids"]) for row in rows)
     return {key: torch.tensor([row[key] + [0] * (longest - len(row[key])) for row in rows]) for key in rows[0]}
+
+
+PART_TOKENS = 4096  # token rows per forward pass (padding included): see parts
+
+
+def parts(batch: dict[str, torch.Tensor]) -> list[slice]:
+    """``batch``'s rows cut into consecutive ranges of at most ``PART_TOKENS`` tokens (one row at least), each
+    answered by a forward pass of its own. A part's activations are a few MB, which the allocator reuses from
+    part to part and the cache holds better; a 1,024-row batch's run to hundreds of MB and page-fault anew with
+    every batch (up to 1.5 times the time here, benchmarks/multitask.py)."""
+    rows, tokens = batch["input_ids"].shape
+    step = max(1, PART_TOKENS // tokens)
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def rows_of(batch: dict[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:
+    return {key: value[part] for key, value in batch.items()}
 
 
 def sentence_vectors(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
