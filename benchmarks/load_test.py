@@ -6,7 +6,8 @@ The classroom model's committed SST-2 delta and 63 tasks derived from it by smal
 (``deltas.derived_delta``), served by ``python -m bitfit_edu serve`` on 127.0.0.1. Requests draw a task and
 one of ``--texts`` real SST-2 dev sentences at random. For each concurrency, the mixed-batch service and the
 same service answering one request at a time with a task switch (``--switching``) get the same requests;
-every answer is checked against its own task's model (no wrong task, no lost request). Then ``--soak``
+every answer is checked against its own task's model (no wrong task, no lost request), and the share of the
+time the model spent answering is recorded (near 100%: the model is what limits the service). Then ``--soak``
 requests at concurrency 32 check that the server's resident memory grows by at most 5%, read every 1,000
 requests (a leak climbs all along; an allocator or a cache that fills levels off). It writes
 ``results/benchmarks/load_test.json``, with each target met or missed.
@@ -77,11 +78,13 @@ def measure(deltas: Path, memory_release: str, threads: int | None, requests: li
         try:
             for concurrency in CONCURRENCY:
                 loadtest.load(url, requests[:50], concurrency)  # warm-up
-                sent, seconds = loadtest.load(url, requests, concurrency)
+                sent, seconds, model_share = loadtest.timed_load(url, requests, concurrency)
                 row = {"service": mode, "precision": precision, "concurrency": concurrency,
-                       **loadtest.summary(sent, seconds), **loadtest.check(sent, expected, tolerance)}
+                       **loadtest.summary(sent, seconds), "model share": model_share,
+                       **loadtest.check(sent, expected, tolerance)}
                 rows.append(row)
-                print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s, p50 "
+                print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s ("
+                      f"{model_share:.0%} of the time in the model), p50 "
                       f"{row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; lost "
                       f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']} "
                       f"(tolerance {tolerance:g})", flush=True)

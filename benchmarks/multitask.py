@@ -12,6 +12,9 @@ are plausible tasks, not trained ones. For each number of tasks N (at N >= rows,
 - **LoRA mixed**: peft LoRA r=8 on W_q and W_v with N adapters, called with ``adapter_names`` (one per row),
   heads left out (they cost the same for both methods and little).
 
+A batch of more than ``serving.PART_TOKENS`` tokens (256 and 1,024 rows) goes through in parts of at most that
+many, as ``MultiTask`` answers it; LoRA's in the same parts.
+
 With ``--precisions`` (default fp32, bf16, int8) the same servers are built with their backbone's matrix
 products in each format (``deploy.backbone_precision``: biases and heads fp32), and at ``--precision-task-counts``
 (default 1, 64, 1,024) their one-task and mixed batches take their turns in the same rounds. For each it states
@@ -49,7 +52,7 @@ from bitfit_edu.data import glue
 from bitfit_edu.data.locations import course_root, results_folder
 from bitfit_edu.deploy.backbone_precision import PRECISIONS, Int8Products
 from bitfit_edu.deploy.deltas import derived_delta, read_delta
-from bitfit_edu.deploy.serving import MultiTask, RowLinear
+from bitfit_edu.deploy.serving import MultiTask, RowLinear, parts, rows_of
 from bitfit_edu.evidence import plots
 from bitfit_edu.experiments.profiles import get_profile
 
@@ -120,8 +123,12 @@ def answers(servers: dict[str, MultiTask], batch: dict[str, torch.Tensor], tasks
     if lora is not None:
         adapter_names = [f"task{int(name.removeprefix('task'))}" for name in tasks]
         inputs = {k: v for k, v in batch.items() if k != "token_type_ids"}
-        paths["LoRA mixed"] = lambda: mean_pool(lora(**inputs, adapter_names=adapter_names).last_hidden_state,
-                                                batch["attention_mask"])
+
+        def lora_mixed() -> list[torch.Tensor]:  # in the parts MultiTask answers a large batch in, as fair
+            return [mean_pool(lora(**rows_of(inputs, part), adapter_names=adapter_names[part]).last_hidden_state,
+                              batch["attention_mask"][part]) for part in parts(batch)]
+
+        paths["LoRA mixed"] = lora_mixed
     return paths
 
 

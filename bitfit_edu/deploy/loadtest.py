@@ -1,7 +1,8 @@
 """A load test of the service (``service.py``), bounded in count and time, on 127.0.0.1 only.
 
 ``start_service`` runs ``python -m bitfit_edu serve`` in a process of its own; ``load`` sends a fixed list of
-requests from many tasks at a given concurrency with httpx's async client and times each; ``check`` compares
+requests from many tasks at a given concurrency with httpx's async client and times each (``timed_load``:
+also the share of the time the service's model spent answering); ``check`` compares
 every answer with the logits each task's own model gives (no wrong task, no lost request); ``summary``
 gives throughput and latency percentiles; ``targets`` says which of the issue's targets one run met, and
 ``repeated`` gives each target's median and range over runs repeated on one machine (a 2-core machine's
@@ -117,6 +118,19 @@ def load(url: str, requests: list[tuple[str, str]], concurrency: int,
     with ThreadPoolExecutor(max_workers=1) as thread:
         sent = thread.submit(asyncio.run, _load(url, requests, concurrency, timeout)).result()
     return sent, time.perf_counter() - started
+
+
+def model_seconds(url: str) -> float:
+    """Seconds the service's model thread has spent answering batches so far (``/healthz``)."""
+    return float(httpx.get(f"{url}/healthz", timeout=30).json()["model_seconds"])
+
+
+def timed_load(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[list[Sent], float, float]:
+    """``load``, and the share of its wall time the model spent answering: the rest went to HTTP, JSON,
+    tokenizing, batching, and here the load generator too, on the same cores."""
+    before = model_seconds(url)
+    sent, seconds = load(url, requests, concurrency)
+    return sent, seconds, (model_seconds(url) - before) / seconds
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -93,7 +94,7 @@ class Settings:
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
     threads: int | None = None  # torch's threads for the model; None: as torch has them
     memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
-    precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (backbone_precision)
+    precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (serve resolves its --precision)
 
 
 @dataclass
@@ -112,6 +113,7 @@ class MicroBatcher:
 
     last_batch_rows = 0  # a batch waits for company only when the last one had some
     batches = 0  # answered so far
+    model_seconds = 0.0  # spent answering them in the model thread: the rest of a request's time is the server's
 
     def __init__(self, server: MultiTask, settings: Settings):
         self.server, self.settings = server, settings
@@ -197,6 +199,7 @@ class MicroBatcher:
     def answer(self, batch: list[Pending]) -> list[dict]:
         """The answers of one mixed batch (in the model thread); with ``switching``, of each request alone,
         its task switched in."""
+        started = time.perf_counter()
         with self.lock:
             if self.settings.switching:
                 logits = []
@@ -212,6 +215,7 @@ class MicroBatcher:
                     for index, row_logits in zip(group, found, strict=True):
                         logits[index] = row_logits
             self.answered += len(batch)
+            self.model_seconds += time.perf_counter() - started
             return [self.describe(item, row_logits) for item, row_logits in zip(batch, logits, strict=True)]
 
     def describe(self, item: Pending, logits: torch.Tensor) -> dict:
@@ -350,7 +354,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict:
         batcher = state.get("batcher")
         return {"status": "ok" if batcher else "starting", "tasks": len(batcher.server.tasks) if batcher else 0,
-                "answered": batcher.answered if batcher else 0}
+                "answered": batcher.answered if batcher else 0,
+                "model_seconds": batcher.model_seconds if batcher else 0.0}
 
     return app
 
