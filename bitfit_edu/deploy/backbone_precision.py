@@ -83,9 +83,8 @@ CHUNK_ROWS = 1024  # token rows per bf16 product: its output is widened and adde
 
 def bucket(rows: int) -> int:
     """``rows`` rounded up to a multiple of 8 up to 64, then to one of eight sizes per doubling (an eighth more
-    rows at most).
-    oneDNN builds and keeps a kernel for each shape it sees, about a megabyte each: a server meets a new
-    shape with nearly every batch, so products are padded to these few."""
+    rows at most). oneDNN builds and keeps a kernel for each shape of product it meets, about a megabyte each;
+    a server meets a new shape with nearly every batch, so its products are padded to these few."""
     step = max(8, 1 << max(0, rows.bit_length() - 4))
     return -(-rows // step) * step
 
@@ -98,7 +97,8 @@ class Bf16Products:
     ``bucket``), so that widening it and adding b happen while it is in the cache."""
 
     def __init__(self, weight: torch.Tensor, rounding: SharedBf16Input, round_sum: bool):
-        self.weight_t = weight.detach().t().contiguous().to(torch.bfloat16)  # (in, out): oneDNN's fastest layout
+        # stored (in, out): x @ W^T from this layout was faster here than F.linear's (out, in), and kept less memory
+        self.weight_t = weight.detach().t().contiguous().to(torch.bfloat16)
         self.rounding, self.round_sum = rounding, round_sum
         self.nbytes = self.weight_t.numel() * self.weight_t.element_size()
 
