@@ -83,8 +83,8 @@ CHUNK_ROWS = 1024  # token rows per bf16 product: its output is widened and adde
 
 def bucket(rows: int) -> int:
     """``rows`` rounded up to a multiple of 8 up to 64, then to one of eight sizes per doubling (an eighth more
-    rows at most). oneDNN builds and keeps a kernel for each shape of product it meets, about a megabyte each;
-    a server meets a new shape with nearly every batch, so its products are padded to these few."""
+    rows at most). oneDNN builds a kernel for each shape of product it meets and keeps it in
+    memory; a server meets a new shape with nearly every batch, so its products are padded to these few."""
     step = max(8, 1 << max(0, rows.bit_length() - 4))
     return -(-rows // step) * step
 

@@ -329,13 +329,14 @@ def parts(batch: dict[str, torch.Tensor]) -> list[slice]:
     """``batch``'s rows cut into consecutive ranges of at most ``PART_TOKENS`` tokens (one row at least), each
     answered by a forward pass of its own. A part's activations are a few MB, which the allocator reuses from
     part to part and the cache holds better; a 1,024-row batch's run to hundreds of MB and page-fault anew with
-    every batch (up to 1.5 times the time here, benchmarks/multitask.py)."""
+    every batch."""
     rows, tokens = batch["input_ids"].shape
     step = max(1, PART_TOKENS // tokens)
     return [slice(start, start + step) for start in range(0, rows, step)]
 
 
 def rows_of(batch: dict[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:
+    """The rows ``part`` of every tensor of ``batch``."""
     return {key: value[part] for key, value in batch.items()}
 
 
