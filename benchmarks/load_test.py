@@ -35,8 +35,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from bitfit_edu.console import quiet_outputs
 from bitfit_edu.core.precision import hardware_name
 from bitfit_edu.core.readout import load_classifier
@@ -78,13 +76,15 @@ def measure(deltas: Path, memory_release: str, threads: int | None, requests: li
         try:
             for concurrency in CONCURRENCY:
                 loadtest.load(url, requests[:50], concurrency)  # warm-up
-                sent, seconds, model_share = loadtest.timed_load(url, requests, concurrency)
-                row = {"service": mode, "precision": precision, "concurrency": concurrency,
-                       **loadtest.summary(sent, seconds), "model share": model_share,
+                sent, seconds, spent = loadtest.timed_load(url, requests, concurrency)
+                row = {"service": mode, "precision": precision, "model threads": loadtest.health(url)["model_threads"],
+                       "concurrency": concurrency, **loadtest.summary(sent, seconds), **spent,
                        **loadtest.check(sent, expected, tolerance)}
                 rows.append(row)
-                print(f"  {mode}, concurrency {concurrency}: {row['requests_per_second']:.0f} req/s ("
-                      f"{model_share:.0%} of the time in the model), p50 "
+                print(f"  {mode}, {row['model threads']} model thread(s), concurrency {concurrency}: "
+                      f"{row['requests_per_second']:.0f} req/s ({spent['model share']:.0%} of the time in the model, "
+                      f"{spent['rows per batch']:.1f} rows a batch, client {spent['client CPU ms per request']:.2f} "
+                      f"ms CPU a request), p50 "
                       f"{row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; lost "
                       f"{row['lost']}, wrong task {row['wrong_task']}, wrong logits {row['wrong_logits']} "
                       f"(tolerance {tolerance:g})", flush=True)
@@ -115,8 +115,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=32, help="distinct SST-2 sentences drawn from")
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency and service")
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
-    parser.add_argument("--threads", type=int, help="the service's model threads, both modes (default: serve's, "
-                                                    "torch's own)")
+    parser.add_argument("--threads", type=int, help="the service's model threads, every service (default: serve's, "
+                                                    "which depends on the backbone's format)")
     parser.add_argument("--memory-release", choices=MEMORY_RELEASE, nargs="+", default=[DEFAULT_MEMORY_RELEASE],
                         help="the services' --memory-release, both modes (default: serve's); "
                              "several are measured in turn")
@@ -148,18 +148,22 @@ def main() -> None:
             print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}", flush=True)
             runs.append(measure(Path(folder), memory_release, args.threads, requests, soak, expected, precisions))
     machine = {"tasks": args.tasks, "derived_from": source.name, "http": http_stack(), "device": hardware_name(),
-               "torch_threads": args.threads or torch.get_num_threads(),  # the service's
                "cpu_cores": os.cpu_count()}
     if len(runs) == 1:
         found, output = {**runs[0], **machine}, args.output or OUTPUT
     else:
-        found = {"summary": loadtest.repeated(runs), "runs": runs, **machine, "measured_at": runs[-1]["measured_at"]}
+        found = {"summary": loadtest.repeated(runs), "memory_release_choice": loadtest.memory_release_choice(runs),
+                 "runs": runs, **machine, "measured_at": runs[-1]["measured_at"]}
         output = args.output or REPEATS
         for memory_release, targets in found["summary"].items():
             print(f"--memory-release {memory_release}, {args.repeats} run{'s' * (args.repeats > 1)}:")
             for name, t in targets.items():
                 print(f"  {name}: median {t['median']:.4g} [{t['min']:.4g}, {t['max']:.4g}] (target {t['target']}): "
                       f"met in {t['met_in']} of {t['runs']}")
+        choice = found["memory_release_choice"]
+        for setting, f in choice["settings"].items():
+            print(f"--memory-release {setting}: " + ", ".join(f"{name} {value:.4g}" for name, value in f.items()))
+        print(f"to serve with (loadtest.memory_release_choice): {choice['chosen']}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(found, indent=1) + "\n")
     print(f"wrote {output}")

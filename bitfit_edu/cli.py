@@ -139,7 +139,9 @@ def parser() -> argparse.ArgumentParser:
                                    "service, with bounded memory)")
     serve_parser.add_argument("--max-queue", type=int, default=1024,
                               help="requests that may wait for a batch; past it a request gets 503 (default 1024)")
-    serve_parser.add_argument("--threads", type=int, help="threads for the model (default: torch's, one per core)")
+    serve_parser.add_argument("--threads", type=int,
+                              help="threads for the model (default: one per core for an fp32 backbone, one fewer "
+                                   "for bf16 or int8, leaving a core to the server)")
     serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default=DEFAULT_MEMORY_RELEASE,
                               help="how a batch's freed activations go back to the system: " + "; ".join(
                                   f"{name}: {what}" for name, what in MEMORY_RELEASE.items())

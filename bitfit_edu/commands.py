@@ -298,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         max_wait_ms=args.max_wait_ms, max_length=args.max_length, switching=args.switching,
                         threads=args.threads, memory_release=args.memory_release, max_queue=args.max_queue,
                         precision=backbone_precision.resolve(args.precision))
-    return run_service(settings, args.host, args.port)
+    return run_service(settings, args.host, args.port, args.precision)
 
 
 def cmd_student(args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES
 from bitfit_edu.deploy.deltas import read_delta
-from bitfit_edu.deploy.service import Settings, create_app
+from bitfit_edu.deploy.service import Settings, create_app, model_threads
 from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments.runs import RunConfig
@@ -90,6 +90,14 @@ def test_a_low_precision_service_answers_each_task_within_its_formats_tolerance(
             expected = own_model_logits(tiny_model_dir, deltas, request["task"], *texts)
             gap = (torch.tensor(found.json()["logits"]) - expected).abs().max()
             assert gap <= REFERENCE_TOLERANCES[precision]
+        health = low.get("/healthz").json()
+        assert health["precision"] == precision and health["model_threads"] == model_threads(precision)
+
+
+def test_a_low_precision_backbone_leaves_one_core_to_the_server():
+    assert [model_threads("fp32", cores) for cores in (1, 2, 16)] == [1, 2, 16]
+    assert [model_threads(precision, cores) for precision in ("bf16", "int8") for cores in (1, 2, 16)] == [
+        1, 1, 15, 1, 1, 15]
 
 
 @pytest.mark.parametrize("body,status,message", [
@@ -165,7 +173,7 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(deltas):
     sender.join()
     out, err = process.communicate(timeout=60)
     assert answers and answers[0].status_code == 200, err
-    assert process.returncode == 143 and "stopped (SIGTERM): 1 requests answered" in out, (out, err)
+    assert process.returncode == 143 and "stopped (SIGTERM): 1 request answered" in out, (out, err)
     assert "Traceback" not in err
 
 

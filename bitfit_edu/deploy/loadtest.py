@@ -1,12 +1,14 @@
 """A load test of the service (``service.py``), bounded in count and time, on 127.0.0.1 only.
 
 ``start_service`` runs ``python -m bitfit_edu serve`` in a process of its own; ``load`` sends a fixed list of
-requests from many tasks at a given concurrency with httpx's async client and times each (``timed_load``:
-also the share of the time the service's model spent answering); ``check`` compares
+requests from many tasks at a given concurrency with aiohttp's client and times each (``timed_load``:
+also where the time went, from ``health``); ``check`` compares
 every answer with the logits each task's own model gives (no wrong task, no lost request); ``summary``
 gives throughput and latency percentiles; ``targets`` says which of the issue's targets one run met, and
 ``repeated`` gives each target's median and range over runs repeated on one machine (a 2-core machine's
-figures move from run to run). ``benchmarks/load_test.py`` runs it on the classroom model, and
+figures move from run to run). The load generator shares the machine's cores with the service, so it must be
+light (aiohttp's client, with C parsers); each load records its CPU time per request.
+``benchmarks/load_test.py`` runs it on the classroom model, and
 ``tests/test_loadtest.py`` at a small size in CI.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -24,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 import torch
@@ -90,23 +94,23 @@ def requests_for(tasks: list[str], texts: list[str], count: int, seed: int = 0) 
 
 
 async def _load(url: str, requests: list[tuple[str, str]], concurrency: int, timeout: float) -> list[Sent]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     queue = list(enumerate(requests))
     sent: list[Sent | None] = [None] * len(requests)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         while queue:
             index, (task, text) = queue.pop()
             started = time.perf_counter()
             try:
-                response = await client.post(f"{url}/v1/predict", json={"task": task, "text": text})
-                status, answer = response.status_code, response.json()
-            except httpx.HTTPError:
+                async with session.post(f"{url}/v1/predict", json={"task": task, "text": text}) as response:
+                    status, answer = response.status, await response.json()
+            except (aiohttp.ClientError, TimeoutError):
                 status, answer = 0, None
             sent[index] = Sent(task, text, status, time.perf_counter() - started, answer)
 
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return sent
 
 
@@ -120,17 +124,28 @@ def load(url: str, requests: list[tuple[str, str]], concurrency: int,
     return sent, time.perf_counter() - started
 
 
-def model_seconds(url: str) -> float:
-    """Seconds the service's model thread has spent answering batches so far (``/healthz``)."""
-    return float(httpx.get(f"{url}/healthz", timeout=30).json()["model_seconds"])
+def health(url: str) -> dict:
+    """The service's ``/healthz``: its tasks, requests answered, batches, model seconds and threads so far."""
+    return httpx.get(f"{url}/healthz", timeout=30).json()
 
 
-def timed_load(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[list[Sent], float, float]:
-    """``load``, and the share of its wall time the model spent answering: the rest went to HTTP, JSON,
-    tokenizing, batching, and here the load generator too, on the same cores."""
-    before = model_seconds(url)
+def cpu_seconds() -> float:
+    """CPU time this process (the load generator) has used so far."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def timed_load(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[list[Sent], float, dict]:
+    """``load``, the wall seconds, and where the time went: the share of it the model spent answering (the rest
+    went to HTTP, JSON, tokenizing, batching, on the same cores), the mean rows of a batch, and the load
+    generator's own CPU milliseconds per request."""
+    before, cpu = health(url), cpu_seconds()
     sent, seconds = load(url, requests, concurrency)
-    return sent, seconds, (model_seconds(url) - before) / seconds
+    cpu, after = cpu_seconds() - cpu, health(url)
+    batches = after["batches"] - before["batches"]
+    return sent, seconds, {"model share": (after["model_seconds"] - before["model_seconds"]) / seconds,
+                           "rows per batch": (after["answered"] - before["answered"]) / max(batches, 1),
+                           "client CPU ms per request": 1000 * cpu / len(requests)}
 
 
 @torch.no_grad()
@@ -219,3 +234,27 @@ def repeated(runs: list[dict]) -> dict[str, dict[str, dict]]:
                              "met_in": sum(t[name]["met"] for t in found), "runs": len(found)}
                       for name in found[0]}
             for setting, found in by_setting.items()}
+
+
+def memory_release_choice(runs: list[dict]) -> dict:
+    """Which ``--memory-release`` to serve with, by a rule fixed before the repeated runs that decide it: of the
+    settings whose memory-growth and no-wrong-answer targets were met in every run, at every backbone format,
+    the one whose mixed services answered most at concurrency 32 (the median over runs of the geometric mean
+    over formats of requests per second)."""
+    by_setting: dict[str, list[dict]] = {}
+    for found in runs:
+        by_setting.setdefault(found["memory_release"], []).append(found)
+    found = {}
+    for setting, its_runs in by_setting.items():
+        kept = all(t["met"] for run in its_runs for name, t in run["targets"].items()
+                   if name.startswith((GROWTH, ERRORS)))
+        speeds = [statistics.geometric_mean(row["requests_per_second"] for row in run["loads"]
+                                            if row["concurrency"] == 32 and row["service"].startswith("mixed"))
+                  for run in its_runs]
+        found[setting] = {"memory and answers kept in every run": kept,
+                          "median requests/s at concurrency 32 (geometric mean over formats)":
+                              statistics.median(speeds)}
+    kept = [setting for setting, f in found.items() if f["memory and answers kept in every run"]]
+    speed = "median requests/s at concurrency 32 (geometric mean over formats)"
+    return {"settings": found, "chosen": max(kept, key=lambda s: found[s][speed]) if kept else None}
+

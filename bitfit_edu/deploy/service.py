@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import unicodedata
@@ -92,9 +93,17 @@ class Settings:
     max_queue: int = 1024  # requests waiting for a batch; past it a request gets 503 and Retry-After
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
-    threads: int | None = None  # torch's threads for the model; None: as torch has them
+    threads: int | None = None  # the model thread's torch threads; None: model_threads(precision)
     memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
     precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (serve resolves its --precision)
+
+
+def model_threads(precision: str, cores: int | None = None) -> int:
+    """Torch threads for the model by default: every core for an fp32 backbone, one fewer for bf16 or int8.
+    Low-precision products are fast, so the server's own work (HTTP, JSON, tokenizing) becomes a large share,
+    and a core left to it beats one more thread for the model (``benchmarks/load_test.py`` measures both)."""
+    cores = cores or os.cpu_count() or 1
+    return cores if precision == "fp32" else max(1, cores - 1)
 
 
 @dataclass
@@ -120,7 +129,9 @@ class MicroBatcher:
         self.tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
         self.collate = DataCollatorWithPadding(self.tokenizer)
         self.queue: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitfit-model")
+        self.threads = settings.threads or model_threads(settings.precision)
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitfit-model",
+                                               initializer=torch.set_num_threads, initargs=(self.threads,))
         self.answered = 0
         self.lock = threading.Lock()  # adding deltas and answering batches never overlap
         self.refused: dict[str, tuple[int, int] | None] = {}  # delta files a scan refused, as they were then
@@ -299,8 +310,6 @@ def create_app(settings: Settings) -> FastAPI:
                           f"{positions} positions")
     state: dict[str, MicroBatcher] = {}
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     # every delta checked before the service starts: one error, not a traceback after "serving"
     server = serve(paths, task_names(paths), settings.precision)
 
@@ -354,15 +363,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict:
         batcher = state.get("batcher")
         return {"status": "ok" if batcher else "starting", "tasks": len(batcher.server.tasks) if batcher else 0,
-                "answered": batcher.answered if batcher else 0,
-                "model_seconds": batcher.model_seconds if batcher else 0.0}
+                "answered": batcher.answered if batcher else 0, "batches": batcher.batches if batcher else 0,
+                "model_seconds": batcher.model_seconds if batcher else 0.0,
+                "model_threads": batcher.threads if batcher else None, "precision": settings.precision}
 
     return app
 
 
-def run_service(settings: Settings, host: str, port: int) -> int:
+def run_service(settings: Settings, host: str, port: int, precision_asked: str = "") -> int:
     """Serve until SIGTERM or Ctrl-C; uvicorn answers the requests in flight first, then this says how many
-    requests were answered in all. Returns the exit status (143 after SIGTERM, 130 after Ctrl-C)."""
+    requests were answered in all. Returns the exit status (143 after SIGTERM, 130 after Ctrl-C).
+    ``precision_asked``: "auto" if the backbone's format was chosen for this machine, said at start."""
     import uvicorn
 
     from ..errors import Terminated
@@ -371,8 +382,10 @@ def run_service(settings: Settings, host: str, port: int) -> int:
         give_large_blocks_own_pages()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    threads = f", {settings.threads} model thread{'s' * (settings.threads > 1)}" if settings.threads else ""
-    print(f"serving the deltas of {settings.deltas} on http://{host}:{port}, {settings.precision} backbone{threads} "
+    threads = settings.threads or model_threads(settings.precision)
+    chosen = " (auto: " + ("this CPU has bf16 kernels)" if settings.precision == "bf16" else "no bf16 kernels here)")
+    print(f"serving the deltas of {settings.deltas} on http://{host}:{port}, {settings.precision} backbone"
+          f"{chosen if precision_asked == 'auto' else ''}, {threads} model thread{'s' * (threads > 1)} "
           "(POST /v1/predict, GET /v1/tasks); SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
     status = 0
     try:
@@ -382,6 +395,7 @@ def run_service(settings: Settings, host: str, port: int) -> int:
     except KeyboardInterrupt:
         status = 130
     answered = getattr(getattr(app.state, "batcher", None), "answered", 0)
-    print(f"stopped{' (SIGTERM)' if status == 143 else ''}: {answered} requests answered, none left waiting",
+    print(f"stopped{' (SIGTERM)' if status == 143 else ''}: {answered} request{'s' * (answered != 1)} answered, "
+          "none left waiting",
           flush=True)
     return status
