@@ -195,7 +195,7 @@ def deployment_targets() -> str:
             rows.append(f"| {about} | not measured yet | | | | |")
             continue
         found = json.loads(path.read_text())
-        machine = f"{found.get('device', '?')}, {found.get('torch_threads', '?')} threads, {found['measured_at'][:10]}"
+        machine = f"{found.get('device', '?')}, {_threads(found)}, {found['measured_at'][:10]}"
         for name, target in found["targets"].items():
             rows.append(f"| {about} | {name} | {target['measured']:.4g} | {target['target']} | "
                         f"{'met' if target['met'] else 'missed'} | {machine} |")
@@ -204,7 +204,7 @@ def deployment_targets() -> str:
 
 def _repeated_targets(about: str, found: dict) -> list[str]:
     """The rows of repeated runs under serve's default: median [smallest, largest], and the runs that met."""
-    machine = f"{found['device']}, {found['torch_threads']} threads, {found['measured_at'][:10]}"
+    machine = f"{found['device']}, {_threads(found)}, {found['measured_at'][:10]}"
     setting = f"`--memory-release {DEFAULT_MEMORY_RELEASE}`"
     return [f"| {about}, {setting}, {t['runs']} runs | {name}: median [smallest, largest] | {_spread(name, t)} | "
             f"{t['target']} | met in {t['met_in']} of {t['runs']} | {machine} |"
@@ -214,26 +214,35 @@ def _repeated_targets(about: str, found: dict) -> list[str]:
 def memory_release() -> str:
     """The load test under each ``serve --memory-release`` measured (``load_test*.json``): speed against memory,
     one row per run, then each setting's median and range where runs were repeated (``load_test_repeats.json``)."""
-    rows = ["| `--memory-release` | HTTP server | mixed, concurrency 32 (req/s) | one at a time (req/s) | ratio | "
-            "RSS growth over the soak | measured on |", "|---|---|---|---|---|---|---|"]
+    rows = ["| `--memory-release` | HTTP server, load client | mixed fp32, concurrency 32 (req/s) | "
+            "one at a time (req/s) | ratio | RSS growth over the soak (its requests) | measured on |",
+            "|---|---|---|---|---|---|---|"]
     for path in sorted(results_folder("benchmarks").glob("load_test*.json")):
         found = json.loads(path.read_text())
         for run in found.get("runs", [found]):
             at = {(row["service"], row["concurrency"]): row["requests_per_second"] for row in run["loads"]}
             mixed, alone = at[("mixed batches", 32)], at[("one at a time, task switch", 32)]
-            machine = (f"{found.get('device', '?')}, {found.get('torch_threads', '?')} threads, "
-                       f"{run['measured_at'][:16]}")
-            rows.append(f"| {run['memory_release']} | {found.get('http', 'asyncio + h11')} | {mixed:.0f} | "
-                        f"{alone:.0f} | {mixed / alone:.2f} | {run['soak']['growth']:+.1%} | {machine} |")
+            machine = f"{found.get('device', '?')}, {_threads(found)}, {run['measured_at'][:16]}"
+            client = "aiohttp" if "client CPU ms per request" in run["loads"][0] else "httpx"
+            soak = f"{run['soak']['growth']:+.1%} ({run['soak']['requests']:,})"
+            rows.append(f"| {run['memory_release']} | {found.get('http', 'asyncio + h11')}, {client} | {mixed:.0f} | "
+                        f"{alone:.0f} | {mixed / alone:.2f} | {soak} | {machine} |")
     return "\n".join(rows) + "\n" + repeated_runs()
 
 
-LOAD_TEST_FORMATS = {loadtest.SPEEDUP: "{:.2f}", loadtest.GROWTH: "{:+.1%}", loadtest.ERRORS: "{:.0f}"}
+def _threads(found: dict) -> str:
+    """The threads a benchmark ran with: torch's, or where each backbone format had its own, the model's per format."""
+    if "torch_threads" in found:
+        return f"{found['torch_threads']} threads"
+    loads = [row for run in found.get("runs", [found]) for row in run["loads"]]
+    per_format = {row["precision"]: row["model threads"] for row in loads if row["service"].startswith("mixed")}
+    return "model threads " + ", ".join(f"{precision} {threads}" for precision, threads in per_format.items())
 
 
 def _spread(name: str, t: dict) -> str:
     """One load-test target over repeated runs: "median [smallest, largest]"."""
-    shown = LOAD_TEST_FORMATS[name].format
+    shown = ("{:+.1%}" if name.startswith(loadtest.GROWTH) else
+             "{:.0f}" if name.startswith(loadtest.ERRORS) else "{:.2f}").format
     return f"{shown(t['median'])} [{shown(t['min'])}, {shown(t['max'])}]"
 
 
@@ -244,7 +253,7 @@ def repeated_runs() -> str:
         return ""
     found = json.loads(path.read_text())
     first = next(iter(found["summary"].values()))
-    rows = [f"\nRepeated, interleaved, on one machine ({found['device']}, {found['torch_threads']} threads, "
+    rows = [f"\nRepeated, interleaved, on one machine ({found['device']}, {_threads(found)}, "
             f"{found['measured_at'][:10]}): median [smallest, largest], and the runs that met the target.\n",
             "| `--memory-release` | " + " | ".join(f"{name} ({t['target']})" for name, t in first.items()) + " |",
             "|---|" + "---|" * len(first)]

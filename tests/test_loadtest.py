@@ -148,3 +148,15 @@ def test_the_memory_release_served_is_the_fastest_that_kept_memory_and_answers_i
     assert not found["settings"]["glibc"]["memory and answers kept in every run"]  # does not count
     runs[-1]["targets"][f"{loadtest.GROWTH}, bf16"]["met"] = False
     assert loadtest.memory_release_choice(runs)["chosen"] == "mmap"
+
+
+def test_served_rates_give_each_service_its_median_and_range_over_runs():
+    def one_run(fp32, bf16):
+        return {"loads": [{"service": loadtest.mixed_service(p), "precision": p, "model threads": t,
+                           "concurrency": c, "requests_per_second": v * c / 32}
+                          for p, t, v in (("fp32", 2, fp32), ("bf16", 1, bf16)) for c in (1, 32)]}
+
+    found = loadtest.served_rates([one_run(100, 150), one_run(120, 210), one_run(110, 180)])
+    assert found[loadtest.mixed_service("bf16")] == {"format": "bf16", "model threads": 1, "median": 180,
+                                                     "smallest": 150, "largest": 210, "runs": 3}
+    assert found["mixed batches"]["median"] == 110

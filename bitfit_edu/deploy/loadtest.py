@@ -236,6 +236,21 @@ def repeated(runs: list[dict]) -> dict[str, dict[str, dict]]:
             for setting, found in by_setting.items()}
 
 
+def served_rates(runs: list[dict], concurrency: int = 32) -> dict[str, dict]:
+    """Each service's requests per second at ``concurrency`` over repeated runs: the median, smallest and
+    largest, with its backbone format and model threads."""
+    found: dict[str, list[dict]] = {}
+    for run in runs:
+        for row in run["loads"]:
+            if row["concurrency"] == concurrency:
+                found.setdefault(row["service"], []).append(row)
+    return {service: {"format": rows[0]["precision"], "model threads": rows[0]["model threads"],
+                      "median": statistics.median(row["requests_per_second"] for row in rows),
+                      "smallest": min(row["requests_per_second"] for row in rows),
+                      "largest": max(row["requests_per_second"] for row in rows), "runs": len(rows)}
+            for service, rows in found.items()}
+
+
 def memory_release_choice(runs: list[dict]) -> dict:
     """Which ``--memory-release`` to serve with, by a rule fixed before the repeated runs that decide it: of the
     settings whose memory-growth and no-wrong-answer targets were met in every run, at every backbone format,
