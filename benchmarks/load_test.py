@@ -41,12 +41,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bitfit_edu.console import quiet_outputs
-from bitfit_edu.core.precision import hardware_name
+from bitfit_edu.core.precision import cpu_name, hardware_name
 from bitfit_edu.core.readout import load_classifier
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import results_folder
 from bitfit_edu.deploy import loadtest
-from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES
+from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES, peak_gflops
 from bitfit_edu.deploy.deltas import derived_delta
 from bitfit_edu.deploy.memory import DEFAULT_MEMORY_RELEASE, MEMORY_RELEASE
 from bitfit_edu.deploy.serving import MultiTask
@@ -134,6 +134,9 @@ def main() -> None:
     args = parser.parse_args()
     precisions = ["fp32", *(p for p in args.precisions.split(",") if p != "fp32")]
     quiet_outputs()
+    peaks = {precision: peak_gflops(precision) for precision in precisions}  # what bounds each format's gain here
+    print(f"{cpu_name()}: peak of a large product (GFLOP/s, torch's threads): "
+          + ", ".join(f"{precision} {peak:.0f}" for precision, peak in peaks.items()), flush=True)
     profile = get_profile("classroom")
     source = sorted(DELTAS.glob("sst2_*.safetensors"))[0]
     texts = list(glue.load_split(glue.get_task("sst2"), "validation")["sentence"][:args.texts])
@@ -153,6 +156,7 @@ def main() -> None:
             print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}", flush=True)
             runs.append(measure(Path(folder), memory_release, args.threads, requests, soak, expected, precisions))
     machine = {"tasks": args.tasks, "derived_from": source.name, "http": http_stack(), "device": hardware_name(),
+               "cpu": cpu_name(), "peak_gflops": peaks,
                "cpu_cores": os.cpu_count()}
     if len(runs) == 1:
         found, output = {**runs[0], **machine}, args.output or OUTPUT

@@ -46,11 +46,11 @@ from pathlib import Path
 import torch
 
 from bitfit_edu.console import quiet_outputs
-from bitfit_edu.core.precision import hardware_name
+from bitfit_edu.core.precision import cpu_name, hardware_name
 from bitfit_edu.core.readout import load_classifier, load_tokenizer, mean_pool
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import course_root, results_folder
-from bitfit_edu.deploy.backbone_precision import PRECISIONS, Int8Products
+from bitfit_edu.deploy.backbone_precision import PRECISIONS, peak_gflops
 from bitfit_edu.deploy.deltas import derived_delta, read_delta
 from bitfit_edu.deploy.serving import MultiTask, RowLinear, parts, rows_of
 from bitfit_edu.evidence import plots
@@ -144,18 +144,6 @@ def backbone_flop_per_row(model: torch.nn.Module, length: int) -> float:
     config = model.config
     attention = config.num_hidden_layers * 2 * length * config.hidden_size
     return 2.0 * length * (linear + attention)
-
-
-def peak_gflops(precision: str, repeats: int = 5) -> float:
-    """The core's peak in ``precision``, measured: the best rate of a large product, (4,096 x 1,024) by
-    (1,024 x 1,024), with the kernels the backbone uses there and torch's threads."""
-    x, weight, no_bias = torch.randn(4096, 1024), torch.randn(1024, 1024), torch.zeros(1024)
-    product = {"fp32": lambda: x @ weight.t(),
-               "bf16": (lambda xb, wb: lambda: xb @ wb.t())(x.bfloat16(), weight.bfloat16()),
-               "int8": (lambda int8: lambda: int8(x, no_bias))(Int8Products(weight))}[precision]
-    product()
-    best = min(seconds_of(product) for _ in range(repeats))
-    return 2 * 4096 * 1024 * 1024 / best / 1e9
 
 
 @torch.no_grad()
@@ -313,7 +301,7 @@ def main() -> None:
         "precisions": by_precision, "peak_gflops": peaks, "adding_by_precision": adding,
         "max |logit difference| mixed vs alone, by precision": gaps,
         "peak_measured_as": "best rate of a (4096 x 1024) by (1024 x 1024) product, same kernels and threads",
-        "device": hardware_name(),
+        "device": hardware_name(), "cpu": cpu_name(),
         "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")

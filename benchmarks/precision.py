@@ -30,7 +30,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from bitfit_edu.console import quiet_outputs
-from bitfit_edu.core.precision import hardware_name, native_bf16
+from bitfit_edu.core.precision import cpu_name, hardware_name, native_bf16
 from bitfit_edu.core.readout import load_tokenizer
 from bitfit_edu.data import glue
 from bitfit_edu.data.locations import course_root, results_folder
@@ -134,8 +134,8 @@ def main() -> None:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps({
         "tasks": tasks, "memory": memories, "targets": targets, "tolerances": REFERENCE_TOLERANCES,
-        "device": hardware_name(), "bf16_kernels": native_bf16(), "torch_threads": torch.get_num_threads(),
-        "cpu_cores": os.cpu_count(), "torch": torch.__version__,
+        "device": hardware_name(), "cpu": cpu_name(), "bf16_kernels": native_bf16(),
+        "torch_threads": torch.get_num_threads(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=1) + "\n")
     print(f"wrote {OUTPUT.relative_to(course_root())}")

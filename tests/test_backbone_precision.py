@@ -1,12 +1,14 @@
 """A bf16 or int8 backbone under fp32 deltas: mixed batches still give each row its own task's answer, every
 bias is added in fp32, the backbone holds fewer bytes, and the reference check keeps refusing what is wrong."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import write_synthetic_glue
 
 from bitfit_edu.core.biases import bias_census
-from bitfit_edu.core.precision import native_bf16
+from bitfit_edu.core.precision import cpu_name, native_bf16
 from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.deploy import backbone_precision
 from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES, backbone_bytes, resolve
@@ -139,3 +141,8 @@ def test_bf16_products_taken_in_padded_chunks_equal_one_product(monkeypatch, rou
     found = products(x, bias)
     assert found.shape == (10, 5, 12) and found.dtype == (torch.bfloat16 if round_sum else torch.float32)
     torch.testing.assert_close(found.float(), whole.bfloat16().float() if round_sum else whole, rtol=1 / 64, atol=1e-5)
+
+
+def test_the_machines_peak_and_cpu_are_named_for_the_records():
+    assert backbone_precision.peak_gflops("fp32", repeats=1) > 0
+    assert ", family " in cpu_name() if Path("/proc/cpuinfo").is_file() else cpu_name()

@@ -13,6 +13,8 @@ run in a notebook or the demo simply picks fp32 there, which is a little faster 
 from __future__ import annotations
 
 import contextlib
+import platform
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -33,6 +35,18 @@ def hardware_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"CPU ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def cpu_name() -> str:
+    """The CPU's model name with its family and model numbers ('AMD EPYC, family 26, model 2'): two machines
+    with the same name and vector instructions can differ in their bf16 speed by generation."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    found = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines[:30])}
+    name = found.get("model name", "unknown CPU")
+    return f"{name}, family {found.get('cpu family', '?')}, model {found.get('model', '?')}"
 
 
 class EmulatedBf16Products(TorchDispatchMode):
