@@ -251,6 +251,10 @@ def served_rates(runs: list[dict], concurrency: int = 32) -> dict[str, dict]:
             for service, rows in found.items()}
 
 
+KEPT = "memory and answers kept in every run"
+SPEED = "median requests/s at concurrency 32 (geometric mean over formats)"
+
+
 def memory_release_choice(runs: list[dict]) -> dict:
     """Which ``--memory-release`` to serve with, by a rule fixed before the repeated runs that decide it: of the
     settings whose memory-growth and no-wrong-answer targets were met in every run, at every backbone format,
@@ -266,10 +270,6 @@ def memory_release_choice(runs: list[dict]) -> dict:
         speeds = [statistics.geometric_mean(row["requests_per_second"] for row in run["loads"]
                                             if row["concurrency"] == 32 and row["service"].startswith("mixed"))
                   for run in its_runs]
-        found[setting] = {"memory and answers kept in every run": kept,
-                          "median requests/s at concurrency 32 (geometric mean over formats)":
-                              statistics.median(speeds)}
-    kept = [setting for setting, f in found.items() if f["memory and answers kept in every run"]]
-    speed = "median requests/s at concurrency 32 (geometric mean over formats)"
-    return {"settings": found, "chosen": max(kept, key=lambda s: found[s][speed]) if kept else None}
-
+        found[setting] = {KEPT: kept, SPEED: statistics.median(speeds)}
+    kept = [setting for setting, f in found.items() if f[KEPT]]
+    return {"settings": found, "chosen": max(kept, key=lambda setting: found[setting][SPEED]) if kept else None}

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 import unicodedata
@@ -99,10 +98,11 @@ class Settings:
 
 
 def model_threads(precision: str, cores: int | None = None) -> int:
-    """Torch threads for the model by default: every core for an fp32 backbone, one fewer for bf16 or int8.
-    Low-precision products are fast, so the server's own work (HTTP, JSON, tokenizing) becomes a large share,
-    and a core left to it beats one more thread for the model (``benchmarks/load_test.py`` measures both)."""
-    cores = cores or os.cpu_count() or 1
+    """Torch threads for the model by default: all of ``cores`` (default: torch's own threads, one per physical
+    core or ``OMP_NUM_THREADS``) for an fp32 backbone, one fewer for bf16 or int8. Low-precision products are
+    fast, so the server's own work (HTTP, JSON, tokenizing) becomes a large share, and a core left to it beats
+    one more thread for the model (``benchmarks/load_test.py`` measures both)."""
+    cores = cores or torch.get_num_threads()
     return cores if precision == "fp32" else max(1, cores - 1)
 
 
