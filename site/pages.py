@@ -195,7 +195,7 @@ def deployment_targets() -> str:
             rows.append(f"| {about} | not measured yet | | | | |")
             continue
         found = json.loads(path.read_text())
-        machine = f"{found.get('device', '?')}, {_threads(found)}, {found['measured_at'][:10]}"
+        machine = f"{_machine(found)}, {found['measured_at'][:10]}"
         for name, target in found["targets"].items():
             rows.append(f"| {about} | {name} | {target['measured']:.4g} | {target['target']} | "
                         f"{'met' if target['met'] else 'missed'} | {machine} |")
@@ -204,7 +204,7 @@ def deployment_targets() -> str:
 
 def _repeated_targets(about: str, found: dict) -> list[str]:
     """The rows of repeated runs under serve's default: median [smallest, largest], and the runs that met."""
-    machine = f"{found['device']}, {_threads(found)}, {found['measured_at'][:10]}"
+    machine = f"{_machine(found)}, {found['measured_at'][:10]}"
     setting = f"`--memory-release {DEFAULT_MEMORY_RELEASE}`"
     return [f"| {about}, {setting}, {t['runs']} runs | {name}: median [smallest, largest] | {_spread(name, t)} | "
             f"{t['target']} | met in {t['met_in']} of {t['runs']} | {machine} |"
@@ -222,12 +222,19 @@ def memory_release() -> str:
         for run in found.get("runs", [found]):
             at = {(row["service"], row["concurrency"]): row["requests_per_second"] for row in run["loads"]}
             mixed, alone = at[("mixed batches", 32)], at[("one at a time, task switch", 32)]
-            machine = f"{found.get('device', '?')}, {_threads(found)}, {run['measured_at'][:16]}"
+            machine = f"{_machine(found)}, {run['measured_at'][:16]}"
             client = "aiohttp" if "client CPU ms per request" in run["loads"][0] else "httpx"
             soak = f"{run['soak']['growth']:+.1%} ({run['soak']['requests']:,})"
             rows.append(f"| {run['memory_release']} | {found.get('http', 'asyncio + h11')}, {client} | {mixed:.0f} | "
                         f"{alone:.0f} | {mixed / alone:.2f} | {soak} | {machine} |")
     return "\n".join(rows) + "\n" + repeated_runs()
+
+
+def _machine(found: dict) -> str:
+    """The machine a benchmark ran on: its vector instructions, its CPU's name, family and model where recorded
+    (one name spans generations of different bf16 speed), and its threads."""
+    cpu = f" {found['cpu']}" if "cpu" in found else ""
+    return f"{found.get('device', '?')}{cpu}, {_threads(found)}"
 
 
 def _threads(found: dict) -> str:
@@ -253,7 +260,7 @@ def repeated_runs() -> str:
         return ""
     found = json.loads(path.read_text())
     first = next(iter(found["summary"].values()))
-    rows = [f"\nRepeated, interleaved, on one machine ({found['device']}, {_threads(found)}, "
+    rows = [f"\nRepeated, interleaved, on one machine ({_machine(found)}, "
             f"{found['measured_at'][:10]}): median [smallest, largest], and the runs that met the target.\n",
             "| `--memory-release` | " + " | ".join(f"{name} ({t['target']})" for name, t in first.items()) + " |",
             "|---|" + "---|" * len(first)]
