@@ -92,7 +92,7 @@ class Settings:
     max_queue: int = 1024  # requests waiting for a batch; past it a request gets 503 and Retry-After
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
-    threads: int | None = None  # the model thread's torch threads; None: model_threads(precision)
+    threads: int | None = None  # the model thread's torch threads; None: model_threads(precision), in create_app
     memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
     precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (serve resolves its --precision)
 
@@ -129,9 +129,8 @@ class MicroBatcher:
         self.tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
         self.collate = DataCollatorWithPadding(self.tokenizer)
         self.queue: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self.threads = settings.threads or model_threads(settings.precision)
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitfit-model",
-                                               initializer=torch.set_num_threads, initargs=(self.threads,))
+                                               initializer=torch.set_num_threads, initargs=(settings.threads,))
         self.answered = 0
         self.lock = threading.Lock()  # adding deltas and answering batches never overlap
         self.refused: dict[str, tuple[int, int] | None] = {}  # delta files a scan refused, as they were then
@@ -308,6 +307,8 @@ def create_app(settings: Settings) -> FastAPI:
     elif not 1 <= settings.max_length <= positions:  # a longer row would fail its whole batch
         raise BitFitError(f"--max-length {settings.max_length}: give a number of tokens from 1 to the model's "
                           f"{positions} positions")
+    if settings.threads is None:  # counted here, in the caller's thread, whose torch threads no model thread changed
+        settings = replace(settings, threads=model_threads(settings.precision))
     state: dict[str, MicroBatcher] = {}
 
     # every delta checked before the service starts: one error, not a traceback after "serving"
@@ -365,8 +366,9 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok" if batcher else "starting", "tasks": len(batcher.server.tasks) if batcher else 0,
                 "answered": batcher.answered if batcher else 0, "batches": batcher.batches if batcher else 0,
                 "model_seconds": batcher.model_seconds if batcher else 0.0,
-                "model_threads": batcher.threads if batcher else None, "precision": settings.precision}
+                "model_threads": settings.threads, "precision": settings.precision}
 
+    app.state.settings = settings
     return app
 
 
@@ -382,10 +384,12 @@ def run_service(settings: Settings, host: str, port: int, precision_asked: str =
         give_large_blocks_own_pages()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    threads = settings.threads or model_threads(settings.precision)
-    chosen = " (auto: " + ("this CPU has bf16 kernels)" if settings.precision == "bf16" else "no bf16 kernels here)")
+    threads = app.state.settings.threads
+    chosen = ""
+    if precision_asked == "auto":
+        chosen = f" (auto: {'this CPU has' if settings.precision == 'bf16' else 'no'} bf16 kernels here)"
     print(f"serving the deltas of {settings.deltas} on http://{host}:{port}, {settings.precision} backbone"
-          f"{chosen if precision_asked == 'auto' else ''}, {threads} model thread{'s' * (threads > 1)} "
+          f"{chosen}, {threads} model thread{'s' * (threads > 1)} "
           "(POST /v1/predict, GET /v1/tasks); SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
     status = 0
     try:
