@@ -66,8 +66,8 @@ def http_stack() -> str:
     return " + ".join(fast) if len(fast) == 2 else "asyncio + h11"
 
 
-def measure(deltas: Path, memory_release: str, threads: int | None, requests: list, soak: list,
-            expected: dict, precisions: list[str]) -> dict:
+def measure(deltas: Path, memory_release: str, threads: int | None, workers: int | None, requests: list,
+            soak: list, expected: dict, precisions: list[str]) -> dict:
     """One run: the mixed service on each backbone format and the switching one (fp32) at each concurrency, each
     mixed service's memory over the soak. Answers are checked against fp32 at each format's tolerance."""
     rows, soaks = [], {}
@@ -75,6 +75,8 @@ def measure(deltas: Path, memory_release: str, threads: int | None, requests: li
     services.append(("one at a time, task switch", "fp32", ("--switching",)))
     for mode, precision, options in services:
         threads_option = ("--threads", str(threads)) if threads else ()
+        if workers and "--switching" not in options:
+            threads_option += ("--workers", str(workers))
         tolerance = REFERENCE_TOLERANCES[precision]
         process, url = loadtest.start_service(deltas, "--max-wait-ms", "5", "--memory-release", memory_release,
                                               "--precision", precision, *threads_option, *options)
@@ -82,11 +84,14 @@ def measure(deltas: Path, memory_release: str, threads: int | None, requests: li
             for concurrency in CONCURRENCY:
                 loadtest.load(url, requests[:50], concurrency)  # warm-up
                 sent, seconds, spent = loadtest.timed_load(url, requests, concurrency)
-                row = {"service": mode, "precision": precision, "model threads": loadtest.health(url)["model_threads"],
+                found = loadtest.health(url)
+                row = {"service": mode, "precision": precision, "model workers": found["model_workers"],
+                       "model threads": found["model_threads"],
                        "concurrency": concurrency, **loadtest.summary(sent, seconds), **spent,
                        **loadtest.check(sent, expected, tolerance)}
                 rows.append(row)
-                print(f"  {mode}, {row['model threads']} model thread(s), concurrency {concurrency}: "
+                print(f"  {mode}, {row['model workers']} x {row['model threads']} model thread(s), concurrency "
+                      f"{concurrency}: "
                       f"{row['requests_per_second']:.0f} req/s ({spent['model share']:.0%} of the time in the model, "
                       f"{spent['rows per batch']:.1f} rows a batch, client {spent['client CPU ms per request']:.2f} "
                       f"ms CPU a request), p50 "
@@ -122,6 +127,7 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
     parser.add_argument("--threads", type=int, help="the service's model threads, every service (default: serve's, "
                                                     "which depends on the backbone's format)")
+    parser.add_argument("--workers", type=int, help="the mixed services' model workers (default: serve's)")
     parser.add_argument("--memory-release", choices=MEMORY_RELEASE, nargs="+", default=[DEFAULT_MEMORY_RELEASE],
                         help="the services' --memory-release, both modes (default: serve's); "
                              "several are measured in turn")
@@ -154,7 +160,8 @@ def main() -> None:
         settings = args.memory_release * args.repeats  # interleaved: glibc, mmap, glibc, mmap, ...
         for memory_release in settings:
             print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}", flush=True)
-            runs.append(measure(Path(folder), memory_release, args.threads, requests, soak, expected, precisions))
+            runs.append(measure(Path(folder), memory_release, args.threads, args.workers, requests, soak, expected,
+                                precisions))
     machine = {"tasks": args.tasks, "derived_from": source.name, "http": http_stack(), "device": hardware_name(),
                "cpu": cpu_name(), "peak_gflops": peaks,
                "cpu_cores": os.cpu_count()}

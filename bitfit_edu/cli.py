@@ -142,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--threads", type=int,
                               help="threads for the model (default: one per core for an fp32 backbone, one fewer "
                                    "for bf16 or int8, leaving a core to the server)")
+    serve_parser.add_argument("--workers", type=int,
+                              help="model threads that answer batches at the same time, each with --threads torch "
+                                   "threads (default: 1)")
     serve_parser.add_argument("--memory-release", choices=MEMORY_RELEASE, default=DEFAULT_MEMORY_RELEASE,
                               help="how a batch's freed activations go back to the system: " + "; ".join(
                                   f"{name}: {what}" for name, what in MEMORY_RELEASE.items())

@@ -292,12 +292,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "(*.safetensors), e.g. results/deployment/classroom/deltas")
     if args.threads is not None and args.threads < 1:
         raise BitFitError(f"--threads {args.threads}: give at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise BitFitError(f"--workers {args.workers}: give at least 1")
     if args.max_queue < 1:
         raise BitFitError(f"--max-queue {args.max_queue}: give at least 1")
     settings = Settings(folder.resolve(), max_batch=1 if args.switching else args.max_batch,
                         max_wait_ms=args.max_wait_ms, max_length=args.max_length, switching=args.switching,
-                        threads=args.threads, memory_release=args.memory_release, max_queue=args.max_queue,
-                        precision=backbone_precision.resolve(args.precision))
+                        threads=args.threads, workers=args.workers, memory_release=args.memory_release,
+                        max_queue=args.max_queue, precision=backbone_precision.resolve(args.precision))
     return run_service(settings, args.host, args.port, args.precision)
 
 

@@ -94,6 +94,59 @@ def test_a_low_precision_service_answers_each_task_within_its_formats_tolerance(
         assert health["precision"] == precision and health["model_threads"] == model_threads(precision)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_two_workers_answer_two_batches_at_once_and_a_scan_waits_for_both(deltas, tiny_model_dir, precision):
+    requests = [{"task": "sst2", "text": f"a good film number {k}"} for k in range(6)]
+    requests += [{"task": "rte", "text": f"the cat sat {k}", "text_pair": "a cat sat"} for k in range(6)]
+    with TestClient(create_app(Settings(deltas, max_batch=3, max_wait_ms=20, max_length=16, precision=precision,
+                                        workers=2, threads=1))) as two:
+        batcher, lock, busy, seen, seen_by_scan = two.app.state.batcher, threading.Lock(), [], [], []
+        answer, scan = batcher.answer, batcher.scan
+
+        def watched(batch):  # how many batches are being answered, as each starts
+            with lock:
+                busy.append(batch)
+                seen.append(len(busy))
+            time.sleep(0.05)  # long enough for the other worker's batch to start
+            try:
+                return answer(batch)
+            finally:
+                with lock:
+                    busy.remove(batch)
+
+        def watched_scan():
+            seen_by_scan.append(len(busy))
+            return scan()
+
+        batcher.answer, batcher.scan = watched, watched_scan
+        answers = [None] * len(requests)
+
+        def send(k):
+            answers[k] = two.post("/v1/predict", json=requests[k])
+
+        senders = [threading.Thread(target=send, args=(k,)) for k in range(len(requests))]
+        for sender in senders:
+            sender.start()
+        time.sleep(0.02)
+        scanned = two.post("/v1/tasks/scan")
+        for sender in senders:
+            sender.join()
+        assert scanned.status_code == 200 and scanned.json()["added"] == []
+        assert max(seen) == 2 and seen_by_scan == [0], (seen, seen_by_scan)  # the scan ran while no batch did
+        for request, found in zip(requests, answers, strict=True):
+            assert found.status_code == 200, found.text
+            texts = [request["text"]] + ([request["text_pair"]] if "text_pair" in request else [])
+            expected = own_model_logits(tiny_model_dir, deltas, request["task"], *texts)
+            assert (torch.tensor(found.json()["logits"]) - expected).abs().max() <= REFERENCE_TOLERANCES[precision]
+        health = two.get("/healthz").json()
+        assert (health["model_workers"], health["model_threads"], health["answered"]) == (2, 1, len(requests))
+
+
+def test_a_switching_service_has_one_worker(deltas):
+    with pytest.raises(BitFitError, match="--switching answers one request at a time: give --workers 1"):
+        create_app(Settings(deltas, switching=True, workers=2))
+
+
 def test_a_low_precision_backbone_leaves_one_core_to_the_server():
     assert [model_threads("fp32", cores) for cores in (1, 2, 16)] == [1, 2, 16]
     assert [model_threads(precision, cores) for precision in ("bf16", "int8") for cores in (1, 2, 16)] == [
@@ -188,8 +241,9 @@ def test_requests_that_queued_while_a_batch_ran_go_together_at_once():
     async def first_batch() -> tuple[float, list[int]]:
         loop = asyncio.get_running_loop()
         batcher = MicroBatcher.__new__(MicroBatcher)  # the batching loop alone: no model
-        batcher.settings = Settings(deltas=None, max_wait_ms=2000, memory_release="glibc")
+        batcher.settings = Settings(deltas=None, max_wait_ms=2000, memory_release="glibc", workers=1)
         batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=1)
+        batcher.free_workers = asyncio.Semaphore(1)
         batcher.answer = lambda batch: [{"rows": len(batch)} for _ in batch]
         futures = [loop.create_future() for _ in range(3)]
         for future in futures:
@@ -224,8 +278,9 @@ def test_a_batch_waits_for_company_only_when_the_last_batch_had_some():
 
     async def waits() -> list[float]:
         batcher = MicroBatcher.__new__(MicroBatcher)  # the batching loop alone: no model
-        batcher.settings = Settings(deltas=None, max_wait_ms=1500, max_batch=3, memory_release="glibc")
+        batcher.settings = Settings(deltas=None, max_wait_ms=1500, max_batch=3, memory_release="glibc", workers=1)
         batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=1)
+        batcher.free_workers = asyncio.Semaphore(1)
         batcher.answer = lambda batch: [{} for _ in batch]
         worker = asyncio.create_task(batcher.run())
         found = [await seconds_to_answer(batcher, count) for count in (1, 1, 3, 1)]

@@ -23,6 +23,7 @@ allows, per format, the gap that format itself makes (``REFERENCE_TOLERANCES``, 
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -65,9 +66,9 @@ def vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
 
 
-class SharedBf16Input:
+class SharedBf16Input(threading.local):
     """The last input of a bf16 product, rounded to bf16 once for every product that reads it (W_q, W_k and W_v
-    read the same hidden states: one rounding, not three)."""
+    read the same hidden states: one rounding, not three). Each model thread keeps its own."""
 
     def __init__(self):
         self.source: torch.Tensor | None = None

@@ -136,14 +136,15 @@ def cpu_seconds() -> float:
 
 
 def timed_load(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[list[Sent], float, dict]:
-    """``load``, the wall seconds, and where the time went: the share of it the model spent answering (the rest
-    went to HTTP, JSON, tokenizing, batching, on the same cores), the mean rows of a batch, and the load
-    generator's own CPU milliseconds per request."""
+    """``load``, the wall seconds, and where the time went: the share of it the model spent answering (per model
+    worker; the rest went to HTTP, JSON, tokenizing, batching, on the same cores), the mean rows of a batch, and
+    the load generator's own CPU milliseconds per request."""
     before, cpu = health(url), cpu_seconds()
     sent, seconds = load(url, requests, concurrency)
     cpu, after = cpu_seconds() - cpu, health(url)
     batches = after["batches"] - before["batches"]
-    return sent, seconds, {"model share": (after["model_seconds"] - before["model_seconds"]) / seconds,
+    model_seconds = (after["model_seconds"] - before["model_seconds"]) / after["model_workers"]
+    return sent, seconds, {"model share": model_seconds / seconds,
                            "rows per batch": (after["answered"] - before["answered"]) / max(batches, 1),
                            "client CPU ms per request": 1000 * cpu / len(requests)}
 
@@ -238,13 +239,14 @@ def repeated(runs: list[dict]) -> dict[str, dict[str, dict]]:
 
 def served_rates(runs: list[dict], concurrency: int = 32) -> dict[str, dict]:
     """Each service's requests per second at ``concurrency`` over repeated runs: the median, smallest and
-    largest, with its backbone format and model threads."""
+    largest, with its backbone format, model workers and their threads."""
     found: dict[str, list[dict]] = {}
     for run in runs:
         for row in run["loads"]:
             if row["concurrency"] == concurrency:
                 found.setdefault(row["service"], []).append(row)
-    return {service: {"format": rows[0]["precision"], "model threads": rows[0]["model threads"],
+    return {service: {"format": rows[0]["precision"], "model workers": rows[0].get("model workers", 1),
+                      "model threads": rows[0]["model threads"],
                       "median": statistics.median(row["requests_per_second"] for row in rows),
                       "smallest": min(row["requests_per_second"] for row in rows),
                       "largest": max(row["requests_per_second"] for row in rows), "runs": len(rows)}
@@ -273,3 +275,24 @@ def memory_release_choice(runs: list[dict]) -> dict:
         found[setting] = {KEPT: kept, SPEED: statistics.median(speeds)}
     kept = [setting for setting, f in found.items() if f[KEPT]]
     return {"settings": found, "chosen": max(kept, key=lambda setting: found[setting][SPEED]) if kept else None}
+
+
+LONE_CLIENT_KEPT = 0.9  # the least share of one worker's throughput for a lone client that two workers must keep
+
+
+def workers_choice(one_worker: list[dict], two_workers: list[dict]) -> dict[str, dict]:
+    """For each backbone format, whether ``serve`` should answer with two model workers of one thread each rather
+    than one, by a rule fixed before the repeated runs that decide it: two workers if their median requests per
+    second at concurrency 32 is higher than one worker's, and their median at concurrency 1 is at least
+    ``LONE_CLIENT_KEPT`` of it (a lone client's requests go through one worker, with fewer threads)."""
+    def medians(runs: list[dict], concurrency: int) -> dict[str, float]:
+        return {row["format"]: row["median"] for service, row in served_rates(runs, concurrency).items()
+                if service.startswith("mixed")}
+
+    one = {concurrency: medians(one_worker, concurrency) for concurrency in (1, 32)}
+    two = {concurrency: medians(two_workers, concurrency) for concurrency in (1, 32)}
+    return {precision: {"one worker at 32": one[32][precision], "two workers at 32": two[32][precision],
+                        "one worker at 1": one[1][precision], "two workers at 1": two[1][precision],
+                        "two workers": two[32][precision] > one[32][precision]
+                        and two[1][precision] >= LONE_CLIENT_KEPT * one[1][precision]}
+            for precision in one[32]}

@@ -4,9 +4,11 @@ Requests for any loaded task are gathered into mixed batches (``MultiTask.mixed_
 request of a batch waits at most ``max_wait_ms`` for others, counted from its arrival (a request that queued
 while the previous batch ran goes with the next at once), and a batch holds at most ``max_batch`` rows.
 It waits only when the last batch had more than one row: a lone client's requests go at once.
+With ``workers`` model threads, that many batches are answered at once, each on its own thread: while every
+worker is busy, requests queue for the next batch.
 A batch is padded to its longest row, so rows of very different lengths go through in a few passes, grouped
 by length (``serving.length_groups``): padding work saved against the cost of one more pass.
-The model runs in one worker thread, so the event loop keeps accepting requests while a batch is answered.
+The model runs in worker threads, so the event loop keeps accepting requests while a batch is answered.
 
 Each delta is served under its GLUE task's name ("sst2") where that is unique in the folder, else under its
 file's name without ``.safetensors``. Endpoints:
@@ -35,12 +37,12 @@ import json
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from fastapi import FastAPI, Request
@@ -80,6 +82,7 @@ class RequestError(Exception):
 
 
 DEFAULT_MAX_LENGTH = 128
+T = TypeVar("T")
 
 
 @dataclass
@@ -92,7 +95,8 @@ class Settings:
     max_queue: int = 1024  # requests waiting for a batch; past it a request gets 503 and Retry-After
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
-    threads: int | None = None  # the model thread's torch threads; None: model_threads(precision), in create_app
+    threads: int | None = None  # each model worker's torch threads; None: model_threads(precision), in create_app
+    workers: int | None = None  # model threads answering a batch each at the same time; None: model_workers(...)
     memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
     precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (serve resolves its --precision)
 
@@ -129,10 +133,11 @@ class MicroBatcher:
         self.tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
         self.collate = DataCollatorWithPadding(self.tokenizer)
         self.queue: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitfit-model",
+        self.model_thread = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bitfit-model",
                                                initializer=torch.set_num_threads, initargs=(settings.threads,))
+        self.free_workers = asyncio.Semaphore(settings.workers)  # a batch takes one; adding deltas takes them all
         self.answered = 0
-        self.lock = threading.Lock()  # adding deltas and answering batches never overlap
+        self.counting = threading.Lock()  # the workers add to the counts
         self.refused: dict[str, tuple[int, int] | None] = {}  # delta files a scan refused, as they were then
 
     def encode(self, task: str, text: str, text_pair: str | None) -> tuple[dict[str, list[int]], bool]:
@@ -162,12 +167,13 @@ class MicroBatcher:
 
     async def run(self) -> None:
         """Form batches until ``None`` arrives, then answer what is left and stop."""
-        loop = asyncio.get_running_loop()
+        in_flight: set[asyncio.Task] = set()
         stopping = False
         while not stopping:
             first = await self.queue.get()
             if first is None:
                 break
+            await self.free_workers.acquire()  # while every worker is busy, the next batch's requests queue up
             # counted from its arrival: a request queued while the last batch ran has waited already
             wait = self.settings.max_wait_ms / 1000 if self.last_batch_rows > 1 else 0.0
             batch, deadline = [first], first.arrived + wait
@@ -180,16 +186,36 @@ class MicroBatcher:
                     break
                 batch.append(item)
             self.last_batch_rows, self.batches = len(batch), self.batches + 1
-            try:
-                answers = await loop.run_in_executor(self.model_thread, self.answer, batch)
-            except Exception as error:  # a fault in the model: each waiting request hears of it, the loop goes on
-                for item in batch:
-                    item.future.set_exception(error)
-                continue
-            for item, answer in zip(batch, answers, strict=True):
-                item.future.set_result(answer)
-            if trims_after(self.batches, self.settings.memory_release):  # while the answers go out
-                loop.run_in_executor(self.model_thread, return_freed_memory)
+            answering = asyncio.create_task(self._answer(batch, self.batches))
+            in_flight.add(answering)
+            answering.add_done_callback(in_flight.discard)
+        await asyncio.gather(*in_flight)
+
+    async def _answer(self, batch: list[Pending], number: int) -> None:
+        """Answer one batch in a free worker, then give the worker back."""
+        loop = asyncio.get_running_loop()
+        try:
+            answers = await loop.run_in_executor(self.model_thread, self.answer, batch)
+        except Exception as error:  # a fault in the model: each waiting request hears of it, the loop goes on
+            for item in batch:
+                item.future.set_exception(error)
+            return
+        finally:
+            self.free_workers.release()
+        for item, answer in zip(batch, answers, strict=True):
+            item.future.set_result(answer)
+        if trims_after(number, self.settings.memory_release):  # while the answers go out
+            loop.run_in_executor(self.model_thread, return_freed_memory)
+
+    async def alone(self, work: Callable[[], T]) -> T:
+        """``work`` in a model thread while no batch is being answered (it takes every worker's turn)."""
+        for _ in range(self.settings.workers):
+            await self.free_workers.acquire()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.model_thread, work)
+        finally:
+            for _ in range(self.settings.workers):
+                self.free_workers.release()
 
     async def _next_before(self, deadline: float) -> Pending | None | Literal[False]:
         """The next queued request (or ``None``, the signal to stop): at once if one is queued, else the first
@@ -210,23 +236,23 @@ class MicroBatcher:
         """The answers of one mixed batch (in the model thread); with ``switching``, of each request alone,
         its task switched in."""
         started = time.perf_counter()
-        with self.lock:
-            if self.settings.switching:
-                logits = []
-                for item in batch:
-                    self.server.switch(item.task)
-                    logits.append(self.server.logits(dict(self.collate([item.row])))[0])
-            else:
-                logits = [None] * len(batch)
-                lengths = [len(item.row["input_ids"]) for item in batch]
-                for group in length_groups(lengths, self.settings.call_cost_tokens):
-                    inputs = dict(self.collate([batch[index].row for index in group]))
-                    found = self.server.mixed_logits(inputs, [batch[index].task for index in group])
-                    for index, row_logits in zip(group, found, strict=True):
-                        logits[index] = row_logits
+        if self.settings.switching:
+            logits = []
+            for item in batch:
+                self.server.switch(item.task)
+                logits.append(self.server.logits(dict(self.collate([item.row])))[0])
+        else:
+            logits = [None] * len(batch)
+            lengths = [len(item.row["input_ids"]) for item in batch]
+            for group in length_groups(lengths, self.settings.call_cost_tokens):
+                inputs = dict(self.collate([batch[index].row for index in group]))
+                found = self.server.mixed_logits(inputs, [batch[index].task for index in group])
+                for index, row_logits in zip(group, found, strict=True):
+                    logits[index] = row_logits
+        with self.counting:
             self.answered += len(batch)
             self.model_seconds += time.perf_counter() - started
-            return [self.describe(item, row_logits) for item, row_logits in zip(batch, logits, strict=True)]
+        return [self.describe(item, row_logits) for item, row_logits in zip(batch, logits, strict=True)]
 
     def describe(self, item: Pending, logits: torch.Tensor) -> dict:
         manifest = self.server.delta(item.task).manifest
@@ -240,23 +266,23 @@ class MicroBatcher:
     def scan(self) -> tuple[list[str], dict[str, str]]:
         """Add the folder's deltas that are not loaded yet, checked as ``MultiTask.add_many`` checks: the tasks
         added, and each file refused with why. A refused file is named once, then skipped by later scans until
-        it changes, so one bad file never blocks the others."""
-        with self.lock:
-            known = {delta.source for delta in self.server.tasks.values()}
-            new = [p for p in sorted(self.settings.deltas.glob("*.safetensors"))
-                   if str(p) not in known and self.refused.get(str(p)) != _stamp(p)]
+        it changes, so one bad file never blocks the others. Run it with ``alone``: no batch may be answered
+        while the tables grow."""
+        known = {delta.source for delta in self.server.tasks.values()}
+        new = [p for p in sorted(self.settings.deltas.glob("*.safetensors"))
+               if str(p) not in known and self.refused.get(str(p)) != _stamp(p)]
+        try:
+            return (self.server.add_many(new, task_names(new, set(self.server.tasks))) if new else []), {}
+        except BitFitError:
+            pass  # one of them is bad: add them one at a time, so that the others still come in
+        added, refused = [], {}
+        for path in new:
             try:
-                return (self.server.add_many(new, task_names(new, set(self.server.tasks))) if new else []), {}
-            except BitFitError:
-                pass  # one of them is bad: add them one at a time, so that the others still come in
-            added, refused = [], {}
-            for path in new:
-                try:
-                    added += self.server.add_many([path], task_names([path], set(self.server.tasks)))
-                except BitFitError as error:
-                    self.refused[str(path)] = _stamp(path)
-                    refused[path.name] = str(error)
-            return added, refused
+                added += self.server.add_many([path], task_names([path], set(self.server.tasks)))
+            except BitFitError as error:
+                self.refused[str(path)] = _stamp(path)
+                refused[path.name] = str(error)
+        return added, refused
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -307,6 +333,10 @@ def create_app(settings: Settings) -> FastAPI:
     elif not 1 <= settings.max_length <= positions:  # a longer row would fail its whole batch
         raise BitFitError(f"--max-length {settings.max_length}: give a number of tokens from 1 to the model's "
                           f"{positions} positions")
+    if settings.switching and settings.workers not in (None, 1):  # a task switch changes the one shared model
+        raise BitFitError("--switching answers one request at a time: give --workers 1 or leave it out")
+    if settings.workers is None:
+        settings = replace(settings, workers=1)
     if settings.threads is None:  # counted here, in the caller's thread, whose torch threads no model thread changed
         settings = replace(settings, threads=model_threads(settings.precision))
     state: dict[str, MicroBatcher] = {}
@@ -357,7 +387,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/tasks/scan")
     async def scan() -> dict:
         batcher = state["batcher"]
-        added, refused = await asyncio.get_running_loop().run_in_executor(batcher.model_thread, batcher.scan)
+        added, refused = await batcher.alone(batcher.scan)
         return {"added": added, "refused": refused, "tasks": len(batcher.server.tasks)}
 
     @app.get("/healthz")
@@ -366,7 +396,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok" if batcher else "starting", "tasks": len(batcher.server.tasks) if batcher else 0,
                 "answered": batcher.answered if batcher else 0, "batches": batcher.batches if batcher else 0,
                 "model_seconds": batcher.model_seconds if batcher else 0.0,
-                "model_threads": settings.threads, "precision": settings.precision}
+                "model_threads": settings.threads, "model_workers": settings.workers, "precision": settings.precision}
 
     app.state.settings = settings
     return app

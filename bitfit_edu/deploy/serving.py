@@ -19,6 +19,7 @@ backbone's products can run in bf16 or int8 while every bias and head stays fp32
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,10 @@ class TaskDelta:
     source: str  # the file it came from
 
 
-class RowTasks:
+class RowTasks(threading.local):
     """The task row of each row of the batch being answered, shared by every row-bias module; None while the
-    model answers for the switched-in task alone."""
+    model answers for the switched-in task alone. Each thread sees its own, so that two model threads can answer
+    two batches at once."""
 
     index: torch.Tensor | None = None
 
