@@ -23,6 +23,13 @@ The committed runs, repeated (about 20 and 6 minutes on 2 cores)::
     python benchmarks/load_test.py --precisions fp32,bf16,int8 --threads 2 --repeats 2 --soak 1000 \
         --output results/benchmarks/load_test_precision_two_threads.json
 
+With ``--workers 1 2`` each run measures the mixed services with one model worker and with two (each answering
+a batch of its own, the cores shared among them), interleaved; ``loadtest.workers_choice`` says, per format,
+which ``serve`` should use (about 25 minutes on 2 cores)::
+
+    python benchmarks/load_test.py --precisions fp32,bf16,int8 --workers 1 2 --repeats 2 \
+        --output results/benchmarks/load_test_workers.json
+
 How the service hands freed activations back to the system (``serve --memory-release``) trades memory against
 speed, and a 2-core machine's figures move from run to run. To compare the choices on one quiet machine, each
 run three times, interleaved, with each target's median and range (``results/benchmarks/load_test_repeats.json``)::
@@ -127,7 +134,8 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
     parser.add_argument("--threads", type=int, help="the service's model threads, every service (default: serve's, "
                                                     "which depends on the backbone's format)")
-    parser.add_argument("--workers", type=int, help="the mixed services' model workers (default: serve's)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[None],
+                        help="the mixed services' model workers (default: serve's); several are measured in turn")
     parser.add_argument("--memory-release", choices=MEMORY_RELEASE, nargs="+", default=[DEFAULT_MEMORY_RELEASE],
                         help="the services' --memory-release, both modes (default: serve's); "
                              "several are measured in turn")
@@ -157,29 +165,36 @@ def main() -> None:
         print(f"{args.tasks} tasks, {len(texts)} sentences; computing each task's own answers ...", flush=True)
         expected = loadtest.expected_logits(server, set(requests) | set(soak))
         runs = []
-        settings = args.memory_release * args.repeats  # interleaved: glibc, mmap, glibc, mmap, ...
-        for memory_release in settings:
-            print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}", flush=True)
-            runs.append(measure(Path(folder), memory_release, args.threads, args.workers, requests, soak, expected,
-                                precisions))
+        # interleaved: glibc, mmap, glibc, mmap, ... (each with every --workers in turn)
+        settings = [(memory_release, workers) for _ in range(args.repeats) for memory_release in args.memory_release
+                    for workers in args.workers]
+        for memory_release, workers in settings:
+            print(f"run {len(runs) + 1} of {len(settings)}: --memory-release {memory_release}"
+                  + (f", --workers {workers}" if workers else ""), flush=True)
+            runs.append({**measure(Path(folder), memory_release, args.threads, workers, requests, soak, expected,
+                                   precisions), "workers": workers})
     machine = {"tasks": args.tasks, "derived_from": source.name, "http": http_stack(), "device": hardware_name(),
                "cpu": cpu_name(), "peak_gflops": peaks,
                "cpu_cores": os.cpu_count()}
     if len(runs) == 1:
         found, output = {**runs[0], **machine}, args.output or OUTPUT
     else:
-        found = {"summary": loadtest.repeated(runs), "memory_release_choice": loadtest.memory_release_choice(runs),
-                 "runs": runs, **machine, "measured_at": runs[-1]["measured_at"]}
+        found = {"summary": loadtest.repeated(runs), "runs": runs, **machine, "measured_at": runs[-1]["measured_at"]}
         output = args.output or REPEATS
-        for memory_release, targets in found["summary"].items():
-            print(f"--memory-release {memory_release}, {args.repeats} run{'s' * (args.repeats > 1)}:")
+        for setting, targets in found["summary"].items():
+            print(f"{setting}, {args.repeats} run{'s' * (args.repeats > 1)}:")
             for name, t in targets.items():
                 print(f"  {name}: median {t['median']:.4g} [{t['min']:.4g}, {t['max']:.4g}] (target {t['target']}): "
                       f"met in {t['met_in']} of {t['runs']}")
-        choice = found["memory_release_choice"]
+    if len(args.memory_release) > 1 and len(runs) > 1:
+        found["memory_release_choice"] = choice = loadtest.memory_release_choice(runs)
         for setting, f in choice["settings"].items():
             print(f"--memory-release {setting}: " + ", ".join(f"{name} {value:.4g}" for name, value in f.items()))
         print(f"to serve with (loadtest.memory_release_choice): {choice['chosen']}")
+    if {1, 2} <= set(args.workers):
+        found["workers_choice"] = loadtest.workers_choice(runs)
+        for precision, f in found["workers_choice"].items():
+            print(f"{precision}: " + ", ".join(f"{name} {value:.4g}" for name, value in f.items()))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(found, indent=1) + "\n")
     print(f"wrote {output}")

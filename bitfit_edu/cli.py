@@ -140,8 +140,9 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--max-queue", type=int, default=1024,
                               help="requests that may wait for a batch; past it a request gets 503 (default 1024)")
     serve_parser.add_argument("--threads", type=int,
-                              help="threads for the model (default: one per core for an fp32 backbone, one fewer "
-                                   "for bf16 or int8, leaving a core to the server)")
+                              help="threads of each model worker (default: the cores shared among the workers; "
+                                   "one worker on a bf16 or int8 backbone gets one fewer, leaving a core to the "
+                                   "server)")
     serve_parser.add_argument("--workers", type=int,
                               help="model threads that answer batches at the same time, each with --threads torch "
                                    "threads (default: 1)")

@@ -163,17 +163,17 @@ def test_served_rates_give_each_service_its_median_and_range_over_runs():
 
 
 def test_two_workers_are_chosen_where_faster_under_load_and_a_lone_client_keeps_nine_tenths():
-    def one_run(rates):
-        return {"loads": [{"service": loadtest.mixed_service(p), "precision": p, "model threads": 1,
+    def one_run(rates, workers):
+        return {"workers": workers, "loads": [{"service": loadtest.mixed_service(p), "precision": p, "model threads": 1,
                            "concurrency": c, "requests_per_second": v}
                           for p, by_concurrency in rates.items() for c, v in by_concurrency.items()]
                 + [{"service": "one at a time, task switch", "precision": "fp32", "model threads": 1,
                     "concurrency": c, "requests_per_second": 999} for c in (1, 32)]}
 
-    one = [one_run({"fp32": {1: 70, 32: 190}, "bf16": {1: 120, 32: 260}, "int8": {1: 100, 32: 300}})] * 2
-    two = [one_run({"fp32": {1: 60, 32: 230}, "bf16": {1: 120, 32: 250}, "int8": {1: 90, 32: 400}}),
-           one_run({"fp32": {1: 64, 32: 230}, "bf16": {1: 118, 32: 270}, "int8": {1: 91, 32: 400}})]
-    found = loadtest.workers_choice(one, two)
+    one = one_run({"fp32": {1: 70, 32: 190}, "bf16": {1: 120, 32: 260}, "int8": {1: 100, 32: 300}}, 1)
+    found = loadtest.workers_choice([
+        one, one_run({"fp32": {1: 60, 32: 230}, "bf16": {1: 120, 32: 250}, "int8": {1: 90, 32: 400}}, 2),
+        one, one_run({"fp32": {1: 64, 32: 230}, "bf16": {1: 118, 32: 270}, "int8": {1: 91, 32: 400}}, 2)])
     assert found["fp32"]["two workers at 1"] == 62 and not found["fp32"]["two workers"]  # 62 < 0.9 * 70
     assert not found["bf16"]["two workers"]  # 260 at 32 in flight, not more than one worker's 260
     assert found["int8"]["two workers"]  # 90.5 >= 0.9 * 100, and 400 > 300

@@ -99,7 +99,7 @@ def test_two_workers_answer_two_batches_at_once_and_a_scan_waits_for_both(deltas
     requests = [{"task": "sst2", "text": f"a good film number {k}"} for k in range(6)]
     requests += [{"task": "rte", "text": f"the cat sat {k}", "text_pair": "a cat sat"} for k in range(6)]
     with TestClient(create_app(Settings(deltas, max_batch=3, max_wait_ms=20, max_length=16, precision=precision,
-                                        workers=2, threads=1))) as two:
+                                        workers=2))) as two:
         batcher, lock, busy, seen, seen_by_scan = two.app.state.batcher, threading.Lock(), [], [], []
         answer, scan = batcher.answer, batcher.scan
 
@@ -139,7 +139,8 @@ def test_two_workers_answer_two_batches_at_once_and_a_scan_waits_for_both(deltas
             expected = own_model_logits(tiny_model_dir, deltas, request["task"], *texts)
             assert (torch.tensor(found.json()["logits"]) - expected).abs().max() <= REFERENCE_TOLERANCES[precision]
         health = two.get("/healthz").json()
-        assert (health["model_workers"], health["model_threads"], health["answered"]) == (2, 1, len(requests))
+        assert health["model_workers"] == 2 and health["answered"] == len(requests)
+        assert health["model_threads"] == model_threads(precision, workers=2)
 
 
 def test_a_switching_service_has_one_worker(deltas):
@@ -151,6 +152,8 @@ def test_a_low_precision_backbone_leaves_one_core_to_the_server():
     assert [model_threads("fp32", cores) for cores in (1, 2, 16)] == [1, 2, 16]
     assert [model_threads(precision, cores) for precision in ("bf16", "int8") for cores in (1, 2, 16)] == [
         1, 1, 15, 1, 1, 15]
+    assert [model_threads(precision, 16, workers=2) for precision in ("fp32", "bf16")] == [8, 8]
+    assert model_threads("int8", 2, workers=2) == model_threads("fp32", 1, workers=2) == 1
 
 
 @pytest.mark.parametrize("body,status,message", [

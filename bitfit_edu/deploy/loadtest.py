@@ -222,12 +222,18 @@ def precision_targets(loads: list[dict], soaks: dict[str, dict]) -> dict[str, di
     return found
 
 
+def setting(run: dict) -> str:
+    """A run's service setting: its ``--memory-release``, and its ``--workers`` where the load test gave one."""
+    workers = run.get("workers")
+    return run["memory_release"] + (f", {workers} worker{'s' * (workers > 1)}" if workers else "")
+
+
 def repeated(runs: list[dict]) -> dict[str, dict[str, dict]]:
-    """Each ``--memory-release`` setting's targets over its repeated runs: the median, the smallest and the
-    largest measured, and in how many runs the target was met."""
+    """Each setting's targets over its repeated runs: the median, the smallest and the largest measured, and in
+    how many runs the target was met."""
     by_setting: dict[str, list[dict]] = {}
     for found in runs:
-        by_setting.setdefault(found["memory_release"], []).append(found["targets"])
+        by_setting.setdefault(setting(found), []).append(found["targets"])
     return {setting: {name: {"median": statistics.median(t[name]["measured"] for t in found),
                              "min": min(t[name]["measured"] for t in found),
                              "max": max(t[name]["measured"] for t in found),
@@ -280,15 +286,17 @@ def memory_release_choice(runs: list[dict]) -> dict:
 LONE_CLIENT_KEPT = 0.9  # the least share of one worker's throughput for a lone client that two workers must keep
 
 
-def workers_choice(one_worker: list[dict], two_workers: list[dict]) -> dict[str, dict]:
+def workers_choice(runs: list[dict]) -> dict[str, dict]:
     """For each backbone format, whether ``serve`` should answer with two model workers of one thread each rather
     than one, by a rule fixed before the repeated runs that decide it: two workers if their median requests per
     second at concurrency 32 is higher than one worker's, and their median at concurrency 1 is at least
-    ``LONE_CLIENT_KEPT`` of it (a lone client's requests go through one worker, with fewer threads)."""
+    ``LONE_CLIENT_KEPT`` of it (a lone client's requests go through one worker, with fewer threads). ``runs``
+    holds the load test's runs with ``--workers 1`` and with ``--workers 2``."""
     def medians(runs: list[dict], concurrency: int) -> dict[str, float]:
         return {row["format"]: row["median"] for service, row in served_rates(runs, concurrency).items()
                 if service.startswith("mixed")}
 
+    one_worker, two_workers = ([run for run in runs if run["workers"] == count] for count in (1, 2))
     one = {concurrency: medians(one_worker, concurrency) for concurrency in (1, 32)}
     two = {concurrency: medians(two_workers, concurrency) for concurrency in (1, 32)}
     return {precision: {"one worker at 32": one[32][precision], "two workers at 32": two[32][precision],

@@ -101,13 +101,15 @@ class Settings:
     precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (serve resolves its --precision)
 
 
-def model_threads(precision: str, cores: int | None = None) -> int:
-    """Torch threads for the model by default: all of ``cores`` (default: torch's own threads, one per physical
-    core or ``OMP_NUM_THREADS``) for an fp32 backbone, one fewer for bf16 or int8. Low-precision products are
-    fast, so the server's own work (HTTP, JSON, tokenizing) becomes a large share, and a core left to it beats
-    one more thread for the model (``benchmarks/load_test.py`` measures both)."""
+def model_threads(precision: str, cores: int | None = None, workers: int = 1) -> int:
+    """Torch threads for each model worker by default: ``cores`` (default: torch's own threads, one per physical
+    core or ``OMP_NUM_THREADS``) shared among the ``workers``. One worker on a bf16 or int8 backbone gets one
+    fewer: its products are fast, so the server's own work (HTTP, JSON, tokenizing) becomes a large share, and a
+    core left to it beats one more thread for the model (``benchmarks/load_test.py`` measures both)."""
     cores = cores or torch.get_num_threads()
-    return cores if precision == "fp32" else max(1, cores - 1)
+    if workers > 1 or precision == "fp32":
+        return max(1, cores // workers)
+    return max(1, cores - 1)
 
 
 @dataclass
@@ -338,7 +340,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.workers is None:
         settings = replace(settings, workers=1)
     if settings.threads is None:  # counted here, in the caller's thread, whose torch threads no model thread changed
-        settings = replace(settings, threads=model_threads(settings.precision))
+        settings = replace(settings, threads=model_threads(settings.precision, workers=settings.workers))
     state: dict[str, MicroBatcher] = {}
 
     # every delta checked before the service starts: one error, not a traceback after "serving"
