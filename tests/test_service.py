@@ -18,7 +18,7 @@ from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES
 from bitfit_edu.deploy.deltas import read_delta
-from bitfit_edu.deploy.service import Settings, create_app, model_threads
+from bitfit_edu.deploy.service import Settings, create_app, model_threads, shares
 from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments.runs import RunConfig
@@ -143,6 +143,12 @@ def test_two_workers_answer_two_batches_at_once_and_a_scan_waits_for_both(deltas
         assert health["model_threads"] == model_threads(precision, workers=2)
 
 
+def test_a_batch_is_shared_among_idle_workers_evenly_rows_of_like_length_together():
+    assert shares([5, 30, 6, 29, 7], 2) == [[0, 2, 4], [3, 1]]
+    assert shares([5, 30, 6], 1) == [[0, 2, 1]]
+    assert [len(share) for share in shares(list(range(10)), 3)] == [4, 3, 3]
+
+
 def test_a_switching_service_has_one_worker(deltas):
     with pytest.raises(BitFitError, match="--switching answers one request at a time: give --workers 1"):
         create_app(Settings(deltas, switching=True, workers=2))
@@ -233,9 +239,10 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(deltas):
     assert "Traceback" not in err
 
 
-def test_requests_that_queued_while_a_batch_ran_go_together_at_once():
+@pytest.mark.parametrize("workers, rows", [(1, [4, 4, 4, 4]), (2, [2, 2, 2, 2])])
+def test_requests_that_queued_while_a_batch_ran_go_together_at_once(workers, rows):
     """``max_wait_ms`` counts from a request's arrival: requests that have waited already are not held back,
-    and all of them form the next batch."""
+    and all of them form the next batch, shared among the idle workers."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -244,13 +251,13 @@ def test_requests_that_queued_while_a_batch_ran_go_together_at_once():
     async def first_batch() -> tuple[float, list[int]]:
         loop = asyncio.get_running_loop()
         batcher = MicroBatcher.__new__(MicroBatcher)  # the batching loop alone: no model
-        batcher.settings = Settings(deltas=None, max_wait_ms=2000, memory_release="glibc", workers=1)
-        batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=1)
-        batcher.free_workers = asyncio.Semaphore(1)
+        batcher.settings = Settings(deltas=None, max_wait_ms=2000, memory_release="glibc", workers=workers)
+        batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=workers)
+        batcher.free_workers = asyncio.Semaphore(workers)
         batcher.answer = lambda batch: [{"rows": len(batch)} for _ in batch]
-        futures = [loop.create_future() for _ in range(3)]
+        futures = [loop.create_future() for _ in range(4)]
         for future in futures:
-            await batcher.queue.put(Pending("sst2", {}, False, future, arrived=loop.time() - 3.0))
+            await batcher.queue.put(Pending("sst2", {"input_ids": [1, 2]}, False, future, arrived=loop.time() - 3.0))
         worker = asyncio.create_task(batcher.run())
         started = loop.time()
         answers = await asyncio.gather(*futures)
@@ -258,8 +265,8 @@ def test_requests_that_queued_while_a_batch_ran_go_together_at_once():
         await worker
         return loop.time() - started, [answer["rows"] for answer in answers]
 
-    seconds, rows = asyncio.run(first_batch())
-    assert seconds < 1.0 and rows == [3, 3, 3]
+    seconds, found = asyncio.run(first_batch())
+    assert seconds < 1.0 and found == rows
 
 
 def test_a_batch_waits_for_company_only_when_the_last_batch_had_some():
@@ -275,7 +282,7 @@ def test_a_batch_waits_for_company_only_when_the_last_batch_had_some():
         futures = [loop.create_future() for _ in range(count)]
         started = loop.time()
         for future in futures:
-            await batcher.queue.put(Pending("sst2", {}, False, future, arrived=loop.time()))
+            await batcher.queue.put(Pending("sst2", {"input_ids": [1, 2]}, False, future, arrived=loop.time()))
         await asyncio.gather(*futures)
         return loop.time() - started
 

@@ -5,7 +5,8 @@ request of a batch waits at most ``max_wait_ms`` for others, counted from its ar
 while the previous batch ran goes with the next at once), and a batch holds at most ``max_batch`` rows.
 It waits only when the last batch had more than one row: a lone client's requests go at once.
 With ``workers`` model threads, that many batches are answered at once, each on its own thread: while every
-worker is busy, requests queue for the next batch.
+worker is busy, requests queue for the next batch, and a batch formed while several are idle is shared among
+them (``shares``), rows of like length together.
 A batch is padded to its longest row, so rows of very different lengths go through in a few passes, grouped
 by length (``serving.length_groups``): padding work saved against the cost of one more pass.
 The model runs in worker threads, so the event loop keeps accepting requests while a batch is answered.
@@ -112,6 +113,19 @@ def model_threads(precision: str, cores: int | None = None, workers: int = 1) ->
     return max(1, cores - 1)
 
 
+def shares(lengths: list[int], workers: int) -> list[list[int]]:
+    """The rows of a batch (given by their lengths in tokens) split among ``workers``: as many rows each as can be,
+    rows of like length together, so that each share pads little."""
+    by_length = sorted(range(len(lengths)), key=lengths.__getitem__)
+    size, extra = divmod(len(lengths), workers)
+    found, start = [], 0
+    for worker in range(workers):
+        end = start + size + (worker < extra)
+        found.append(by_length[start:end])
+        start = end
+    return found
+
+
 @dataclass
 class Pending:
     """One request waiting for its batch: its task, its tokenized row, and where its answer goes."""
@@ -187,10 +201,16 @@ class MicroBatcher:
                     stopping = True
                     break
                 batch.append(item)
-            self.last_batch_rows, self.batches = len(batch), self.batches + 1
-            answering = asyncio.create_task(self._answer(batch, self.batches))
-            in_flight.add(answering)
-            answering.add_done_callback(in_flight.discard)
+            self.last_batch_rows = len(batch)
+            workers = 1
+            while workers < len(batch) and not self.free_workers.locked():  # idle workers take a share each
+                await self.free_workers.acquire()
+                workers += 1
+            for share in shares([len(item.row["input_ids"]) for item in batch], workers):
+                self.batches += 1
+                answering = asyncio.create_task(self._answer([batch[index] for index in share], self.batches))
+                in_flight.add(answering)
+                answering.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight)
 
     async def _answer(self, batch: list[Pending], number: int) -> None:
