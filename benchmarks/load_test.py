@@ -13,15 +13,13 @@ requests (a leak climbs all along; an allocator or a cache that fills levels off
 ``results/benchmarks/load_test.json``, with each target met or missed.
 
 With ``--precisions fp32,bf16,int8`` the mixed service runs on each backbone format in turn
-(``serve --precision``, with serve's model threads for that format unless ``--threads`` is given); each
-format's answers are checked against the fp32 answers at its tolerance
+(``serve --precision``, with serve's model workers and threads unless ``--workers`` or ``--threads`` is
+given); each format's answers are checked against the fp32 answers at its tolerance
 (``backbone_precision.REFERENCE_TOLERANCES``), and its throughput at concurrency 32 is set against fp32's.
-The committed runs, repeated (about 20 and 6 minutes on 2 cores)::
+The committed run, repeated (about 20 minutes on 2 cores)::
 
-    python benchmarks/load_test.py --precisions fp32,bf16,int8 --memory-release mmap periodic --repeats 2 \
+    python benchmarks/load_test.py --precisions fp32,bf16,int8 --repeats 2 \
         --output results/benchmarks/load_test_precision_repeats.json
-    python benchmarks/load_test.py --precisions fp32,bf16,int8 --threads 2 --repeats 2 --soak 1000 \
-        --output results/benchmarks/load_test_precision_two_threads.json
 
 With ``--workers 1 2`` each run measures the mixed services with one model worker and with two (each answering
 a batch of its own, the cores shared among them), interleaved; ``loadtest.workers_choice`` says, per format,

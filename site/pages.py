@@ -225,7 +225,7 @@ def memory_release() -> str:
             machine = f"{_machine(found)}, {run['measured_at'][:16]}"
             client = "aiohttp" if "client CPU ms per request" in run["loads"][0] else "httpx"
             soak = f"{run['soak']['growth']:+.1%} ({run['soak']['requests']:,})"
-            rows.append(f"| {run['memory_release']} | {found.get('http', 'asyncio + h11')}, {client} | {mixed:.0f} | "
+            rows.append(f"| {loadtest.setting(run)} | {found.get('http', 'asyncio + h11')}, {client} | {mixed:.0f} | "
                         f"{alone:.0f} | {mixed / alone:.2f} | {soak} | {machine} |")
     return "\n".join(rows) + "\n" + repeated_runs()
 
@@ -238,12 +238,17 @@ def _machine(found: dict) -> str:
 
 
 def _threads(found: dict) -> str:
-    """The threads a benchmark ran with: torch's, or where each backbone format had its own, the model's per format."""
+    """The threads a benchmark ran with: torch's, or where each backbone format had its own, the model's per
+    format (workers x threads each, every layout the runs measured)."""
     if "torch_threads" in found:
         return f"{found['torch_threads']} threads"
     loads = [row for run in found.get("runs", [found]) for row in run["loads"]]
-    per_format = {row["precision"]: row["model threads"] for row in loads if row["service"].startswith("mixed")}
-    return "model threads " + ", ".join(f"{precision} {threads}" for precision, threads in per_format.items())
+    per_format: dict[str, dict[str, None]] = {}  # the layouts of each format, in the order met
+    for row in loads:
+        if row["service"].startswith("mixed"):
+            per_format.setdefault(row["precision"], {})[f"{row.get('model workers', 1)}x{row['model threads']}"] = None
+    return "model workers x threads " + ", ".join(f"{precision} {' or '.join(layouts)}"
+                                                  for precision, layouts in per_format.items())
 
 
 def _spread(name: str, t: dict) -> str:

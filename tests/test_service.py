@@ -18,7 +18,7 @@ from bitfit_edu.core.readout import load_classifier, load_tokenizer
 from bitfit_edu.deploy import loadtest
 from bitfit_edu.deploy.backbone_precision import REFERENCE_TOLERANCES
 from bitfit_edu.deploy.deltas import read_delta
-from bitfit_edu.deploy.service import Settings, create_app, model_threads, shares
+from bitfit_edu.deploy.service import Settings, create_app, model_threads, model_workers, shares
 from bitfit_edu.deploy.serving import MultiTask
 from bitfit_edu.errors import BitFitError
 from bitfit_edu.experiments.runs import RunConfig
@@ -91,7 +91,8 @@ def test_a_low_precision_service_answers_each_task_within_its_formats_tolerance(
             gap = (torch.tensor(found.json()["logits"]) - expected).abs().max()
             assert gap <= REFERENCE_TOLERANCES[precision]
         health = low.get("/healthz").json()
-        assert health["precision"] == precision and health["model_threads"] == model_threads(precision)
+        assert health["precision"] == precision and health["model_workers"] == model_workers()
+        assert health["model_threads"] == model_threads(precision, workers=model_workers())
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
@@ -154,7 +155,11 @@ def test_a_switching_service_has_one_worker(deltas):
         create_app(Settings(deltas, switching=True, workers=2))
 
 
-def test_a_low_precision_backbone_leaves_one_core_to_the_server():
+def test_two_workers_by_default_where_there_are_two_cores():
+    assert [model_workers(cores) for cores in (1, 2, 16)] == [1, 2, 2]
+
+
+def test_one_worker_on_a_low_precision_backbone_leaves_one_core_to_the_server():
     assert [model_threads("fp32", cores) for cores in (1, 2, 16)] == [1, 2, 16]
     assert [model_threads(precision, cores) for precision in ("bf16", "int8") for cores in (1, 2, 16)] == [
         1, 1, 15, 1, 1, 15]

@@ -96,10 +96,19 @@ class Settings:
     max_queue: int = 1024  # requests waiting for a batch; past it a request gets 503 and Retry-After
     call_cost_tokens: int = 40  # one forward pass costs about the work of 40 tokens (classroom model, CPU)
     switching: bool = False  # answer one request at a time with a task switch (the baseline of a load test)
-    threads: int | None = None  # each model worker's torch threads; None: model_threads(precision), in create_app
-    workers: int | None = None  # model threads answering a batch each at the same time; None: model_workers(...)
+    threads: int | None = None  # each model worker's torch threads; None: model_threads(...), in create_app
+    workers: int | None = None  # model threads answering a batch each at the same time; None: model_workers()
     memory_release: str = DEFAULT_MEMORY_RELEASE  # how freed activations go back to the system (MEMORY_RELEASE)
     precision: str = "fp32"  # the backbone's matrix products: fp32, bf16 or int8 (serve resolves its --precision)
+
+
+def model_workers(cores: int | None = None) -> int:
+    """Model workers by default: two where there are two cores or more (default: torch's threads), whatever the
+    backbone's format. Each answers a batch of its own on its share of the cores, so the server's work on one
+    core stalls one batch, not both, and 32 requests in flight were answered about a quarter faster than by one
+    worker on every core, for a lone client about as fast (``results/benchmarks/load_test_workers.json``,
+    decided by ``loadtest.workers_choice``)."""
+    return min(2, cores or torch.get_num_threads())
 
 
 def model_threads(precision: str, cores: int | None = None, workers: int = 1) -> int:
@@ -142,7 +151,7 @@ class MicroBatcher:
 
     last_batch_rows = 0  # a batch waits for company only when the last one had some
     batches = 0  # answered so far
-    model_seconds = 0.0  # spent answering them in the model thread: the rest of a request's time is the server's
+    model_seconds = 0.0  # spent answering them, summed over the workers: the rest of their time was the server's
 
     def __init__(self, server: MultiTask, settings: Settings):
         self.server, self.settings = server, settings
@@ -358,7 +367,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.switching and settings.workers not in (None, 1):  # a task switch changes the one shared model
         raise BitFitError("--switching answers one request at a time: give --workers 1 or leave it out")
     if settings.workers is None:
-        settings = replace(settings, workers=1)
+        settings = replace(settings, workers=1 if settings.switching else model_workers())
     if settings.threads is None:  # counted here, in the caller's thread, whose torch threads no model thread changed
         settings = replace(settings, threads=model_threads(settings.precision, workers=settings.workers))
     state: dict[str, MicroBatcher] = {}
@@ -436,12 +445,12 @@ def run_service(settings: Settings, host: str, port: int, precision_asked: str =
         give_large_blocks_own_pages()
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    threads = app.state.settings.threads
+    threads, workers = app.state.settings.threads, app.state.settings.workers
     chosen = ""
     if precision_asked == "auto":
         chosen = f" (auto: {'this CPU has' if settings.precision == 'bf16' else 'no'} bf16 kernels here)"
     print(f"serving the deltas of {settings.deltas} on http://{host}:{port}, {settings.precision} backbone"
-          f"{chosen}, {threads} model thread{'s' * (threads > 1)} "
+          f"{chosen}, {workers} model worker{'s' * (workers > 1)} of {threads} thread{'s' * (threads > 1)} "
           "(POST /v1/predict, GET /v1/tasks); SIGTERM or Ctrl-C stops it after the requests in flight", flush=True)
     status = 0
     try:
