@@ -257,7 +257,7 @@ def test_requests_that_queued_while_a_batch_ran_go_together_at_once(workers, row
         loop = asyncio.get_running_loop()
         batcher = MicroBatcher.__new__(MicroBatcher)  # the batching loop alone: no model
         batcher.settings = Settings(deltas=None, max_wait_ms=2000, memory_release="glibc", workers=workers)
-        batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=workers)
+        batcher.queue, batcher.model_pool = asyncio.Queue(), ThreadPoolExecutor(max_workers=workers)
         batcher.free_workers = asyncio.Semaphore(workers)
         batcher.answer = lambda batch: [{"rows": len(batch)} for _ in batch]
         futures = [loop.create_future() for _ in range(4)]
@@ -294,7 +294,7 @@ def test_a_batch_waits_for_company_only_when_the_last_batch_had_some():
     async def waits() -> list[float]:
         batcher = MicroBatcher.__new__(MicroBatcher)  # the batching loop alone: no model
         batcher.settings = Settings(deltas=None, max_wait_ms=1500, max_batch=3, memory_release="glibc", workers=1)
-        batcher.queue, batcher.model_thread = asyncio.Queue(), ThreadPoolExecutor(max_workers=1)
+        batcher.queue, batcher.model_pool = asyncio.Queue(), ThreadPoolExecutor(max_workers=1)
         batcher.free_workers = asyncio.Semaphore(1)
         batcher.answer = lambda batch: [{} for _ in batch]
         worker = asyncio.create_task(batcher.run())

@@ -158,8 +158,8 @@ class MicroBatcher:
         self.tokenizer = load_tokenizer(next(iter(server.tasks.values())).manifest.model)
         self.collate = DataCollatorWithPadding(self.tokenizer)
         self.queue: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self.model_thread = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bitfit-model",
-                                               initializer=torch.set_num_threads, initargs=(settings.threads,))
+        self.model_pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bitfit-model",
+                                             initializer=torch.set_num_threads, initargs=(settings.threads,))
         self.free_workers = asyncio.Semaphore(settings.workers)  # a batch takes one; adding deltas takes them all
         self.answered = 0
         self.counting = threading.Lock()  # the workers add to the counts
@@ -226,7 +226,7 @@ class MicroBatcher:
         """Answer one batch in a free worker, then give the worker back."""
         loop = asyncio.get_running_loop()
         try:
-            answers = await loop.run_in_executor(self.model_thread, self.answer, batch)
+            answers = await loop.run_in_executor(self.model_pool, self.answer, batch)
         except Exception as error:  # a fault in the model: each waiting request hears of it, the loop goes on
             for item in batch:
                 item.future.set_exception(error)
@@ -236,14 +236,14 @@ class MicroBatcher:
         for item, answer in zip(batch, answers, strict=True):
             item.future.set_result(answer)
         if trims_after(number, self.settings.memory_release):  # while the answers go out
-            loop.run_in_executor(self.model_thread, return_freed_memory)
+            loop.run_in_executor(self.model_pool, return_freed_memory)
 
     async def alone(self, work: Callable[[], T]) -> T:
-        """``work`` in a model thread while no batch is being answered (it takes every worker's turn)."""
+        """``work`` in a model worker while no batch is being answered (it takes every worker's turn)."""
         for _ in range(self.settings.workers):
             await self.free_workers.acquire()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.model_thread, work)
+            return await asyncio.get_running_loop().run_in_executor(self.model_pool, work)
         finally:
             for _ in range(self.settings.workers):
                 self.free_workers.release()
@@ -264,7 +264,7 @@ class MicroBatcher:
 
     @torch.no_grad()
     def answer(self, batch: list[Pending]) -> list[dict]:
-        """The answers of one mixed batch (in the model thread); with ``switching``, of each request alone,
+        """The answers of one mixed batch (in a model worker); with ``switching``, of each request alone,
         its task switched in."""
         started = time.perf_counter()
         if self.settings.switching:
@@ -382,7 +382,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         await batcher.queue.put(None)  # after uvicorn has let the requests in flight finish
         await worker
-        batcher.model_thread.shutdown(wait=True)
+        batcher.model_pool.shutdown(wait=True)
 
     app = FastAPI(title="bitfit_edu: one backbone, many tasks", lifespan=lifespan)
 
