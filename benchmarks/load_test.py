@@ -130,8 +130,8 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=32, help="distinct SST-2 sentences drawn from")
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency and service")
     parser.add_argument("--soak", type=int, default=10000, help="requests of the memory check")
-    parser.add_argument("--threads", type=int, help="the service's model threads, every service (default: serve's, "
-                                                    "which depends on the backbone's format)")
+    parser.add_argument("--threads", type=int, help="each model worker's threads, every service (default: serve's: "
+                                                    "the cores shared among the workers)")
     parser.add_argument("--workers", type=int, nargs="+", default=[None],
                         help="the mixed services' model workers (default: serve's); several are measured in turn")
     parser.add_argument("--memory-release", choices=MEMORY_RELEASE, nargs="+", default=[DEFAULT_MEMORY_RELEASE],
