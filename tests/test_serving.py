@@ -155,6 +155,25 @@ def test_a_server_refuses_a_tampered_delta_and_stays_as_it_was(deltas, tiny_mode
         server.add(tampered, name="tampered")
     assert list(server.tasks) == ["rte"] and server.current == "rte"
     assert all(torch.equal(before[n], p) for n, p in server.model.named_parameters())
+    assert server.add(paths["sst2"]) == "sst2" and server.delta("sst2").row == 1  # the refused row, reused
+
+
+def test_added_tasks_appear_together_once_checked_in_a_new_dict(deltas, tiny_model_dir, monkeypatch):
+    """The service reads ``tasks`` in its event loop while a scan adds deltas in a model worker: the reader
+    must never meet a task whose checks are running, nor a dict that changes under it."""
+    readout, paths = deltas
+    server = served(tiny_model_dir, readout, {"rte": paths["rte"]})
+    held, seen = server.tasks, []
+    check = MultiTask._check_references
+
+    def watched(self, checking, *args, **kwargs):
+        seen.append((sorted(self.tasks), sorted(checking)))
+        return check(self, checking, *args, **kwargs)
+
+    monkeypatch.setattr(MultiTask, "_check_references", watched)
+    assert server.add_many([paths["sst2"], paths["stsb"]]) == ["sst2", "stsb"]
+    assert seen == [(["rte"], ["sst2", "stsb"])] and list(held) == ["rte"]
+    assert list(server.tasks) == ["rte", "sst2", "stsb"]
 
 
 def test_many_derived_tasks_each_row_its_own_task_match_their_own_models(deltas, tiny_model_dir, tmp_path):

@@ -168,14 +168,14 @@ class MultiTask:
         capacity, most_labels = self.head_biases.shape
         if rows <= capacity and labels <= most_labels:
             return
+        held = capacity  # every row, those of deltas still being checked included
         capacity = max(capacity, math.ceil(rows * growth)) if rows > capacity else capacity
-        used = len(self.tasks)
         grown = torch.empty(capacity, self.bias_rows.shape[1])
-        grown[:used] = self.bias_rows[:used]
+        grown[:held] = self.bias_rows
         self.bias_rows = grown
         weights = torch.zeros(capacity, max(labels, most_labels), self.head_weights.shape[2])
         biases = torch.zeros(capacity, max(labels, most_labels))
-        weights[:used, :most_labels], biases[:used, :most_labels] = self.head_weights[:used], self.head_biases[:used]
+        weights[:held, :most_labels], biases[:held, :most_labels] = self.head_weights, self.head_biases
         self.head_weights, self.head_biases = weights, biases
         self._point_sites_at_tables()
 
@@ -187,28 +187,28 @@ class MultiTask:
         """Load the deltas at ``paths`` as tasks ``names`` (default: each its task), each checked: its digest,
         finite values, its fit to this backbone, and the reference logits the backbone with it must give
         (``REFERENCE_TOLERANCES``, per backbone format), all deltas' references answered together in mixed
-        batches. On any error none of them is added, and the server and its model are left as they were."""
+        batches. On any error none of them is added, and the server and its model are left as they were.
+        ``tasks`` gains them all at once, as a new dict, once every check has passed: a service reading it
+        meanwhile (another thread) never sees a task half added, nor the dict change under it."""
         names = list(names) if names is not None else [None] * len(paths)
         # one copy, not one per growth; many deltas at once (a folder) get exactly their rows, one gets slack
         self._make_room(len(self.tasks) + len(paths), self.head_biases.shape[1], GROWTH if len(paths) == 1 else 1.0)
-        added = []
+        checking: dict[str, TaskDelta] = {}  # their rows follow the loaded tasks'; a failed add leaves them unused
         try:
             for path, name in zip(paths, names, strict=True):
-                added.append(self._fill(path, name))
-            self._check_references(added)
-        except BitFitError:
-            for name in added:
-                del self.tasks[name]  # their rows are the last; the next deltas added overwrite them
-            raise
+                self._fill(path, name, checking)
+            self._check_references(checking)
         finally:
             return_freed_memory()  # the files' tensors, copied into the tables, are freed in many small pieces
-        return added
+        self.tasks = {**self.tasks, **checking}
+        return list(checking)
 
-    def _fill(self, path: str | Path, name: str | None) -> str:
-        """Read and check one delta and write its biases and head into the next row of the tables."""
+    def _fill(self, path: str | Path, name: str | None, checking: dict[str, TaskDelta]) -> None:
+        """Read and check one delta, write its biases and head into the next free row of the tables and
+        name it in ``checking``."""
         manifest, tensors = read_delta(path)
         name = name or manifest.task
-        if name in self.tasks:
+        if name in self.tasks or name in checking:
             raise BitFitError(f"a task named {name!r} is loaded already: give the delta {path} another name")
         head_prefix = "classifier."
         biases = {n: t for n, t in tensors.items() if not n.startswith(head_prefix)}
@@ -217,24 +217,23 @@ class MultiTask:
         if set(head) != {"weight", "bias"} or head["weight"].shape[1:] != self.head_weights.shape[2:]:
             raise BitFitError(f"{path}: its head is not a linear map from this backbone's "
                               f"{self.head_weights.shape[2]}-wide sentence vectors")
-        row, labels = len(self.tasks), len(head["bias"])
+        row, labels = len(self.tasks) + len(checking), len(head["bias"])
         self._make_room(row + 1, labels)
         self.bias_rows[row] = torch.cat([biases.get(name, self.pretrained[name]) for name in self.bias_names])
         self.head_weights[row].zero_()
         self.head_biases[row].zero_()
         self.head_weights[row, :labels], self.head_biases[row, :labels] = head["weight"], head["bias"]
-        self.tasks[name] = TaskDelta(manifest, row, str(path))
-        return name
+        checking[name] = TaskDelta(manifest, row, str(path))
 
     @torch.no_grad()
-    def _check_references(self, names: list[str], rows_per_batch: int = 64) -> None:
+    def _check_references(self, checking: dict[str, TaskDelta], rows_per_batch: int = 64) -> None:
         """Each task's reference inputs, answered in mixed batches, must give its reference logits: every
         reference row of a first-format delta, the shortest row of one whose digest has vouched for its manifest
         and tensors (that row still checks the backbone and the file's own consistency, at a fraction of the cost).
         Rows are batched by length, so that little of each batch is padding."""
         rows = []
-        for name in names:
-            manifest = self.tasks[name].manifest
+        for name, delta in checking.items():
+            manifest = delta.manifest
             pairs = sorted(zip(_reference_rows(manifest.reference.inputs), manifest.reference.logits, strict=True),
                            key=lambda pair: len(pair[0]["input_ids"]))
             rows += [(name, inputs, logits) for inputs, logits in pairs[:1 if manifest.vouched else None]]
@@ -242,11 +241,11 @@ class MultiTask:
         for start in range(0, len(rows), rows_per_batch):
             chunk = rows[start:start + rows_per_batch]
             batch = _padded([inputs for _, inputs, _ in chunk])
-            answered = self.mixed_logits(batch, [name for name, _, _ in chunk])
+            answered = self._logits_of_rows(batch, [checking[name] for name, _, _ in chunk])
             for (name, _, expected), found in zip(chunk, answered, strict=True):
                 gap = float((found - torch.tensor(expected)).abs().max())
                 if not gap <= self.tolerance:
-                    raise BitFitError(f"{self.tasks[name].source}: the backbone with this delta gives logits "
+                    raise BitFitError(f"{checking[name].source}: the backbone with this delta gives logits "
                                       f"{gap:.3g} away from those the fine-tuned model gave (at most "
                                       f"{self.tolerance:g} allowed in {self.precision}): the delta was altered or "
                                       "does not belong to this backbone. Save it again from its run")
@@ -277,10 +276,6 @@ class MultiTask:
             raise BitFitError("no task is switched in: call switch(task) first")
         return torch.cat([self.model(**rows_of(batch, part)).logits for part in parts(batch)])
 
-    def task_rows(self, tasks: list[str]) -> torch.Tensor:
-        """The table row of each task name, as an index tensor."""
-        return torch.tensor([self.delta(task).row for task in tasks])
-
     @torch.no_grad()
     def mixed_logits(self, batch: dict[str, torch.Tensor], tasks: list[str]) -> list[torch.Tensor]:
         """Logits of each row for its own task (``tasks[i]`` for row i), in one forward pass of the
@@ -290,7 +285,11 @@ class MultiTask:
         if len(tasks) != len(batch["input_ids"]):
             raise BitFitError(f"{len(tasks)} task names for a batch of {len(batch['input_ids'])} rows: "
                               "give one per row")
-        index = self.task_rows(tasks)
+        return self._logits_of_rows(batch, [self.delta(task) for task in tasks])
+
+    def _logits_of_rows(self, batch: dict[str, torch.Tensor], deltas: list[TaskDelta]) -> list[torch.Tensor]:
+        """``mixed_logits`` for the deltas whose table rows answer each row."""
+        index = torch.tensor([delta.row for delta in deltas])
         found = []
         try:
             for part in parts(batch):
@@ -301,7 +300,7 @@ class MultiTask:
         features = torch.cat(found)
         logits = torch.baddbmm(self.head_biases[index].unsqueeze(2), self.head_weights[index],
                                features.unsqueeze(2)).squeeze(2)
-        labels = [self.tasks[task].manifest.num_labels for task in tasks]
+        labels = [delta.manifest.num_labels for delta in deltas]
         return [row[:count] for row, count in zip(logits, labels, strict=True)]
 
     def delta(self, task: str) -> TaskDelta:
