@@ -1,4 +1,4 @@
-"""The service under load: 64 tasks, concurrency 1, 8 and 32, against one request at a time with a task switch.
+r"""The service under load: 64 tasks, concurrency 1, 8 and 32, against one request at a time with a task switch.
 
     python benchmarks/load_test.py          # a few minutes on 2 cores; run it on a quiet machine
 
@@ -16,9 +16,9 @@ With ``--precisions fp32,bf16,int8`` the mixed service runs on each backbone for
 (``serve --precision``, with serve's model workers and threads unless ``--workers`` or ``--threads`` is
 given); each format's answers are checked against the fp32 answers at its tolerance
 (``backbone_precision.REFERENCE_TOLERANCES``), and its throughput at concurrency 32 is set against fp32's.
-The committed run, repeated (about 20 minutes on 2 cores)::
+The committed run, repeated four times (about 40 minutes on 2 cores)::
 
-    python benchmarks/load_test.py --precisions fp32,bf16,int8 --repeats 2 \
+    python benchmarks/load_test.py --precisions fp32,bf16,int8 --repeats 4 \
         --output results/benchmarks/load_test_precision_repeats.json
 
 With ``--workers 1 2`` each run measures the mixed services with one model worker and with two (each answering

@@ -1,4 +1,4 @@
-"""Mixed-task batches at 1 to 1,024 tasks: BitFit's gathered biases against peft's LoRA, on the same rows.
+r"""Mixed-task batches at 1 to 1,024 tasks: BitFit's gathered biases against peft's LoRA, on the same rows.
 
     python benchmarks/multitask.py            # a few minutes on 2 cores; run it on a quiet machine
 
