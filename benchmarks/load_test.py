@@ -16,7 +16,7 @@ With ``--precisions fp32,bf16,int8`` the mixed service runs on each backbone for
 (``serve --precision``, with serve's model workers and threads unless ``--workers`` or ``--threads`` is
 given); each format's answers are checked against the fp32 answers at its tolerance
 (``backbone_precision.REFERENCE_TOLERANCES``), and its throughput at concurrency 32 is set against fp32's.
-The committed run, repeated four times (about 40 minutes on 2 cores)::
+The committed run, repeated four times (about 25 minutes on 2 cores: 5 to 6 a run)::
 
     python benchmarks/load_test.py --precisions fp32,bf16,int8 --repeats 4 \
         --output results/benchmarks/load_test_precision_repeats.json

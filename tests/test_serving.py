@@ -103,6 +103,8 @@ def test_serving_mistakes_get_clear_errors(deltas, tiny_model_dir):
     server = served(tiny_model_dir, readout, paths)
     with pytest.raises(BitFitError, match="a task named 'rte' is loaded already"):
         server.add(paths["rte"])
+    with pytest.raises(BitFitError, match="a task named 'twin' comes twice among the deltas added"):
+        server.add_many([paths["sst2"], paths["sst2"]], ["twin", "twin"])
     with pytest.raises(BitFitError, match="no task 'cola' loaded; loaded: rte, stsb, sst2"):
         server.switch("cola")
     with pytest.raises(BitFitError, match="2 task names for a batch of 6 rows"):

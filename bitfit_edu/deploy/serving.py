@@ -209,7 +209,8 @@ class MultiTask:
         manifest, tensors = read_delta(path)
         name = name or manifest.task
         if name in self.tasks or name in checking:
-            raise BitFitError(f"a task named {name!r} is loaded already: give the delta {path} another name")
+            where = "is loaded already" if name in self.tasks else "comes twice among the deltas added"
+            raise BitFitError(f"a task named {name!r} {where}: give the delta {path} another name")
         head_prefix = "classifier."
         biases = {n: t for n, t in tensors.items() if not n.startswith(head_prefix)}
         check_fits(self.model, manifest, biases, str(path), self.digest, self.shapes)
